@@ -1,0 +1,431 @@
+"""Contenders for the multi-start Gabor fitting benchmark.
+
+Each contender fits the same workload -- ``I`` independent Adam runs of the
+Gabor model over ``N`` points for ``T`` steps -- and is what ``fitjax`` is
+measured against:
+
+* ``expert_optax``: hand-written optax + ``jax.vmap`` + ``lax.scan`` in one
+  ``jax.jit`` (the expert baseline).
+* ``optax_loop``: a Python loop over starts, one jitted optax step per call.
+* ``torch_batched_eager`` / ``torch_batched_compiled``: PyTorch with the
+  starts as a batch dimension and ``torch.optim.Adam``.
+* ``numpy_vectorised``: NumPy Adam over all starts with the analytic gradient.
+
+Model and loss::
+
+    u = phi0 + 0.06 * phi1 * x
+    f(phi, x) = sin(u) * exp(-u**2 / 8)
+    loss(phi) = sum_n (f(phi, x_n) - y_n) ** 2
+
+Every contender takes ``starts`` (float32, shape ``(I, 2)``), ``x`` and ``y``
+(float32, shape ``(N,)``) and ``steps`` and returns a ``ContenderResult``
+holding the final parameters ``(I, 2)``, the loss at those parameters ``(I,)``
+and the compile / warm-up time separately from the run time. Nothing here
+assumes a CPU: JAX uses its default device and PyTorch uses CUDA when it is
+available.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+# --- Workload definition -----------------------------------------------------
+
+U_SCALE = 0.06
+"""Scale of ``phi1 * x`` inside the Gabor argument."""
+
+X_RANGE = (-15.0, 15.0)
+PHI0_RANGE = (-10.0, 10.0)
+PHI1_RANGE = (2.5, 22.5)
+PHI_TRUE = (1.0, 12.0)
+NOISE_STD = 0.01
+
+
+@dataclass(frozen=True)
+class AdamConfig:
+    """Adam hyper-parameters shared by every contender."""
+
+    lr: float = 0.05
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+
+
+ADAM = AdamConfig()
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmark workload: data, starting points and step count."""
+
+    starts: np.ndarray  # (I, 2) float32
+    x: np.ndarray  # (N,) float32
+    y: np.ndarray  # (N,) float32
+    steps: int
+
+    @property
+    def runs(self) -> int:
+        return int(self.starts.shape[0])
+
+    @property
+    def points(self) -> int:
+        return int(self.x.shape[0])
+
+
+def gabor_numpy(phi: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gabor model for parameters ``phi`` of shape ``(..., 2)``; broadcasts over ``x``."""
+    u = phi[..., 0:1] + np.float32(U_SCALE) * phi[..., 1:2] * x
+    return np.sin(u) * np.exp(-u * u / np.float32(8.0))
+
+
+def make_workload(runs: int, points: int, steps: int, seed: int = 0) -> Workload:
+    """Synthetic data and uniformly drawn starts, all float32 and seeded."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(*X_RANGE, size=points).astype(np.float32)
+    phi_true = np.asarray(PHI_TRUE, dtype=np.float32)
+    noise = rng.normal(0.0, NOISE_STD, size=points).astype(np.float32)
+    y = (gabor_numpy(phi_true, x) + noise).astype(np.float32)
+    starts = np.stack(
+        [rng.uniform(*PHI0_RANGE, size=runs), rng.uniform(*PHI1_RANGE, size=runs)],
+        axis=1,
+    ).astype(np.float32)
+    return Workload(starts=starts, x=x, y=y, steps=steps)
+
+
+def floor_seconds(
+    runs: int, points: int, steps: int, flops_per_point: float = 70, tflops: float = 50
+) -> float:
+    """Compute floor: seconds for ``runs * points * steps`` model+gradient
+    evaluations of ``flops_per_point`` FLOPs each at ``tflops`` TFLOP/s."""
+    return runs * points * steps * flops_per_point / (tflops * 1e12)
+
+
+# --- Results -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContenderResult:
+    """Outcome of one contender on one workload.
+
+    ``params`` / ``losses`` cover the first ``starts_run`` starts; they are
+    ``None`` (as are the timings) when the contender was skipped, with the
+    reason in ``skip_reason``. ``run_s`` is the time for all starts; when only
+    a subset was run it is extrapolated from ``measured_run_s`` and ``note``
+    says so.
+    """
+
+    name: str
+    params: np.ndarray | None
+    losses: np.ndarray | None
+    compile_s: float | None
+    run_s: float | None
+    measured_run_s: float | None = None
+    starts_run: int | None = None
+    note: str = ""
+    skip_reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.skip_reason is None
+
+    @staticmethod
+    def skipped(name: str, reason: str) -> ContenderResult:
+        return ContenderResult(name, None, None, None, None, skip_reason=reason)
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """Run ``fn`` and return its result and the wall-clock seconds it took.
+
+    ``fn`` must block on its own results (``block_until_ready`` / device sync).
+    """
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+# --- JAX contenders ----------------------------------------------------------
+
+
+def gabor_jax(phi: jax.Array, x: jax.Array) -> jax.Array:
+    """Gabor model for one parameter vector ``phi`` of shape ``(2,)``."""
+    u = phi[0] + U_SCALE * phi[1] * x
+    return jnp.sin(u) * jnp.exp(-u * u / 8.0)
+
+
+def loss_jax(phi: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+    """Sum-of-squares loss of one run."""
+    r = gabor_jax(phi, x) - y
+    return jnp.sum(r * r)
+
+
+def _adam_optax() -> optax.GradientTransformation:
+    return optax.adam(ADAM.lr, b1=ADAM.b1, b2=ADAM.b2, eps=ADAM.eps)
+
+
+def _optax_step(
+    phi: jax.Array, opt_state: optax.OptState, x: jax.Array, y: jax.Array
+) -> tuple[jax.Array, optax.OptState]:
+    """One Adam step on one run."""
+    grad = jax.grad(loss_jax)(phi, x, y)
+    updates, opt_state = _adam_optax().update(grad, opt_state, phi)
+    return optax.apply_updates(phi, updates), opt_state
+
+
+def _fit_one_scan(
+    phi: jax.Array, x: jax.Array, y: jax.Array, steps: int
+) -> tuple[jax.Array, jax.Array]:
+    """``steps`` Adam steps on one run with ``lax.scan``; returns (phi, loss)."""
+
+    def body(carry, _):
+        return _optax_step(*carry, x, y), None
+
+    (phi, _), _ = jax.lax.scan(body, (phi, _adam_optax().init(phi)), None, length=steps)
+    return phi, loss_jax(phi, x, y)
+
+
+def expert_optax(
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int
+) -> ContenderResult:
+    """Expert baseline: vmap over starts of a scanned optax loop, one jit.
+
+    ``compile_s`` is lower + compile; ``run_s`` is the second call of the
+    compiled function (the first call is an untimed warm-up).
+    """
+    fit = jax.jit(jax.vmap(_fit_one_scan, in_axes=(0, None, None, None)), static_argnums=3)
+    args = jax.device_put((starts, x, y))
+    compiled, compile_s = _timed(lambda: fit.lower(*args, steps).compile())
+    jax.block_until_ready(compiled(*args))
+    (params, losses), run_s = _timed(lambda: jax.block_until_ready(compiled(*args)))
+    return ContenderResult(
+        "expert_optax",
+        np.asarray(params),
+        np.asarray(losses),
+        compile_s,
+        run_s,
+        measured_run_s=run_s,
+        starts_run=len(starts),
+    )
+
+
+def optax_loop(
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, max_starts: int = 4
+) -> ContenderResult:
+    """Python loop over starts; each start calls a jitted optax step ``steps`` times.
+
+    Only the first ``max_starts`` starts are run; ``run_s`` is the measured
+    time per start times the total number of starts.
+    """
+    step = jax.jit(_optax_step)
+    loss = jax.jit(loss_jax)
+    opt = _adam_optax()
+    x_d, y_d = jax.device_put((x, y))
+
+    def fit_one(phi0: np.ndarray) -> tuple[jax.Array, jax.Array]:
+        phi = jax.device_put(phi0)
+        opt_state = opt.init(phi)
+        for _ in range(steps):
+            phi, opt_state = step(phi, opt_state, x_d, y_d)
+        return jax.block_until_ready((phi, loss(phi, x_d, y_d)))
+
+    def warm_up() -> None:
+        phi = jax.device_put(starts[0])
+        jax.block_until_ready(loss(step(phi, opt.init(phi), x_d, y_d)[0], x_d, y_d))
+
+    _, compile_s = _timed(warm_up)
+    subset = starts[:max_starts]
+    fitted, measured_s = _timed(lambda: [fit_one(phi0) for phi0 in subset])
+    params = np.stack([np.asarray(p) for p, _ in fitted])
+    losses = np.stack([np.asarray(v) for _, v in fitted])
+    extrapolated = len(subset) < len(starts)
+    run_s = measured_s * len(starts) / len(subset)
+    note = f"run_s extrapolated from {len(subset)} of {len(starts)} starts" if extrapolated else ""
+    return ContenderResult(
+        "optax_loop",
+        params,
+        losses,
+        compile_s,
+        run_s,
+        measured_run_s=measured_s,
+        starts_run=len(subset),
+        note=note,
+    )
+
+
+# --- PyTorch contenders ------------------------------------------------------
+
+
+def _import_torch() -> tuple[Any, str | None]:
+    """Return ``(torch, None)``, or ``(None, reason)`` when it is not importable."""
+    try:
+        import torch
+    except Exception as exc:  # ImportError, or a broken install
+        return None, f"torch not importable: {type(exc).__name__}: {exc}"
+    return torch, None
+
+
+def _torch_fit(
+    name: str,
+    starts: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    steps: int,
+    compile_model: bool,
+    warmup_steps: int = 3,
+) -> ContenderResult:
+    """Batched PyTorch Adam over all starts; the parameter tensor is ``(I, 2)``.
+
+    The total loss is the sum of the per-run losses, so each run's gradient
+    and Adam update are exactly those of an independent per-run Adam. A few
+    warm-up steps (which trigger ``torch.compile`` when ``compile_model``) are
+    timed as ``compile_s``; then parameters and Adam state are reset and
+    ``steps`` steps are timed as ``run_s``.
+    """
+    torch, reason = _import_torch()
+    if torch is None:
+        return ContenderResult.skipped(name, reason)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    x_t = torch.as_tensor(x, device=device)
+    y_t = torch.as_tensor(y, device=device)
+    start_t = torch.as_tensor(starts, device=device)
+    params = start_t.clone().requires_grad_(True)
+    opt = torch.optim.Adam([params], lr=ADAM.lr, betas=(ADAM.b1, ADAM.b2), eps=ADAM.eps)
+
+    def per_run_loss(phi):
+        u = phi[:, 0:1] + U_SCALE * phi[:, 1:2] * x_t
+        r = torch.sin(u) * torch.exp(-u * u / 8.0) - y_t
+        return (r * r).sum(dim=1)
+
+    def opt_step() -> None:
+        opt.step()
+
+    loss_fn, step_fn = per_run_loss, opt_step
+    if compile_model:
+        loss_fn, step_fn = torch.compile(per_run_loss), torch.compile(opt_step)
+
+    def train(n: int) -> None:
+        for _ in range(n):
+            opt.zero_grad(set_to_none=False)
+            loss_fn(params).sum().backward()
+            step_fn()
+        sync()
+
+    def reset() -> None:
+        with torch.no_grad():
+            params.copy_(start_t)
+            params.grad.zero_()
+            for state in opt.state.values():
+                for value in state.values():
+                    value.zero_()  # step counter and both moments
+
+    try:
+        _, compile_s = _timed(lambda: train(warmup_steps))
+        reset()
+        _, run_s = _timed(lambda: train(steps))
+        with torch.no_grad():
+            losses = per_run_loss(params)
+    except Exception as exc:  # torch.compile / inductor failures surface here
+        return ContenderResult.skipped(name, f"{type(exc).__name__}: {exc}".splitlines()[0])
+    return ContenderResult(
+        name,
+        params.detach().cpu().numpy(),
+        losses.cpu().numpy(),
+        compile_s,
+        run_s,
+        measured_run_s=run_s,
+        starts_run=len(starts),
+        note=f"device={device.type}" + (f", {warmup_steps} warm-up steps" if warmup_steps else ""),
+    )
+
+
+def torch_batched_eager(
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int
+) -> ContenderResult:
+    """PyTorch eager, starts as a batch dimension, ``torch.optim.Adam``."""
+    return _torch_fit("torch_batched_eager", starts, x, y, steps, compile_model=False)
+
+
+def torch_batched_compiled(
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int
+) -> ContenderResult:
+    """As ``torch_batched_eager`` with the loss and the Adam step ``torch.compile``d."""
+    return _torch_fit("torch_batched_compiled", starts, x, y, steps, compile_model=True)
+
+
+# --- NumPy contender ---------------------------------------------------------
+
+
+def gabor_loss_and_grad_numpy(
+    phi: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-run loss ``(I,)`` and analytic gradient ``(I, 2)`` for ``phi`` ``(I, 2)``.
+
+    ``df/du = exp(-u**2/8) * (cos(u) - u/4 * sin(u))``, ``du/dphi0 = 1`` and
+    ``du/dphi1 = 0.06 * x``.
+    """
+    u = phi[:, 0:1] + np.float32(U_SCALE) * phi[:, 1:2] * x
+    envelope = np.exp(-u * u / np.float32(8.0))
+    sin_u = np.sin(u)
+    r = sin_u * envelope - y
+    dl_du = np.float32(2.0) * r * envelope * (np.cos(u) - np.float32(0.25) * u * sin_u)
+    grad = np.stack([dl_du.sum(axis=1), np.float32(U_SCALE) * (dl_du @ x)], axis=1)
+    return (r * r).sum(axis=1), grad
+
+
+def numpy_vectorised(
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int
+) -> ContenderResult:
+    """Vectorised float32 NumPy Adam over all starts (optax's update order).
+
+    There is nothing to compile; ``compile_s`` is one untimed-in-``run_s``
+    loss+gradient evaluation (a warm-up).
+    """
+    lr, b1, b2, eps = (np.float32(v) for v in (ADAM.lr, ADAM.b1, ADAM.b2, ADAM.eps))
+    one = np.float32(1.0)
+
+    def fit() -> tuple[np.ndarray, np.ndarray]:
+        phi = starts.astype(np.float32, copy=True)
+        mu = np.zeros_like(phi)
+        nu = np.zeros_like(phi)
+        for t in range(1, steps + 1):
+            _, g = gabor_loss_and_grad_numpy(phi, x, y)
+            mu = b1 * mu + (one - b1) * g
+            nu = b2 * nu + (one - b2) * g * g
+            mu_hat = mu / (one - b1 ** np.float32(t))
+            nu_hat = nu / (one - b2 ** np.float32(t))
+            phi = phi - lr * mu_hat / (np.sqrt(nu_hat) + eps)
+        return phi, gabor_loss_and_grad_numpy(phi, x, y)[0]
+
+    _, compile_s = _timed(lambda: gabor_loss_and_grad_numpy(starts, x, y))
+    (params, losses), run_s = _timed(fit)
+    return ContenderResult(
+        "numpy_vectorised",
+        params,
+        losses,
+        compile_s,
+        run_s,
+        measured_run_s=run_s,
+        starts_run=len(starts),
+    )
+
+
+CONTENDERS: dict[str, Callable[..., ContenderResult]] = {
+    "expert_optax": expert_optax,
+    "optax_loop": optax_loop,
+    "torch_batched_eager": torch_batched_eager,
+    "torch_batched_compiled": torch_batched_compiled,
+    "numpy_vectorised": numpy_vectorised,
+}
+"""All contenders by name; ``expert_optax`` is the reference."""

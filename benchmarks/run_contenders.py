@@ -1,0 +1,217 @@
+"""Run the Gabor multi-start contenders, check they agree, and tabulate speed.
+
+Usage (from the repository root)::
+
+    python benchmarks/run_contenders.py --quick --json contenders.json
+    python benchmarks/run_contenders.py --runs 10000 --points 1024 --steps 1000
+
+For every ``(runs, points)`` case the workload is generated with a fixed seed,
+each contender is run on it, and its final losses are compared with those of
+``expert_optax`` from the same starts. Adam on a non-convex loss can amplify
+float32 rounding, so the agreement is reported (maximum and median relative
+difference, fraction of runs within ``--rtol``) rather than asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+
+try:  # python -m benchmarks.run_contenders
+    from . import contenders as c
+except ImportError:  # python benchmarks/run_contenders.py
+    import contenders as c
+
+REFERENCE = "expert_optax"
+
+QUICK_RUNS = (1, 100, 10000)
+QUICK_POINTS = (30, 1024)
+QUICK_MAX_POINT_EVALS = 4e8
+"""In quick mode, cases with more than this many point evaluations
+(runs * points * steps) are left out."""
+QUICK_LOOP_STARTS = 2
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely a contender's final losses match the reference's."""
+
+    compared: int
+    max_rel: float
+    median_rel: float
+    frac_within: float
+    rtol: float
+
+
+def agreement(reference: np.ndarray, losses: np.ndarray, rtol: float) -> Agreement:
+    """Relative differences of ``losses`` against ``reference`` over the runs both have."""
+    ref = reference[: len(losses)].astype(np.float64)
+    rel = np.abs(losses.astype(np.float64) - ref) / np.maximum(np.abs(ref), 1e-12)
+    return Agreement(
+        compared=len(rel),
+        max_rel=float(rel.max()),
+        median_rel=float(np.median(rel)),
+        frac_within=float(np.mean(rel <= rtol)),
+        rtol=rtol,
+    )
+
+
+def throughput(result: c.ContenderResult, work: c.Workload) -> dict[str, float | None]:
+    """Initialisation-steps per second and point evaluations per second."""
+    if not result.ok or not result.run_s:
+        return {"init_steps_per_s": None, "point_evals_per_s": None}
+    init_steps = work.runs * work.steps
+    return {
+        "init_steps_per_s": init_steps / result.run_s,
+        "point_evals_per_s": init_steps * work.points / result.run_s,
+    }
+
+
+def run_case(
+    work: c.Workload, names: list[str], loop_starts: int, rtol: float
+) -> dict[str, Any]:
+    """Run the named contenders (reference first) on ``work``; one JSON-ready record."""
+    results: dict[str, c.ContenderResult] = {}
+    for name in [REFERENCE] + [n for n in names if n != REFERENCE]:
+        kwargs = {"max_starts": loop_starts} if name == "optax_loop" else {}
+        print(f"  running {name} ...", file=sys.stderr, flush=True)
+        results[name] = c.CONTENDERS[name](work.starts, work.x, work.y, work.steps, **kwargs)
+    ref = results[REFERENCE]
+    rows = []
+    for name, res in results.items():
+        row: dict[str, Any] = {
+            "contender": name,
+            "compile_s": res.compile_s,
+            "run_s": res.run_s,
+            "measured_run_s": res.measured_run_s,
+            "starts_run": res.starts_run,
+            "note": res.note,
+            "skip_reason": res.skip_reason,
+            **throughput(res, work),
+            "ratio_vs_expert": ref.run_s / res.run_s if res.ok else None,
+            "agreement": None,
+        }
+        if res.ok:
+            row["agreement"] = agreement(ref.losses, res.losses, rtol).__dict__
+        rows.append(row)
+    return {
+        "runs": work.runs,
+        "points": work.points,
+        "steps": work.steps,
+        "floor_s": c.floor_seconds(work.runs, work.points, work.steps),
+        "contenders": rows,
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_case(case: dict[str, Any]) -> str:
+    """Plain-text table for one case."""
+    head = (
+        f"I={case['runs']} N={case['points']} T={case['steps']}  "
+        f"compute floor (70 flop/pt @ 50 TFLOP/s) = {case['floor_s']:.2e} s"
+    )
+    cols = (
+        f"{'contender':<24}{'compile s':>10}{'run s':>10}{'init-steps/s':>14}"
+        f"{'pt-evals/s':>12}{'vs expert':>11}  {'median rel':>10}{'max rel':>10}"
+        f"{'within':>8}  note"
+    )
+    lines = [head, cols, "-" * len(cols)]
+    for row in case["contenders"]:
+        agree = row["agreement"] or {}
+        note = row["skip_reason"] and f"SKIPPED: {row['skip_reason']}" or row["note"]
+        within = agree.get("frac_within")
+        lines.append(
+            f"{row['contender']:<24}{_fmt(row['compile_s'], '.3f'):>10}"
+            f"{_fmt(row['run_s'], '.3f'):>10}{_fmt(row['init_steps_per_s'], '.3g'):>14}"
+            f"{_fmt(row['point_evals_per_s'], '.3g'):>12}{_fmt(row['ratio_vs_expert'], '.3g'):>11}"
+            f"  {_fmt(agree.get('median_rel'), '.1e'):>10}{_fmt(agree.get('max_rel'), '.1e'):>10}"
+            f"{'-' if within is None else f'{within:.0%}':>8}  {note}"
+        )
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, Any]:
+    """Versions and devices the figures were measured on."""
+    torch, _ = c._import_torch()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "numpy": np.__version__,
+        "jax": jax.__version__,
+        "jax_device": str(jax.devices()[0]),
+        "torch": getattr(torch, "__version__", None),
+        "torch_cuda": bool(torch and torch.cuda.is_available()),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, nargs="+", default=[100], help="numbers of starts I")
+    p.add_argument("--points", type=int, nargs="+", default=[1024], help="numbers of points N")
+    p.add_argument("--steps", type=int, default=1000, help="Adam steps T")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"I in {QUICK_RUNS} x N in {QUICK_POINTS}, T=1000, cases over "
+        f"{QUICK_MAX_POINT_EVALS:.0e} point evaluations left out, "
+        f"{QUICK_LOOP_STARTS} starts for optax_loop",
+    )
+    p.add_argument(
+        "--loop-starts", type=int, default=4, help="starts actually run by optax_loop"
+    )
+    p.add_argument(
+        "--contenders", nargs="+", choices=list(c.CONTENDERS), default=list(c.CONTENDERS)
+    )
+    p.add_argument("--rtol", type=float, default=1e-3, help="agreement tolerance")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write results to this JSON file")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.runs, args.points, args.steps = list(QUICK_RUNS), list(QUICK_POINTS), 1000
+        args.loop_starts = QUICK_LOOP_STARTS
+    return args
+
+
+def cases(args: argparse.Namespace) -> list[tuple[int, int]]:
+    """The (runs, points) cases to run, after the quick-mode size cut."""
+    grid = list(itertools.product(args.runs, args.points))
+    if args.quick:
+        grid = [(i, n) for i, n in grid if i * n * args.steps <= QUICK_MAX_POINT_EVALS]
+    return grid
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    env = environment()
+    print(
+        f"device: jax {env['jax_device']}, torch "
+        f"{'cuda' if env['torch_cuda'] else 'cpu' if env['torch'] else 'absent'}"
+    )
+    records = []
+    for runs, points in cases(args):
+        print(f"case I={runs} N={points} T={args.steps}", file=sys.stderr, flush=True)
+        work = c.make_workload(runs, points, args.steps, seed=args.seed)
+        record = run_case(work, args.contenders, args.loop_starts, args.rtol)
+        records.append(record)
+        print(format_case(record) + "\n", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": env, "args": vars(args), "cases": records}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""fitjax: fit models with gradient-based optimizers from many starting points at once.
+
+The public API is flat::
+
+    import fitjax
+    loss = fitjax.least_squares(fitjax.Gabor(w=32.0))
+    starts = fitjax.inits.uniform(key, 10_000, low=[-10.0, 2.5], high=[10.0, 22.5])
+    result = fitjax.fit(loss, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), steps=1000)
+"""
+
+from fitjax import datasets, inits
+from fitjax._base import OptState, Optimizer, make_optimizer, reported_params
+from fitjax.engine import FitResult, History, SweepResult, fit, sweep, trace_count
+from fitjax.losses import LeastSquares, least_squares, toy_loss
+from fitjax.models import GABOR_W_LECTURE, GABOR_W_NOTEBOOK, Gabor, gabor, init_mlp, line, mlp
+from fitjax.optimizers import (
+    AdamState,
+    MomentumState,
+    adam,
+    gd,
+    momentum,
+    nesterov,
+    nesterov_classical,
+    normalized,
+    sgd,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GABOR_W_LECTURE",
+    "GABOR_W_NOTEBOOK",
+    "AdamState",
+    "FitResult",
+    "Gabor",
+    "History",
+    "LeastSquares",
+    "MomentumState",
+    "OptState",
+    "Optimizer",
+    "SweepResult",
+    "adam",
+    "datasets",
+    "fit",
+    "gabor",
+    "gd",
+    "init_mlp",
+    "inits",
+    "least_squares",
+    "line",
+    "make_optimizer",
+    "mlp",
+    "momentum",
+    "nesterov",
+    "nesterov_classical",
+    "normalized",
+    "reported_params",
+    "sgd",
+    "sweep",
+    "toy_loss",
+    "trace_count",
+]

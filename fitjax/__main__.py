@@ -1,0 +1,3 @@
+from fitjax.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,495 @@
+r"""The engine: every starting point fitted in one compiled program.
+
+:func:`fit` runs one optimizer from a batch of starting points: ``jax.vmap`` over the
+runs, ``lax.scan`` over the steps, inside one ``jax.jit``. :func:`sweep` runs a grid of
+hyperparameter values times a batch of starts through the same program. Everything
+a run produces comes back as data in a :class:`FitResult`: final parameters and
+loss, an optional history, and a per-run status.
+
+A run whose loss or parameters stop being finite is *diverged*: from that step on
+its parameters and optimizer state stay at their last finite values and
+``diverged_step`` records the step. Runs are independent under ``vmap``, so a
+diverging run never changes another run's numbers.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from fitjax import _checks, _sampler
+from fitjax._base import _Update, set_hyperparams
+
+PyTree = Any
+Loss = Callable[[PyTree, Any], jax.Array]
+
+_TRACES: collections.Counter[str] = collections.Counter()
+
+
+def trace_count() -> int:
+    """How many times the engine has traced (and so compiled) a batched run."""
+    return _TRACES["fit"]
+
+
+class History(NamedTuple):
+    """Values recorded every ``record_every`` steps, before that step's update.
+
+    Attributes:
+      step: the steps recorded, shape ``(R,)``.
+      loss: full-data loss at the reported parameters, shape ``(runs..., R)``.
+      grad_norm: global norm of the gradient the optimizer received at that step
+        (the mini-batch gradient for SGD, the look-ahead gradient for Nesterov).
+      params: the reported parameters, leaves ``(runs..., R, ...)``, when asked for.
+    """
+
+    step: jax.Array
+    loss: jax.Array
+    grad_norm: jax.Array
+    params: PyTree | None
+
+
+class FitResult(NamedTuple):
+    """Every run's outcome; leading axes index the runs (and the grid, for sweeps).
+
+    Attributes:
+      params: final reported parameters of each run.
+      loss: final full-data loss of each run.
+      diverged_step: the step at which each run's loss or parameters became
+        non-finite, or -1. A diverged run keeps its last finite parameters.
+      history: the recorded :class:`History`, or ``None`` for final values only.
+      opt_state: each run's final optimizer state.
+      steps: the number of steps run.
+    """
+
+    params: PyTree
+    loss: jax.Array
+    diverged_step: jax.Array
+    history: History | None
+    opt_state: Any
+    steps: int
+
+    @property
+    def diverged(self) -> jax.Array:
+        """True for runs that diverged."""
+        return self.diverged_step >= 0
+
+    def summary(self) -> dict[str, Any]:
+        """A short JSON-ready summary of the final losses and statuses."""
+        loss = np.asarray(self.loss, dtype=np.float64).ravel()
+        diverged = np.asarray(self.diverged).ravel()
+        ok = loss[~diverged]
+        best = int(np.argmin(np.where(diverged, np.inf, loss))) if ok.size else None
+        return {
+            "runs": int(loss.size),
+            "steps": int(self.steps),
+            "diverged": int(diverged.sum()),
+            "best_run": best,
+            "best_loss": float(ok.min()) if ok.size else None,
+            "median_loss": float(np.median(ok)) if ok.size else None,
+            "worst_loss": float(ok.max()) if ok.size else None,
+        }
+
+
+class SweepResult(NamedTuple):
+    """A :class:`FitResult` with leading axes ``(len(v) for v in grid.values()) + (runs,)``."""
+
+    grid: dict[str, jax.Array]
+    result: FitResult
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Everything static about a run: what a compiled program is specialised on."""
+
+    steps: int
+    record_every: int | None
+    record_params: bool
+    batch_size: int | None
+    n_data: int
+    shared_order: bool
+    extra_args: bool
+    unroll: int = 1
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def _all_finite(tree: PyTree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return functools.reduce(jnp.logical_and, leaves, jnp.asarray(True))
+
+
+def _select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def _report(update: Callable, params: PyTree, state: Any) -> PyTree:
+    return update.report(params, state) if isinstance(update, _Update) else params
+
+
+def _make_step(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Array):
+    def step(carry, t):
+        params, state, perm, diverged_step = carry
+        if plan.batch_size is None:
+            batch = data
+        else:
+            perm = _sampler.next_permutation(key, t, perm, plan.n_data, plan.batch_size)
+            spe = _sampler.steps_per_epoch(plan.n_data, plan.batch_size)
+            batch = _sampler.take(data, _sampler.batch_indices(perm, t % spe, plan.batch_size))
+        value, grads = jax.value_and_grad(loss)(params, batch)
+        extra = {}
+        if plan.extra_args:
+            extra = {"value": value, "grad": grads, "value_fn": lambda p: loss(p, batch)}
+        updates, new_state = update(grads, state, params, **extra)
+        new_params = optax.apply_updates(params, updates)
+        alive = diverged_step < 0
+        keep = alive & jnp.isfinite(value) & _all_finite(new_params)
+        carry = (
+            _select(keep, new_params, params),
+            _select(keep, new_state, state),
+            perm,
+            jnp.where(alive & ~keep, t, diverged_step),
+        )
+        return carry, (value, optax.tree.norm(grads))
+
+    return step
+
+
+def _steps(start: int, stop: int) -> jax.Array:
+    return jnp.arange(start, stop, dtype=jnp.int32)
+
+
+def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _Plan):
+    step = _make_step(loss, update, plan, data, key)
+
+    def steps(carry, ts):
+        if ts.shape[0] == 0:
+            return carry
+        return lax.scan(lambda c, t: (step(c, t)[0], None), carry, ts, unroll=plan.unroll)[0]
+
+    carry = (params, state, _steps(0, plan.n_data), jnp.asarray(-1, jnp.int32))
+    # The step's own value is the full-data loss at the reported parameters unless
+    # the loss sees mini-batches or the optimizer steps from a look-ahead point.
+    reuse = plan.batch_size is None and not (isinstance(update, _Update) and update.report_rule)
+    history = None
+    if plan.record_every is None:
+        carry = steps(carry, _steps(0, plan.steps))
+    else:
+        k = plan.record_every
+        n_blocks = plan.steps // k
+
+        def block(carry, b):
+            t0 = b * k
+            shown = _report(update, carry[0], carry[1])
+            carry, (value, grad_norm) = step(carry, t0)
+            rec_loss = value if reuse else loss(shown, data)
+            carry = steps(carry, t0 + 1 + _steps(0, k - 1))
+            return carry, (rec_loss, grad_norm, shown if plan.record_params else None)
+
+        carry, (h_loss, h_gnorm, h_params) = lax.scan(block, carry, _steps(0, n_blocks))
+        carry = steps(carry, _steps(n_blocks * k, plan.steps))
+        history = (h_loss, h_gnorm, h_params)
+    params, state, _, diverged_step = carry
+    final = _report(update, params, state)
+    return final, loss(final, data), diverged_step, history, state
+
+
+@functools.lru_cache(maxsize=256)
+def _program(loss: Loss, update: Callable, plan: _Plan) -> tuple[Callable, Callable]:
+    """The batched run for these static settings, raw and jitted (one jit cache per plan)."""
+    run = functools.partial(_run_one, loss=loss, update=update, plan=plan)
+
+    def batched(params, state, key, run_ids, data):
+        _TRACES["fit"] += 1
+        keys = key if plan.shared_order else jax.vmap(jax.random.fold_in, (None, 0))(key, run_ids)
+        return jax.vmap(run, (0, 0, None if plan.shared_order else 0, None))(params, state, keys, data)
+
+    return batched, jax.jit(batched)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _path(path) -> str:
+    return jax.tree_util.keystr(path) or "(the array)"
+
+
+def _check_params0(params0: PyTree) -> int:
+    leaves = jax.tree_util.tree_leaves_with_path(params0)
+    if not leaves:
+        raise ValueError("params0 is empty: pass an array or pytree of arrays with a leading run axis")
+    counts = {}
+    for path, leaf in leaves:
+        arr = jnp.asarray(leaf) if not hasattr(leaf, "dtype") else leaf
+        if not jnp.issubdtype(arr.dtype, jnp.floating):
+            raise TypeError(
+                f"params0{_path(path)} has dtype {arr.dtype}; parameters must be floating point "
+                "(for example jnp.asarray(params0, dtype=float))"
+            )
+        if arr.ndim < 1:
+            raise ValueError(
+                f"params0{_path(path)} is a scalar; params0 needs a leading run axis, e.g. params0[None] "
+                "for a single run or fitjax.inits.uniform(...) for many"
+            )
+        counts[_path(path)] = arr.shape[0]
+    if len(set(counts.values())) > 1:
+        raise ValueError(
+            f"params0 leaves have different run counts along their leading axis: {counts}; "
+            "every leaf needs the same number of runs"
+        )
+    n = next(iter(counts.values()))
+    if n < 1:
+        raise ValueError("params0 has 0 runs along its leading axis; pass at least one starting point")
+    if not bool(_all_finite(params0)):
+        raise ValueError("params0 contains NaN or inf; every starting point must be finite")
+    return n
+
+
+def _check_data(data: Any) -> int:
+    if data is None:
+        return 0
+    leaves = jax.tree_util.tree_leaves_with_path(data)
+    if not leaves:
+        raise ValueError("data is empty; pass (x, y) arrays with one example per row, or None for no data")
+    sizes = {}
+    for path, leaf in leaves:
+        arr = jnp.asarray(leaf)
+        if arr.ndim < 1:
+            raise ValueError(f"data{_path(path)} is a scalar; every data array needs a leading example axis")
+        sizes[_path(path)] = arr.shape[0]
+        if jnp.issubdtype(arr.dtype, jnp.inexact) and not bool(jnp.all(jnp.isfinite(arr))):
+            raise ValueError(f"data{_path(path)} contains NaN or inf; clean or drop those examples")
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"data arrays have different lengths {sizes}; x and y need one row per example")
+    n = next(iter(sizes.values()))
+    if n < 1:
+        raise ValueError("data has 0 examples; pass at least one")
+    return n
+
+
+def _check_loss(loss: Loss, params0: PyTree, batch: Any) -> None:
+    one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[1:], jnp.asarray(a).dtype), params0)
+    try:
+        out = jax.eval_shape(loss, one, batch)
+    except Exception as err:  # noqa: BLE001 - reported with the argument's name
+        raise TypeError(
+            f"loss(params, batch) failed on one run's params: {type(err).__name__}: {err}. "
+            "(params0's leading axis is the run axis: for a single start pass params0[None].)"
+        ) from err
+    if not hasattr(out, "shape") or out.shape != ():
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(
+            f"loss must return a scalar, got shape {shape}; reduce it, e.g. with jnp.sum over examples"
+        )
+
+
+def _check_key(key: Any) -> jax.Array:
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+        return key
+    if isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,):
+        return key
+    raise TypeError(f"key must be a jax.random.key(...) (or PRNGKey), got {key!r}")
+
+
+def _batch_struct(data: Any, batch_size: int | None) -> Any:
+    if data is None or batch_size is None:
+        return data
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch_size, *jnp.shape(a)[1:]), jnp.asarray(a).dtype), data)
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def fit(
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    params0: PyTree,
+    data: Any,
+    *,
+    steps: int,
+    key: jax.Array | None = None,
+    batch_size: int | None = None,
+    shared_order: bool = False,
+    record_every: int | None = None,
+    record_params: bool = False,
+    hyperparams: Mapping[str, Any] | None = None,
+    jit: bool = True,
+    unroll: int = 1,
+    _run_ids: jax.Array | None = None,
+) -> FitResult:
+    r"""Fit ``loss`` from every starting point in ``params0`` in one compiled call.
+
+    Each run applies ``optimizer`` for ``steps`` steps to its own parameters, with
+    gradients from ``jax.grad`` of ``loss(params, batch)``. Without ``batch_size``
+    the batch is all of ``data`` (gradient descent); with it, mini-batches of
+    ``batch_size`` examples drawn without replacement from a new permutation of the
+    data every epoch (stochastic gradient descent; see ``fitjax._sampler`` for what
+    happens to a last partial batch).
+
+    Args:
+      loss: ``loss(params, batch) -> scalar`` for one run's params.
+      optimizer: a fitjax optimizer or any optax ``GradientTransformation``.
+      params0: initial parameters, a pytree whose leaves share a leading run axis.
+      data: a pytree of arrays with a leading example axis (e.g. ``(x, y)``), or None.
+      steps: number of updates per run.
+      key: ``jax.random.key``; needed with ``batch_size`` (mini-batch orders).
+      batch_size: mini-batch size B, 1 ≤ B ≤ number of examples.
+      shared_order: all runs use one mini-batch order instead of one each.
+      record_every: record loss and gradient norm every k steps (None: final values only).
+      record_params: also record the parameters (memory: runs × steps/k × size).
+      hyperparams: per-run values of a fitjax optimizer's hyperparameters (scalars or
+        arrays with one value per run), held as arrays so new values reuse the
+        compiled program.
+      jit: False runs the same program op by op (for debugging and tests).
+      unroll: steps unrolled per iteration of the step loop (a speed knob).
+
+    Returns:
+      A :class:`FitResult` with one entry per run.
+
+    Example:
+      >>> import jax, fitjax
+      >>> data = fitjax.datasets.line()
+      >>> starts = fitjax.inits.uniform(jax.random.key(0), 100, [-1.0, -1.0], [1.0, 1.0])
+      >>> res = fitjax.fit(fitjax.least_squares(fitjax.line), fitjax.gd(0.02), starts, data, steps=2000)
+      >>> res.loss.shape, bool(res.diverged.any())
+      ((100,), False)
+      >>> round(float(res.loss.max()), 4)   # every run at the least-squares minimum
+      0.1999
+    """
+    if not callable(loss):
+        raise TypeError(f"loss must be a function loss(params, batch) -> scalar, got {loss!r}")
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(f"optimizer must be a fitjax optimizer or optax GradientTransformation, got {optimizer!r}")
+    n_runs = _check_params0(params0)
+    n_data = _check_data(data)
+    steps = _checks.positive_int("steps", steps)
+    if record_every is not None:
+        record_every = _checks.positive_int("record_every", record_every, upper=steps, upper_name="steps")
+    unroll = _checks.positive_int("unroll", unroll)
+    if batch_size is not None:
+        if data is None:
+            raise ValueError("batch_size needs data to draw mini-batches from; got data=None")
+        batch_size = _checks.positive_int("batch_size", batch_size, upper=n_data, upper_name="the number of examples")
+        if key is None:
+            raise ValueError("key is needed to draw mini-batches: pass key=jax.random.key(seed)")
+    key = jax.random.key(0) if key is None else _check_key(key)
+    _check_loss(loss, params0, _batch_struct(data, batch_size))
+
+    state0 = jax.vmap(optimizer.init)(params0)
+    if hyperparams:
+        for name, value in hyperparams.items():
+            _checks.hyperparam(name, value)
+            if np.ndim(value) not in (0, 1) or (np.ndim(value) == 1 and np.shape(value)[0] != n_runs):
+                raise ValueError(
+                    f"hyperparams[{name!r}] must be a scalar or have one value per run ({n_runs}), "
+                    f"got shape {np.shape(value)}"
+                )
+        state0 = set_hyperparams(
+            state0, {k: jnp.broadcast_to(jnp.asarray(v), (n_runs,)) for k, v in hyperparams.items()}
+        )
+    plan = _Plan(
+        steps=steps,
+        record_every=record_every,
+        record_params=record_params,
+        batch_size=batch_size,
+        n_data=n_data,
+        shared_order=shared_order,
+        extra_args=isinstance(optimizer, optax.GradientTransformationExtraArgs),
+        unroll=unroll,
+    )
+    run_ids = jnp.arange(n_runs, dtype=jnp.uint32) if _run_ids is None else _run_ids
+    try:
+        raw, jitted = _program(loss, optimizer.update, plan)
+    except TypeError:  # an unhashable loss or optimizer: compile without the cache
+        raw, jitted = _program.__wrapped__(loss, optimizer.update, plan)
+    if jit:
+        out = jitted(params0, state0, key, run_ids, data)
+    else:
+        with jax.disable_jit():
+            out = raw(params0, state0, key, run_ids, data)
+    params, final_loss, diverged_step, hist, state = out
+    history = None
+    if hist is not None:
+        history = History(jnp.arange(steps // record_every) * record_every, *hist)
+    return FitResult(params, final_loss, diverged_step, history, state, steps)
+
+
+def sweep(
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    params0: PyTree,
+    data: Any,
+    *,
+    grid: Mapping[str, Any],
+    steps: int,
+    **kwargs: Any,
+) -> SweepResult:
+    """Fit every combination of hyperparameter values in ``grid`` from every start.
+
+    The grid's values are held as arrays, so the whole sweep is one compiled call
+    and a second sweep with other values of the same sizes reuses it. Start ``i``
+    uses the same mini-batch order under every setting, so settings are compared on
+    equal terms.
+
+    Args:
+      grid: hyperparameter name -> 1-D array of values; the sweep runs their
+        Cartesian product.
+      steps, **kwargs: as for :func:`fit`.
+
+    Returns:
+      A :class:`SweepResult` whose arrays have leading axes
+      ``(len(grid[name]) for name in grid) + (runs,)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, fitjax
+      >>> starts = fitjax.inits.uniform(jax.random.key(0), 10, [-1.0, -1.0], [1.0, 1.0])
+      >>> out = fitjax.sweep(fitjax.least_squares(fitjax.line), fitjax.momentum(0.01), starts,
+      ...                    fitjax.datasets.line(), steps=100,
+      ...                    grid={"learning_rate": jnp.logspace(-3, -1, 16), "beta": jnp.array([0.0, 0.5, 0.9, 0.99])})
+      >>> out.result.loss.shape
+      (16, 4, 10)
+    """
+    if not grid:
+        raise ValueError("grid must name at least one hyperparameter, e.g. {'learning_rate': jnp.logspace(-3, -1, 8)}")
+    n_runs = _check_params0(params0)
+    values = {}
+    for name, v in grid.items():
+        arr = jnp.asarray(v)
+        if arr.ndim != 1 or arr.shape[0] < 1:
+            raise ValueError(f"grid[{name!r}] must be a non-empty 1-D array of values, got shape {arr.shape}")
+        _checks.hyperparam(name, arr)
+        values[name] = arr
+    shape = tuple(v.shape[0] for v in values.values())
+    n_settings = math.prod(shape)
+    mesh = jnp.meshgrid(*values.values(), indexing="ij")
+    per_run = {name: jnp.repeat(m.ravel(), n_runs) for name, m in zip(values, mesh)}
+    tiled = jax.tree.map(lambda a: jnp.tile(jnp.asarray(a), (n_settings,) + (1,) * (jnp.ndim(a) - 1)), params0)
+    run_ids = jnp.tile(jnp.arange(n_runs, dtype=jnp.uint32), n_settings)
+    res = fit(loss, optimizer, tiled, data, steps=steps, hyperparams=per_run, _run_ids=run_ids, **kwargs)
+    lead = shape + (n_runs,)
+
+    def unflatten(a):
+        return jnp.reshape(a, lead + jnp.shape(a)[1:])
+
+    history = res.history
+    if history is not None:
+        history = History(history.step, *jax.tree.map(unflatten, tuple(history[1:])))
+    result = FitResult(
+        jax.tree.map(unflatten, res.params),
+        unflatten(res.loss),
+        unflatten(res.diverged_step),
+        history,
+        jax.tree.map(unflatten, res.opt_state),
+        res.steps,
+    )
+    return SweepResult(values, result)

@@ -1,0 +1,317 @@
+r"""The lecture's optimizers, each an update rule next to its equation.
+
+Every function here returns an :class:`~fitjax.Optimizer`, which is an optax
+``GradientTransformationExtraArgs``: it runs in :func:`fitjax.fit` for a batch of
+starting points and in plain optax code. Gradients ``g`` are whatever the caller
+passes: the full-batch gradient ``∂L/∂φ = Σ_i ∂ℓ_i/∂φ``, or the mini-batch sum
+``Σ_{i∈B_t} ∂ℓ_i/∂φ`` when :func:`fitjax.fit` is given a ``batch_size`` (that is
+stochastic gradient descent: the same rules, on mini-batches).
+
+How each relates to optax (derivations in the docstrings, each checked by a test in
+``tests/test_optax_equivalence.py``):
+
+================================  =====================================================
+fitjax                            optax
+================================  =====================================================
+``gd(α)``                         ``optax.sgd(α)``
+``momentum(α, β)``                ``optax.sgd(α·(1−β), momentum=β)``
+``nesterov(α, β)``                no single optax optimizer; see :func:`nesterov`
+``nesterov_classical(α, μ)``      ``optax.sgd(α, momentum=μ, nesterov=True)``
+``normalized(α, ε)``              ``optax.adam(α, b1=0, b2=0, eps=ε)``
+``adam(α, β, γ, ε)``              ``optax.adam(α, b1=β, b2=γ, eps=ε)``
+================================  =====================================================
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from fitjax._base import EmptyState, LearningRate, Optimizer, PyTree, make_optimizer, tree_scale
+
+# ----------------------------------------------------------------------------- states
+
+
+class MomentumState(NamedTuple):
+    """The moving average ``m`` of the gradient (zero at the start)."""
+
+    m: PyTree
+
+
+class AdamState(NamedTuple):
+    """Moving averages ``m`` of the gradient and ``v`` of its pointwise square."""
+
+    m: PyTree
+    v: PyTree
+
+
+def _zeros(params: PyTree) -> PyTree:
+    return jax.tree.map(jnp.zeros_like, params)
+
+
+def _empty(params: PyTree) -> EmptyState:
+    del params
+    return EmptyState()
+
+
+# ----------------------------------------------------------------------------- rules
+# Each rule: (grads, inner state, hyperparameters, lr(step), step count t) -> (updates, inner).
+
+
+def _gd_rule(g, inner, hp, lr, t):
+    # φ ← φ − α·g
+    return tree_scale(-lr(t), g), inner
+
+
+def _momentum_rule(g, state, hp, lr, t):
+    beta = hp["beta"]
+    # m ← β·m + (1−β)·g
+    m = jax.tree.map(lambda m, g: beta.astype(g.dtype) * m + (1 - beta.astype(g.dtype)) * g, state.m, g)
+    # φ ← φ − α·m
+    return tree_scale(-lr(t), m), MomentumState(m)
+
+
+def _nesterov_rule(g, state, hp, lr, t):
+    # Run in look-ahead coordinates ψ_t = φ_t − α_t·m_t, where g = ∂L/∂φ at ψ_t.
+    beta = hp["beta"]
+    # m_{t+1} ← β·m_t + (1−β)·g(φ_t − α_t·m_t)
+    m = jax.tree.map(lambda m, g: beta.astype(g.dtype) * m + (1 - beta.astype(g.dtype)) * g, state.m, g)
+    # φ_{t+1} ← φ_t − α_t·m_{t+1}, so ψ_{t+1} − ψ_t = α_t·m_t − (α_t + α_{t+1})·m_{t+1}
+    a_now, a_next = lr(t), lr(t + 1)
+    updates = jax.tree.map(
+        lambda m_old, m_new: jnp.asarray(a_now, m_new.dtype) * m_old
+        - jnp.asarray(a_now + a_next, m_new.dtype) * m_new,
+        state.m,
+        m,
+    )
+    return updates, MomentumState(m)
+
+
+def _nesterov_report(psi, state, lr_now):
+    # φ_t = ψ_t + α_t·m_t
+    return jax.tree.map(lambda p, m: p + jnp.asarray(lr_now, p.dtype) * m, psi, state.m)
+
+
+def _nesterov_classical_rule(g, state, hp, lr, t):
+    mu = hp["momentum"]
+    # b ← μ·b + g ;  φ ← φ − α·(g + μ·b)
+    b = jax.tree.map(lambda b, g: mu.astype(g.dtype) * b + g, state.m, g)
+    step = jax.tree.map(lambda g, b: g + mu.astype(g.dtype) * b, g, b)
+    return tree_scale(-lr(t), step), MomentumState(b)
+
+
+def _normalized_rule(g, inner, hp, lr, t):
+    eps = hp["eps"]
+    # m ← g ;  v ← g² ;  φ ← φ − α·m / (√v + ε)
+    step = jax.tree.map(lambda g: g / (jnp.sqrt(g * g) + eps.astype(g.dtype)), g)
+    return tree_scale(-lr(t), step), inner
+
+
+def _adam_init(params: PyTree) -> AdamState:
+    return AdamState(_zeros(params), _zeros(params))
+
+
+def _adam_rule(g, state, hp, lr, t):
+    beta, gamma, eps = hp["beta"], hp["gamma"], hp["eps"]
+
+    def cast(x, like):
+        return x.astype(like.dtype)
+
+    # m ← β·m + (1−β)·g ;  v ← γ·v + (1−γ)·g²
+    m = jax.tree.map(lambda m, g: cast(beta, g) * m + (1 - cast(beta, g)) * g, state.m, g)
+    v = jax.tree.map(lambda v, g: cast(gamma, g) * v + (1 - cast(gamma, g)) * g * g, state.v, g)
+    tp1 = (t + 1).astype(beta.dtype)
+
+    def step(m, v):
+        m_hat = m / (1 - beta.astype(m.dtype) ** tp1)  # m̃ ← m / (1 − β^{t+1})
+        v_hat = v / (1 - gamma.astype(v.dtype) ** tp1)  # ṽ ← v / (1 − γ^{t+1})
+        return m_hat / (jnp.sqrt(v_hat) + eps.astype(m.dtype))  # φ ← φ − α·m̃ / (√ṽ + ε)
+
+    return tree_scale(-lr(t), jax.tree.map(step, m, v)), AdamState(m, v)
+
+
+# ----------------------------------------------------------------------------- constructors
+
+
+def gd(learning_rate: LearningRate) -> Optimizer:
+    r"""Gradient descent: :math:`\phi \leftarrow \phi - \alpha \, \partial L/\partial\phi`.
+
+    Given mini-batch gradients (``fit(..., batch_size=B)``) this is the lecture's
+    stochastic gradient descent :math:`\phi_{t+1} \leftarrow \phi_t - \alpha
+    \sum_{i\in\mathcal{B}_t} \partial\ell_i[\phi_t]/\partial\phi`. Equals
+    ``optax.sgd(learning_rate)``.
+
+    Args:
+      learning_rate: α > 0, a number, an array of values, or a schedule ``step -> α``.
+
+    Example:
+      >>> import jax.numpy as jnp, fitjax
+      >>> opt = fitjax.gd(0.1)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> state = opt.init(params)
+      >>> updates, state = opt.update(jnp.array([2.0, 4.0]), state, params)
+      >>> updates
+      Array([-0.2, -0.4], dtype=float32)
+    """
+    return make_optimizer(_gd_rule, _empty, learning_rate=learning_rate)
+
+
+sgd = gd
+"""Stochastic gradient descent is :func:`gd` run on mini-batches (``fit(..., batch_size=B)``)."""
+
+
+def momentum(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
+    r"""Momentum as the lecture writes it, a moving average of the gradients:
+
+    .. math::
+        m_{t+1} \leftarrow \beta\, m_t + (1-\beta)\, g_t, \qquad
+        \phi_{t+1} \leftarrow \phi_t - \alpha\, m_{t+1}, \qquad m_0 = 0.
+
+    **Relation to optax.** optax keeps a trace :math:`b_{t+1} = \beta b_t + g_t` and
+    steps :math:`-\eta\, b_{t+1}`. By induction :math:`m_t = (1-\beta)\, b_t`, so this
+    optimizer equals ``optax.sgd(learning_rate=α·(1−β), momentum=β)`` with states
+    related by ``m = (1−β)·trace``.
+
+    Args:
+      learning_rate: α > 0, a number, array or schedule.
+      beta: β in [0, 1).
+
+    Example:
+      >>> import jax.numpy as jnp, fitjax
+      >>> opt = fitjax.momentum(0.5, beta=0.5)
+      >>> state = opt.init(jnp.zeros(2))
+      >>> updates, state = opt.update(jnp.array([1.0, -1.0]), state)
+      >>> updates   # m = 0.5·g, step −α·m
+      Array([-0.25,  0.25], dtype=float32)
+    """
+    return make_optimizer(
+        _momentum_rule, lambda p: MomentumState(_zeros(p)), learning_rate=learning_rate, beta=beta
+    )
+
+
+def nesterov(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
+    r"""Nesterov momentum as the lecture writes it, the gradient taken at the look-ahead:
+
+    .. math::
+        m_{t+1} \leftarrow \beta\, m_t + (1-\beta)\, \frac{\partial L[\phi_t - \alpha\, m_t]}{\partial\phi},
+        \qquad \phi_{t+1} \leftarrow \phi_t - \alpha\, m_{t+1}.
+
+    **How it runs.** The optimizer works in look-ahead coordinates
+    :math:`\psi_t = \phi_t - \alpha m_t` (with :math:`m_0 = 0`, so :math:`\psi_0 = \phi_0`):
+    the parameters it is handed, and at which every gradient is taken, are ψ, which
+    makes it an ordinary optax transformation. Its update is
+    :math:`\psi_{t+1} - \psi_t = \alpha_t m_t - (\alpha_t + \alpha_{t+1})\, m_{t+1}`
+    (:math:`= -\alpha(2m_{t+1} - m_t)` for a fixed α), and :meth:`Optimizer.report`
+    (used by :func:`fitjax.fit` for every reported parameter and loss) returns
+    :math:`\phi_t = \psi_t + \alpha_t m_t`.
+
+    **Relation to optax.** With the trace :math:`b_{t+1} = \beta b_t + g_t`
+    (``optax.trace(decay=β)``), :math:`m = (1-\beta) b` and, for a fixed α,
+
+    .. math::
+        \psi_{t+1} - \psi_t = -\frac{\alpha(1-\beta)}{\beta}\,\bigl(g_t + (2\beta - 1)\, b_{t+1}\bigr).
+
+    optax's ``sgd(η, momentum=μ, nesterov=True)`` steps :math:`-\eta (g_t + \mu b_{t+1})`
+    with :math:`b` decaying at the *same* μ; matching both needs :math:`2\beta-1 = \beta`,
+    i.e. β = 1, so no optax ``sgd`` setting equals the lecture's form. The lecture's
+    look-ahead moves by the whole of :math:`\alpha m_t`; Sutskever's form, which
+    optax implements, by :math:`\beta\,\alpha m_t` (see :func:`nesterov_classical`).
+
+    Args:
+      learning_rate: α > 0, a number, array or schedule.
+      beta: β in [0, 1).
+
+    Example:
+      >>> import jax.numpy as jnp, fitjax
+      >>> opt = fitjax.nesterov(0.1, beta=0.5)
+      >>> psi = jnp.array([1.0])
+      >>> state = opt.init(psi)
+      >>> updates, state = opt.update(jnp.array([2.0]), state, psi)   # g at ψ_0 = φ_0
+      >>> phi1 = opt.report(psi + updates, state)   # φ_1 = φ_0 − α·m_1 = 1 − 0.1·1
+      >>> round(float(phi1[0]), 6)
+      0.9
+    """
+    return make_optimizer(
+        _nesterov_rule,
+        lambda p: MomentumState(_zeros(p)),
+        learning_rate=learning_rate,
+        report=_nesterov_report,
+        beta=beta,
+    )
+
+
+def nesterov_classical(learning_rate: LearningRate, momentum: float = 0.9) -> Optimizer:
+    r"""Nesterov momentum in the form optax implements (Sutskever et al., 2013):
+
+    .. math::
+        b_{t+1} \leftarrow \mu\, b_t + g_t, \qquad
+        \phi_{t+1} \leftarrow \phi_t - \alpha\,(g_t + \mu\, b_{t+1}).
+
+    Equals ``optax.sgd(α, momentum=μ, nesterov=True)``. It is the look-ahead method
+    written in the shifted coordinates, with a look-ahead of μ times the last step.
+
+    Example:
+      >>> import jax.numpy as jnp, fitjax
+      >>> opt = fitjax.nesterov_classical(0.1, momentum=0.5)
+      >>> state = opt.init(jnp.zeros(1))
+      >>> opt.update(jnp.array([1.0]), state)[0]   # −α·(g + μ·g)
+      Array([-0.15], dtype=float32)
+    """
+    return make_optimizer(
+        _nesterov_classical_rule,
+        lambda p: MomentumState(_zeros(p)),
+        learning_rate=learning_rate,
+        momentum=momentum,
+    )
+
+
+def normalized(learning_rate: LearningRate, eps: float = 1e-20) -> Optimizer:
+    r"""Normalized gradients, step by the sign of each gradient component:
+
+    .. math::
+        m_{t+1} \leftarrow g_t, \quad v_{t+1} \leftarrow g_t^2, \quad
+        \phi_{t+1} \leftarrow \phi_t - \alpha\, \frac{m_{t+1}}{\sqrt{v_{t+1}} + \epsilon}
+
+    (square, root and division pointwise). Equals ``optax.adam(α, b1=0, b2=0, eps=ε)``:
+    with both decays zero Adam's averages are the last gradient and its square, and
+    its bias corrections are 1.
+
+    Example:
+      >>> import jax.numpy as jnp, fitjax
+      >>> opt = fitjax.normalized(1.0, eps=0.0)
+      >>> state = opt.init(jnp.zeros(3))
+      >>> opt.update(jnp.array([3.0, -2.0, 5.0]), state)[0]   # the lecture's example
+      Array([-1.,  1., -1.], dtype=float32)
+    """
+    return make_optimizer(_normalized_rule, _empty, learning_rate=learning_rate, eps=eps)
+
+
+def adam(
+    learning_rate: LearningRate, beta: float = 0.9, gamma: float = 0.999, eps: float = 1e-8
+) -> Optimizer:
+    r"""Adam as the lecture writes it:
+
+    .. math::
+        m_{t+1} &\leftarrow \beta\, m_t + (1-\beta)\, g_t, &
+        v_{t+1} &\leftarrow \gamma\, v_t + (1-\gamma)\, g_t^2, \\
+        \tilde m_{t+1} &\leftarrow \frac{m_{t+1}}{1-\beta^{t+1}}, &
+        \tilde v_{t+1} &\leftarrow \frac{v_{t+1}}{1-\gamma^{t+1}}, \\
+        \phi_{t+1} &\leftarrow \phi_t - \alpha\, \frac{\tilde m_{t+1}}{\sqrt{\tilde v_{t+1}} + \epsilon},
+        & m_0 &= v_0 = 0.
+
+    Equals ``optax.adam(α, b1=β, b2=γ, eps=ε)`` (same states ``mu = m``, ``nu = v``).
+
+    Example:
+      >>> import jax.numpy as jnp, fitjax
+      >>> opt = fitjax.adam(0.1)
+      >>> state = opt.init(jnp.zeros(2))
+      >>> opt.update(jnp.array([4.0, -0.5]), state)[0]   # first step: −α·sign(g)
+      Array([-0.1,  0.1], dtype=float32)
+    """
+    return make_optimizer(
+        _adam_rule, _adam_init, learning_rate=learning_rate, beta=beta, gamma=gamma, eps=eps
+    )
+
+

@@ -1,0 +1,198 @@
+"""The fit engine: batching, jit, recompilation, history, divergence, sweeps."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import fitjax
+
+LINE = fitjax.least_squares(fitjax.line)
+GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
+
+
+def test_gd_on_the_line_matches_optax_sgd_step_by_step(x64):
+    data = fitjax.datasets.line()
+    phi = jnp.array([1.6, -0.5])
+    ours, ref = fitjax.gd(0.01), optax.sgd(0.01)
+    s_ours, s_ref, p_ours, p_ref = ours.init(phi), ref.init(phi), phi, phi
+    for _ in range(100):
+        u, s_ours = ours.update(jax.grad(LINE)(p_ours, data), s_ours, p_ours)
+        p_ours = optax.apply_updates(p_ours, u)
+        u, s_ref = ref.update(jax.grad(LINE)(p_ref, data), s_ref, p_ref)
+        p_ref = optax.apply_updates(p_ref, u)
+        np.testing.assert_allclose(p_ours, p_ref, rtol=1e-12, atol=0)
+    # and the engine gives the same trajectory
+    res = fitjax.fit(LINE, ours, phi[None], data, steps=100, record_every=1, record_params=True)
+    np.testing.assert_allclose(res.params[0], p_ref, rtol=1e-12)
+
+
+def test_gd_reaches_the_least_squares_solution(x64):
+    x, y = fitjax.datasets.line()
+    A = np.stack([np.ones(12), np.asarray(x)], 1)
+    expected = np.linalg.lstsq(A, np.asarray(y), rcond=None)[0]
+    starts = fitjax.inits.uniform(jax.random.key(0), 50, [-2.0, -2.0], [2.0, 2.0])
+    res = fitjax.fit(LINE, fitjax.gd(0.02), starts, (x, y), steps=3000)
+    np.testing.assert_allclose(res.params, np.broadcast_to(expected, (50, 2)), rtol=1e-8)
+    assert res.params.dtype == jnp.float64
+
+
+def test_vmapped_fit_equals_single_fits():
+    data = fitjax.datasets.gabor()
+    starts = fitjax.inits.uniform(jax.random.key(1), 1000, [-10.0, 2.5], [10.0, 22.5])
+    batched = fitjax.fit(GABOR, fitjax.adam(0.05), starts, data, steps=50)
+    for i in range(0, 1000, 1):
+        if i % 50:  # 20 single fits keep the test fast; every run is compared below
+            continue
+        single = fitjax.fit(GABOR, fitjax.adam(0.05), starts[i : i + 1], data, steps=50)
+        np.testing.assert_allclose(single.params[0], batched.params[i], rtol=1e-5, atol=1e-6)
+    # All 1000 runs against a plain Python loop of the same optimizer, unbatched.
+    opt = fitjax.adam(0.05)
+
+    @jax.jit
+    def one(phi):
+        def body(carry, _):
+            p, s = carry
+            u, s = opt.update(jax.grad(GABOR)(p, data), s, p)
+            return (optax.apply_updates(p, u), s), None
+
+        return jax.lax.scan(body, (phi, opt.init(phi)), None, length=50)[0][0]
+
+    looped = jnp.stack([one(starts[i]) for i in range(1000)])
+    np.testing.assert_allclose(looped, batched.params, rtol=1e-5, atol=1e-5)
+
+
+def test_jit_equals_no_jit():
+    data = fitjax.datasets.gabor()
+    starts = fitjax.inits.uniform(jax.random.key(2), 8, [-10.0, 2.5], [10.0, 22.5])
+    kw = dict(steps=30, record_every=10, batch_size=5, key=jax.random.key(3))
+    a = fitjax.fit(GABOR, fitjax.momentum(0.1, 0.8), starts, data, **kw)
+    b = fitjax.fit(GABOR, fitjax.momentum(0.1, 0.8), starts, data, jit=False, **kw)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.history.loss, b.history.loss, rtol=1e-5)
+
+
+def test_no_recompile_for_new_starts_or_hyperparameters():
+    data = fitjax.datasets.gabor()
+    starts = fitjax.inits.uniform(jax.random.key(4), 64, [-10.0, 2.5], [10.0, 22.5])
+    fitjax.fit(GABOR, fitjax.gd(0.01), starts, data, steps=20)
+    before = fitjax.trace_count()
+    fitjax.fit(GABOR, fitjax.gd(0.01), starts + 0.5, data, steps=20)
+    fitjax.fit(GABOR, fitjax.gd(0.03), starts, data, steps=20)
+    fitjax.fit(GABOR, fitjax.gd(0.01), starts, data, steps=20, hyperparams={"learning_rate": jnp.linspace(0.01, 0.02, 64)})
+    assert fitjax.trace_count() == before
+    fitjax.fit(GABOR, fitjax.gd(0.01), starts, data, steps=21)  # a new step count is a new program
+    assert fitjax.trace_count() == before + 1
+
+
+def test_history_every_k_steps():
+    data = fitjax.datasets.line()
+    starts = fitjax.inits.uniform(jax.random.key(5), 3, [-1.0, -1.0], [1.0, 1.0])
+    res = fitjax.fit(LINE, fitjax.gd(0.01), starts, data, steps=25, record_every=10, record_params=True)
+    np.testing.assert_array_equal(res.history.step, [0, 10])
+    assert res.history.loss.shape == (3, 2) and res.history.params.shape == (3, 2, 2)
+    np.testing.assert_allclose(res.history.params[:, 0], starts)
+    np.testing.assert_allclose(res.history.loss[:, 1], jax.vmap(LINE, (0, None))(res.history.params[:, 1], data), rtol=1e-6)
+    full = fitjax.fit(LINE, fitjax.gd(0.01), starts, data, steps=25, record_every=1, record_params=True)
+    np.testing.assert_allclose(full.history.params[:, 10], res.history.params[:, 1], rtol=1e-6)
+    g = jax.vmap(jax.grad(LINE), (0, None))(starts, data)
+    np.testing.assert_allclose(res.history.grad_norm[:, 0], jnp.linalg.norm(g, axis=1), rtol=1e-5)
+    none = fitjax.fit(LINE, fitjax.gd(0.01), starts, data, steps=25)
+    assert none.history is None
+    np.testing.assert_allclose(none.params, res.params)
+
+
+def test_gabor_grid_ends_in_different_minima():
+    """The lecture: GD reaches the global minimum from the right valley, a local one elsewhere."""
+    data = fitjax.datasets.gabor()
+    starts = fitjax.inits.grid(jnp.linspace(-10, 10, 21), jnp.linspace(2.5, 22.5, 21))
+    res = fitjax.fit(GABOR, fitjax.gd(0.01), starts, data, steps=3000)
+    loss = np.asarray(res.loss)
+    best = loss.min()
+    assert best == pytest.approx(0.6457, abs=2e-3)
+    global_phi = np.asarray(res.params[int(loss.argmin())])
+    # The global minimum (phi0 ~ 0, phi1 ~ 16) from a start in its valley ...
+    in_valley = fitjax.fit(GABOR, fitjax.gd(0.01), jnp.array([[0.0, 15.0]]), data, steps=3000)
+    assert float(in_valley.loss[0]) == pytest.approx(best, abs=1e-4)
+    np.testing.assert_allclose(in_valley.params[0], global_phi, atol=0.05)
+    # (the notebooks' start (-1.5, 8.5) lies in that valley too) ...
+    notebook = fitjax.fit(GABOR, fitjax.gd(0.01), jnp.array([[-1.5, 8.5]]), data, steps=3000)
+    assert float(notebook.loss[0]) == pytest.approx(best, abs=1e-4)
+    # ... while the SGD notebook's start (3.5, 6.5) and (-5, 10) end in local minima,
+    # phi0 shifted by about one period of the sine, with a much higher loss.
+    local = fitjax.fit(GABOR, fitjax.gd(0.01), jnp.array([[3.5, 6.5], [-5.0, 10.0]]), data, steps=3000)
+    assert (np.asarray(local.loss) > best + 2.0).all()
+    np.testing.assert_allclose(local.params[:, 0], [6.17, -5.82], atol=0.05)
+    # Several distinct minima are reached across the grid.
+    finals = np.unique(np.round(loss, 2))
+    assert len(finals) >= 5
+
+
+def test_one_diverging_run_is_flagged_and_others_unchanged():
+    data = fitjax.datasets.line()
+    starts = fitjax.inits.uniform(jax.random.key(6), 16, [-1.0, -1.0], [1.0, 1.0])
+    lrs = jnp.full(16, 0.01).at[5].set(1.0)  # far past 2/λ_max of the line's quadratic loss
+    base = fitjax.fit(LINE, fitjax.gd(0.01), starts, data, steps=200, record_every=10)
+    mixed = fitjax.fit(LINE, fitjax.gd(0.01), starts, data, steps=200, record_every=10, hyperparams={"learning_rate": lrs})
+    div = np.asarray(mixed.diverged_step)
+    assert 10 < div[5] < 200 and (np.delete(div, 5) == -1).all()
+    assert bool(mixed.diverged[5])
+    others = np.arange(16) != 5
+    np.testing.assert_array_equal(np.asarray(mixed.params)[others], np.asarray(base.params)[others])
+    np.testing.assert_array_equal(np.asarray(mixed.loss)[others], np.asarray(base.loss)[others])
+    np.testing.assert_array_equal(np.asarray(mixed.history.loss)[others], np.asarray(base.history.loss)[others])
+    # The diverged run keeps its last finite parameters and stops changing.
+    assert np.isfinite(np.asarray(mixed.params)[5]).all()
+    assert np.asarray(mixed.history.loss)[5, -1] == np.asarray(mixed.history.loss)[5, -2]
+    assert mixed.summary()["diverged"] == 1
+
+
+def test_optax_transformations_run_unchanged():
+    data = fitjax.datasets.gabor()
+    starts = fitjax.inits.uniform(jax.random.key(7), 4, [-10.0, 2.5], [10.0, 22.5])
+    res = fitjax.fit(GABOR, optax.adamw(0.05, weight_decay=1e-4), starts, data, steps=20)
+    tx = optax.adamw(0.05, weight_decay=1e-4)
+    p = starts[2]
+    s = tx.init(p)
+    for _ in range(20):
+        u, s = tx.update(jax.grad(GABOR)(p, data), s, p)
+        p = optax.apply_updates(p, u)
+    np.testing.assert_allclose(res.params[2], p, rtol=1e-5)
+
+
+def test_mlp_pytree_fit():
+    data = fitjax.datasets.synthetic_regression(jax.random.key(0), 64)
+    params = fitjax.init_mlp(jax.random.key(1), [1, 16, 1])
+    starts = fitjax.inits.normal(jax.random.key(2), 8, params, std=0.3)
+    loss = fitjax.least_squares(fitjax.mlp, "mean")
+    res = fitjax.fit(loss, fitjax.adam(0.01), starts, data, steps=300)
+    first = jax.vmap(loss, (0, None))(starts, data)
+    assert (np.asarray(res.loss) < 0.5 * np.asarray(first)).all()
+    assert jax.tree.structure(res.params) == jax.tree.structure(starts)
+
+
+def test_sweep_grid_matches_individual_fits():
+    data = fitjax.datasets.gabor()
+    starts = fitjax.inits.uniform(jax.random.key(8), 5, [-10.0, 2.5], [10.0, 22.5])
+    lrs, betas = jnp.array([0.01, 0.05, 0.1]), jnp.array([0.0, 0.9])
+    out = fitjax.sweep(GABOR, fitjax.momentum(0.01), starts, data, steps=30, grid={"learning_rate": lrs, "beta": betas})
+    assert out.result.loss.shape == (3, 2, 5)
+    for i, lr in enumerate(lrs):
+        for j, b in enumerate(betas):
+            single = fitjax.fit(GABOR, fitjax.momentum(float(lr), float(b)), starts, data, steps=30)
+            np.testing.assert_allclose(out.result.params[i, j], single.params, rtol=2e-5, atol=1e-6)
+    before = fitjax.trace_count()
+    fitjax.sweep(GABOR, fitjax.momentum(0.01), starts, data, steps=30, grid={"learning_rate": lrs * 2, "beta": betas / 2})
+    assert fitjax.trace_count() == before
+
+
+def test_same_key_same_result_for_minibatches():
+    data = fitjax.datasets.gabor()
+    starts = fitjax.inits.uniform(jax.random.key(9), 6, [-10.0, 2.5], [10.0, 22.5])
+    kw = dict(steps=40, batch_size=5)
+    a = fitjax.fit(GABOR, fitjax.gd(0.1), starts, data, key=jax.random.key(1), **kw)
+    b = fitjax.fit(GABOR, fitjax.gd(0.1), starts, data, key=jax.random.key(1), **kw)
+    c = fitjax.fit(GABOR, fitjax.gd(0.1), starts, data, key=jax.random.key(2), **kw)
+    np.testing.assert_array_equal(a.params, b.params)
+    assert not np.array_equal(a.params, c.params)
