@@ -63,6 +63,11 @@ class _Update:
     rule: Callable[..., tuple[PyTree, Any]]
     schedule: Schedule | None
     report_rule: Callable[..., PyTree] | None = None
+    init_inner: Callable[[PyTree], Any] | None = None
+
+    def init(self, params: PyTree, hyperparams: dict[str, jax.Array]) -> OptState:
+        """The state at step 0 for ``params`` with the given hyperparameter arrays."""
+        return OptState(jnp.zeros((), jnp.int32), hyperparams, self.init_inner(params))
 
     def lr(self, state: OptState) -> Callable[[jax.Array], jax.Array]:
         if self.schedule is None:
@@ -118,12 +123,13 @@ def make_optimizer(
         _checks.hyperparam(name, value)
     values = {**fixed, **hyperparams}
 
+    update = _Update(rule, schedule, report, init_inner)
+
     def init(params: PyTree) -> OptState:
         dtype = _float_dtype(params)
-        hp = {k: jnp.asarray(v, dtype=dtype) for k, v in values.items()}
-        return OptState(jnp.zeros((), jnp.int32), hp, init_inner(params))
+        return update.init(params, {k: jnp.asarray(v, dtype=dtype) for k, v in values.items()})
 
-    return Optimizer(init, _Update(rule, schedule, report))
+    return Optimizer(init, update)
 
 
 def reported_params(optimizer: optax.GradientTransformation, params: PyTree, state: Any) -> PyTree:

@@ -28,7 +28,7 @@ import optax
 from jax import lax
 
 from fitjax import _checks, _sampler
-from fitjax._base import _Update, set_hyperparams
+from fitjax._base import OptState, _Update
 
 PyTree = Any
 Loss = Callable[[PyTree, Any], jax.Array]
@@ -133,12 +133,33 @@ def _select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
+def _keep(keep: jax.Array, new_state: Any, state: Any) -> Any:
+    """Freeze a diverged run's optimizer state.
+
+    For fitjax optimizers only the rule's own state is selected: the step count and
+    the hyperparameters are the same for every run, and selecting them per run would
+    turn scalars shared by the whole batch into per-run arrays in every step.
+    """
+    if isinstance(state, OptState):
+        return new_state._replace(inner=_select(keep, new_state.inner, state.inner))
+    return _select(keep, new_state, state)
+
+
 def _report(update: Callable, params: PyTree, state: Any) -> PyTree:
     return update.report(params, state) if isinstance(update, _Update) else params
 
 
 def _make_step(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Array):
-    def step(carry, t):
+    """One update of one run: ``step(carry, t, with_value) -> (carry, (value, grad_norm))``.
+
+    The loss value is computed only where it is used (``with_value``, or for an
+    optimizer that reads it): XLA duplicates the model's elementwise work into every
+    reduction that consumes it, so an unused value would cost a second forward pass.
+    Without it, divergence is detected from the new parameters, which carry any
+    non-finite gradient.
+    """
+
+    def step(carry, t, with_value):
         params, state, perm, diverged_step = carry
         if plan.batch_size is None:
             batch = data
@@ -146,17 +167,22 @@ def _make_step(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Ar
             perm = _sampler.next_permutation(key, t, perm, plan.n_data, plan.batch_size)
             spe = _sampler.steps_per_epoch(plan.n_data, plan.batch_size)
             batch = _sampler.take(data, _sampler.batch_indices(perm, t % spe, plan.batch_size))
-        value, grads = jax.value_and_grad(loss)(params, batch)
         extra = {}
-        if plan.extra_args:
-            extra = {"value": value, "grad": grads, "value_fn": lambda p: loss(p, batch)}
+        if with_value or plan.extra_args:
+            value, grads = jax.value_and_grad(loss)(params, batch)
+            if plan.extra_args:
+                extra = {"value": value, "grad": grads, "value_fn": lambda p: loss(p, batch)}
+        else:
+            value, grads = None, jax.grad(loss)(params, batch)
         updates, new_state = update(grads, state, params, **extra)
         new_params = optax.apply_updates(params, updates)
         alive = diverged_step < 0
-        keep = alive & jnp.isfinite(value) & _all_finite(new_params)
+        keep = alive & _all_finite(new_params)
+        if value is not None:
+            keep = keep & jnp.isfinite(value)
         carry = (
             _select(keep, new_params, params),
-            _select(keep, new_state, state),
+            _keep(keep, new_state, state),
             perm,
             jnp.where(alive & ~keep, t, diverged_step),
         )
@@ -175,7 +201,7 @@ def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _P
     def steps(carry, ts):
         if ts.shape[0] == 0:
             return carry
-        return lax.scan(lambda c, t: (step(c, t)[0], None), carry, ts, unroll=plan.unroll)[0]
+        return lax.scan(lambda c, t: (step(c, t, False)[0], None), carry, ts, unroll=plan.unroll)[0]
 
     carry = (params, state, _steps(0, plan.n_data), jnp.asarray(-1, jnp.int32))
     # The step's own value is the full-data loss at the reported parameters unless
@@ -191,7 +217,7 @@ def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _P
         def block(carry, b):
             t0 = b * k
             shown = _report(update, carry[0], carry[1])
-            carry, (value, grad_norm) = step(carry, t0)
+            carry, (value, grad_norm) = step(carry, t0, reuse)
             rec_loss = value if reuse else loss(shown, data)
             carry = steps(carry, t0 + 1 + _steps(0, k - 1))
             return carry, (rec_loss, grad_norm, shown if plan.record_params else None)
@@ -201,20 +227,63 @@ def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _P
         history = (h_loss, h_gnorm, h_params)
     params, state, _, diverged_step = carry
     final = _report(update, params, state)
-    return final, loss(final, data), diverged_step, history, state
+    final_loss = loss(final, data)
+    # A loss that overflows while the parameters stay finite is caught here at the latest.
+    diverged_step = jnp.where((diverged_step < 0) & ~jnp.isfinite(final_loss), plan.steps, diverged_step)
+    return final, final_loss, diverged_step, history, state
 
 
 @functools.lru_cache(maxsize=256)
-def _program(loss: Loss, update: Callable, plan: _Plan) -> tuple[Callable, Callable]:
-    """The batched run for these static settings, raw and jitted (one jit cache per plan)."""
+def _program(loss: Loss, update: Callable, init: Callable | None, plan: _Plan) -> tuple[Callable, Callable]:
+    """The batched run for these static settings, raw and jitted (one jit cache per plan).
+
+    Each run's optimizer state is built inside the program: a fitjax optimizer's from
+    ``update.init`` and the hyperparameter arrays passed in (``init`` is None), any
+    other optax transformation's from its own ``init``. Hyperparameters shared by all
+    runs stay unbatched scalars; only swept ones carry a run axis.
+    """
     run = functools.partial(_run_one, loss=loss, update=update, plan=plan)
 
-    def batched(params, state, key, run_ids, data):
+    def batched(params, hp_shared, hp_run, key, run_ids, data):
         _TRACES["fit"] += 1
         keys = key if plan.shared_order else jax.vmap(jax.random.fold_in, (None, 0))(key, run_ids)
-        return jax.vmap(run, (0, 0, None if plan.shared_order else 0, None))(params, state, keys, data)
+
+        def one(p, hp, k):
+            state = update.init(p, {**hp_shared, **hp}) if init is None else init(p)
+            return run(p, state, k, data)
+
+        return jax.vmap(one, (0, 0, None if plan.shared_order else 0))(params, hp_run, keys)
 
     return batched, jax.jit(batched)
+
+
+def _hyperparams(
+    optimizer: optax.GradientTransformation, params0: PyTree, n_runs: int, values: Mapping[str, Any] | None
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    """Split a fitjax optimizer's hyperparameters into shared scalars and per-run arrays."""
+    if not isinstance(optimizer.update, _Update):
+        if values:
+            raise TypeError(
+                "hyperparams can only be given per run for fitjax optimizers (their state holds them "
+                f"as arrays); got {type(optimizer).__name__}. Build the optimizer with fitjax instead."
+            )
+        return {}, {}
+    defaults = optimizer.init(jax.tree.map(lambda a: a[0], params0)).hyperparams
+    values = dict(values or {})
+    unknown = set(values) - set(defaults)
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; this optimizer has {sorted(defaults)}")
+    per_run = {}
+    for name, value in values.items():
+        _checks.hyperparam(name, value)
+        if np.ndim(value) not in (0, 1) or (np.ndim(value) == 1 and np.shape(value)[0] != n_runs):
+            raise ValueError(
+                f"hyperparams[{name!r}] must be a scalar or have one value per run ({n_runs}), "
+                f"got shape {np.shape(value)}"
+            )
+        per_run[name] = jnp.broadcast_to(jnp.asarray(value, defaults[name].dtype), (n_runs,))
+    shared = {k: v for k, v in defaults.items() if k not in per_run}
+    return shared, per_run
 
 
 # ----------------------------------------------------------------------------- checks
@@ -385,18 +454,7 @@ def fit(
     key = jax.random.key(0) if key is None else _check_key(key)
     _check_loss(loss, params0, _batch_struct(data, batch_size))
 
-    state0 = jax.vmap(optimizer.init)(params0)
-    if hyperparams:
-        for name, value in hyperparams.items():
-            _checks.hyperparam(name, value)
-            if np.ndim(value) not in (0, 1) or (np.ndim(value) == 1 and np.shape(value)[0] != n_runs):
-                raise ValueError(
-                    f"hyperparams[{name!r}] must be a scalar or have one value per run ({n_runs}), "
-                    f"got shape {np.shape(value)}"
-                )
-        state0 = set_hyperparams(
-            state0, {k: jnp.broadcast_to(jnp.asarray(v), (n_runs,)) for k, v in hyperparams.items()}
-        )
+    hp_shared, hp_run = _hyperparams(optimizer, params0, n_runs, hyperparams)
     plan = _Plan(
         steps=steps,
         record_every=record_every,
@@ -408,15 +466,17 @@ def fit(
         unroll=unroll,
     )
     run_ids = jnp.arange(n_runs, dtype=jnp.uint32) if _run_ids is None else _run_ids
+    init = None if isinstance(optimizer.update, _Update) else optimizer.init
     try:
-        raw, jitted = _program(loss, optimizer.update, plan)
+        raw, jitted = _program(loss, optimizer.update, init, plan)
     except TypeError:  # an unhashable loss or optimizer: compile without the cache
-        raw, jitted = _program.__wrapped__(loss, optimizer.update, plan)
+        raw, jitted = _program.__wrapped__(loss, optimizer.update, init, plan)
+    args = (params0, hp_shared, hp_run, key, run_ids, data)
     if jit:
-        out = jitted(params0, state0, key, run_ids, data)
+        out = jitted(*args)
     else:
         with jax.disable_jit():
-            out = raw(params0, state0, key, run_ids, data)
+            out = raw(*args)
     params, final_loss, diverged_step, hist, state = out
     history = None
     if hist is not None:

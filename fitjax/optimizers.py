@@ -51,6 +51,10 @@ def _zeros(params: PyTree) -> PyTree:
     return jax.tree.map(jnp.zeros_like, params)
 
 
+def _momentum_init(params: PyTree) -> MomentumState:
+    return MomentumState(_zeros(params))
+
+
 def _empty(params: PyTree) -> EmptyState:
     del params
     return EmptyState()
@@ -80,12 +84,14 @@ def _nesterov_rule(g, state, hp, lr, t):
     m = jax.tree.map(lambda m, g: beta.astype(g.dtype) * m + (1 - beta.astype(g.dtype)) * g, state.m, g)
     # φ_{t+1} ← φ_t − α_t·m_{t+1}, so ψ_{t+1} − ψ_t = α_t·m_t − (α_t + α_{t+1})·m_{t+1}
     a_now, a_next = lr(t), lr(t + 1)
-    updates = jax.tree.map(
-        lambda m_old, m_new: jnp.asarray(a_now, m_new.dtype) * m_old
-        - jnp.asarray(a_now + a_next, m_new.dtype) * m_new,
-        state.m,
-        m,
-    )
+
+    def step(m_old, m_new):
+        # α_t, α_{t+1} in the parameters' dtype before adding: a schedule may return a lower
+        # precision, and report() adds α_{t+1}·m_{t+1} back in the parameters' dtype.
+        now, nxt = jnp.asarray(a_now, m_new.dtype), jnp.asarray(a_next, m_new.dtype)
+        return now * m_old - (now + nxt) * m_new
+
+    updates = jax.tree.map(step, state.m, m)
     return updates, MomentumState(m)
 
 
@@ -187,7 +193,7 @@ def momentum(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
       Array([-0.25,  0.25], dtype=float32)
     """
     return make_optimizer(
-        _momentum_rule, lambda p: MomentumState(_zeros(p)), learning_rate=learning_rate, beta=beta
+        _momentum_rule, _momentum_init, learning_rate=learning_rate, beta=beta
     )
 
 
@@ -235,7 +241,7 @@ def nesterov(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
     """
     return make_optimizer(
         _nesterov_rule,
-        lambda p: MomentumState(_zeros(p)),
+        _momentum_init,
         learning_rate=learning_rate,
         report=_nesterov_report,
         beta=beta,
@@ -261,7 +267,7 @@ def nesterov_classical(learning_rate: LearningRate, momentum: float = 0.9) -> Op
     """
     return make_optimizer(
         _nesterov_classical_rule,
-        lambda p: MomentumState(_zeros(p)),
+        _momentum_init,
         learning_rate=learning_rate,
         momentum=momentum,
     )

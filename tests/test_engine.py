@@ -80,10 +80,14 @@ def test_no_recompile_for_new_starts_or_hyperparameters():
     before = fitjax.trace_count()
     fitjax.fit(GABOR, fitjax.gd(0.01), starts + 0.5, data, steps=20)
     fitjax.fit(GABOR, fitjax.gd(0.03), starts, data, steps=20)
-    fitjax.fit(GABOR, fitjax.gd(0.01), starts, data, steps=20, hyperparams={"learning_rate": jnp.linspace(0.01, 0.02, 64)})
     assert fitjax.trace_count() == before
-    fitjax.fit(GABOR, fitjax.gd(0.01), starts, data, steps=21)  # a new step count is a new program
+    # Per-run values are a different program (the run axis moves onto the
+    # hyperparameter), compiled once and reused for any new values.
+    fitjax.fit(GABOR, fitjax.gd(0.01), starts, data, steps=20, hyperparams={"learning_rate": jnp.linspace(0.01, 0.02, 64)})
+    fitjax.fit(GABOR, fitjax.gd(0.01), starts, data, steps=20, hyperparams={"learning_rate": jnp.linspace(0.02, 0.05, 64)})
     assert fitjax.trace_count() == before + 1
+    fitjax.fit(GABOR, fitjax.gd(0.01), starts, data, steps=21)  # a new step count is a new program
+    assert fitjax.trace_count() == before + 2
 
 
 def test_history_every_k_steps():
@@ -196,3 +200,12 @@ def test_same_key_same_result_for_minibatches():
     c = fitjax.fit(GABOR, fitjax.gd(0.1), starts, data, key=jax.random.key(2), **kw)
     np.testing.assert_array_equal(a.params, b.params)
     assert not np.array_equal(a.params, c.params)
+
+
+@pytest.mark.parametrize(
+    "build", [fitjax.gd, fitjax.momentum, fitjax.nesterov, fitjax.nesterov_classical, fitjax.normalized, fitjax.adam]
+)
+def test_new_hyperparameter_values_share_one_update_function(build):
+    """The compiled program is keyed on the update function: it must not depend on the values."""
+    assert build(0.1).update == build(0.2).update
+    assert hash(build(0.1).update) == hash(build(0.2).update)
