@@ -10,7 +10,18 @@ The public API is flat::
 
 from fitjax import datasets, inits
 from fitjax._base import OptState, Optimizer, make_optimizer, reported_params
+from fitjax._shard import run_mesh
 from fitjax.engine import FitResult, History, SweepResult, fit, sweep, trace_count
+from fitjax.linesearch import (
+    ArmijoState,
+    LineSearchState,
+    LossEvaluations,
+    SearchResult,
+    backtracking_armijo,
+    bracket_search,
+    gd_line_search,
+    loss_evaluations,
+)
 from fitjax.losses import LeastSquares, least_squares, toy_loss
 from fitjax.models import GABOR_W_LECTURE, GABOR_W_NOTEBOOK, Gabor, gabor, init_mlp, line, mlp
 from fitjax.optimizers import (
@@ -31,6 +42,14 @@ __all__ = [
     "GABOR_W_LECTURE",
     "GABOR_W_NOTEBOOK",
     "AdamState",
+    "ArmijoState",
+    "LineSearchState",
+    "LossEvaluations",
+    "SearchResult",
+    "backtracking_armijo",
+    "bracket_search",
+    "gd_line_search",
+    "loss_evaluations",
     "FitResult",
     "Gabor",
     "History",
@@ -55,6 +74,7 @@ __all__ = [
     "nesterov_classical",
     "normalized",
     "reported_params",
+    "run_mesh",
     "sgd",
     "sweep",
     "toy_loss",

@@ -65,6 +65,40 @@ def unit_interval(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be in [0, 1), got {_show(arr, bad)}")
 
 
+def interval(name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
+    """``value`` in the interval from ``low`` to ``high``, each end open or closed, e.g. a factor in (0, 1)."""
+    arr = _as_float_array(name, value)
+    if arr is None:
+        return
+    above = arr > low if low_open else arr >= low
+    below = arr < high if high_open else arr <= high
+    bad = ~(above & below)
+    if bad.any():
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be in {span}, got {_show(arr, bad)}")
+
+
+def non_negative_int(name: str, value: Any) -> int:
+    """A Python integer ``>= 0``, e.g. a number of steps to wait."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= 0, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return int(value)
+
+
+def integer_at_least(name: str, value: Any, low: int) -> None:
+    """Whole numbers ``>= low`` (a scalar or an array of candidates), e.g. an iteration cap."""
+    arr = _as_float_array(name, value)
+    if arr is None:
+        return
+    if np.asarray(value).dtype == bool:
+        raise TypeError(f"{name} must be an integer >= {low}, got {value!r}")
+    bad = ~(np.isfinite(arr) & (arr == np.round(arr)) & (arr >= low))
+    if bad.any():
+        raise ValueError(f"{name} must be an integer >= {low}, got {_show(arr, bad)}")
+
+
 def positive_int(name: str, value: Any, *, upper: int | None = None, upper_name: str = "") -> int:
     """A Python integer ``>= 1`` (and ``<= upper`` when given)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -95,6 +129,15 @@ _BY_NAME: dict[str, Callable[[str, Any], None]] = {
     "gamma": unit_interval,
     "momentum": unit_interval,
     "eps": non_negative,
+    # line searches (fitjax.linesearch)
+    "max_dist": positive,
+    "tol": positive,
+    "max_iter": lambda name, value: integer_at_least(name, value, 1),
+    "max_backtracking_steps": lambda name, value: integer_at_least(name, value, 0),
+    "slope_rtol": unit_interval,
+    "decrease_factor": lambda name, value: interval(name, value, 0, 1, low_open=True, high_open=True),
+    "increase_factor": lambda name, value: interval(name, value, 1, np.inf),
+    "max_learning_rate": positive,
 }
 
 

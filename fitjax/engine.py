@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from fitjax import _checks, _sampler
+from fitjax import _checks, _sampler, _shard
 from fitjax._base import OptState, _Update
 
 PyTree = Any
@@ -366,7 +366,7 @@ def _check_key(key: Any) -> jax.Array:
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
         return key
     if isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,):
-        return key
+        return jax.random.wrap_key_data(key)
     raise TypeError(f"key must be a jax.random.key(...) (or PRNGKey), got {key!r}")
 
 
@@ -394,6 +394,8 @@ def fit(
     hyperparams: Mapping[str, Any] | None = None,
     jit: bool = True,
     unroll: int = 1,
+    mesh: jax.sharding.Mesh | None = None,
+    gather: bool = True,
     _run_ids: jax.Array | None = None,
 ) -> FitResult:
     r"""Fit ``loss`` from every starting point in ``params0`` in one compiled call.
@@ -421,6 +423,11 @@ def fit(
         compiled program.
       jit: False runs the same program op by op (for debugging and tests).
       unroll: steps unrolled per iteration of the step loop (a speed knob).
+      mesh: a one-axis mesh named ``"runs"`` (:func:`fitjax.run_mesh`) to split the
+        runs over; by default all devices when there are several. Run counts that do
+        not divide the device count are padded, and the padding dropped.
+      gather: bring sharded results back to the host of every process (True), or
+        leave them on their devices (False).
 
     Returns:
       A :class:`FitResult` with one entry per run.
@@ -471,12 +478,22 @@ def fit(
         raw, jitted = _program(loss, optimizer.update, init, plan)
     except TypeError:  # an unhashable loss or optimizer: compile without the cache
         raw, jitted = _program.__wrapped__(loss, optimizer.update, init, plan)
+    mesh = _shard.default_mesh() if mesh is None else _shard.check_mesh(mesh)
+    if mesh is not None:
+        size = _shard.padded_size(n_runs, mesh)
+        params0, hp_run, run_ids = _shard.shard_runs(
+            _shard.pad_runs((params0, hp_run, run_ids), n_runs, size), mesh
+        )
+        hp_shared, data = _shard.replicate((hp_shared, data), mesh)
+        key = jax.random.wrap_key_data(_shard.replicate(jax.random.key_data(key), mesh))
     args = (params0, hp_shared, hp_run, key, run_ids, data)
     if jit:
         out = jitted(*args)
     else:
         with jax.disable_jit():
             out = raw(*args)
+    if mesh is not None:
+        out = _shard.gather(out, n_runs) if gather else _shard.trim(out, n_runs)
     params, final_loss, diverged_step, hist, state = out
     history = None
     if hist is not None:

@@ -1,0 +1,41 @@
+"""The run axis split over several (forced CPU) devices equals the unsharded fit, run by run."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np, fitjax
+    assert len(jax.devices()) == {n}, jax.devices()
+    data = fitjax.datasets.gabor()
+    loss = fitjax.least_squares(fitjax.Gabor(32.0))
+    starts = fitjax.inits.uniform(jax.random.key(0), 37, [-10.0, 2.5], [10.0, 22.5])  # 37 does not divide {n}
+    kw = dict(steps=50, record_every=10, batch_size=5, key=jax.random.key(1))
+    one = fitjax.fit(loss, fitjax.adam(0.05), starts, data, mesh=fitjax.run_mesh(jax.devices()[:1]), **kw)
+    many = fitjax.fit(loss, fitjax.adam(0.05), starts, data, **kw)  # default: all devices
+    np.testing.assert_array_equal(np.asarray(one.params), np.asarray(many.params))
+    np.testing.assert_array_equal(np.asarray(one.history.loss), np.asarray(many.history.loss))
+    assert many.params.shape == (37, 2)
+    left = fitjax.fit(loss, fitjax.adam(0.05), starts[:32], data, gather=False, **kw)
+    assert len(left.params.sharding.device_set) == {n}, left.params.sharding
+    assert left.params.sharding.spec[0] == "runs", left.params.sharding
+    np.testing.assert_array_equal(np.asarray(left.params), np.asarray(one.params)[:32])
+    sw = fitjax.sweep(loss, fitjax.momentum(0.01), starts, data, steps=20, grid={{"learning_rate": jnp.array([0.01, 0.1])}})
+    ref = fitjax.sweep(loss, fitjax.momentum(0.01), starts, data, steps=20, grid={{"learning_rate": jnp.array([0.01, 0.1])}},
+                       mesh=fitjax.run_mesh(jax.devices()[:1]))
+    np.testing.assert_array_equal(np.asarray(sw.result.params), np.asarray(ref.result.params))
+    print("ok")
+    """
+)
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_sharded_fit_equals_unsharded(n):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", SCRIPT.format(n=n)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("ok")
