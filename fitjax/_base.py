@@ -65,6 +65,10 @@ class _Update:
     report_rule: Callable[..., PyTree] | None = None
     init_inner: Callable[[PyTree], Any] | None = None
 
+    #: Whether the rule reads the loss (``value``, ``value_fn``): the lecture's rules
+    #: do not, so the engine need not compute the loss at every step for them.
+    uses_loss = False
+
     def init(self, params: PyTree, hyperparams: dict[str, jax.Array]) -> OptState:
         """The state at step 0 for ``params`` with the given hyperparameter arrays."""
         return OptState(jnp.zeros((), jnp.int32), hyperparams, self.init_inner(params))
@@ -75,7 +79,23 @@ class _Update:
             return lambda _step: fixed
         return lambda step: jnp.asarray(self.schedule(step))
 
+    def check(self, grads: PyTree, state: Any, params: PyTree = None) -> None:
+        """Refuse a state built for other parameters: type, pytree structure and shapes.
+
+        These are known while tracing, so under ``jit`` the error comes before anything
+        is compiled; values are not inspected.
+        """
+        fix = "build the state with init(params) from parameters shaped like the gradients"
+        if not isinstance(state, OptState):
+            raise TypeError(f"state must be the OptState that this optimizer's init(params) returns, got {state!r}")
+        if self.init_inner is not None:
+            expected = jax.eval_shape(self.init_inner, grads)
+            _checks.same_tree("state.inner", state.inner, expected, "these gradients", fix)
+        if params is not None:
+            _checks.same_tree("params", params, grads, "the gradients", "pass params and grads of the same pytree")
+
     def __call__(self, grads: PyTree, state: OptState, params: PyTree = None, **extra: Any):
+        self.check(grads, state, params)
         del params, extra  # the lecture's rules need only the gradient
         updates, inner = self.rule(grads, state.inner, state.hyperparams, self.lr(state), state.count)
         return updates, OptState(state.count + 1, state.hyperparams, inner)
@@ -127,6 +147,8 @@ def make_optimizer(
 
     def init(params: PyTree) -> OptState:
         dtype = _float_dtype(params)
+        for name, value in values.items():
+            _checks.held_in(name, value, {dtype, *_checks.float_dtypes(params)})
         return update.init(params, {k: jnp.asarray(v, dtype=dtype) for k, v in values.items()})
 
     return Optimizer(init, update)

@@ -257,6 +257,14 @@ def _program(loss: Loss, update: Callable, init: Callable | None, plan: _Plan) -
     return batched, jax.jit(batched)
 
 
+def _uses_loss(optimizer: optax.GradientTransformation) -> bool:
+    """Whether ``update`` may read the loss: fitjax rules say so; any other
+    ``GradientTransformationExtraArgs`` (an optax chain, a line search) may."""
+    if isinstance(optimizer.update, _Update):
+        return optimizer.update.uses_loss
+    return isinstance(optimizer, optax.GradientTransformationExtraArgs)
+
+
 def _hyperparams(
     optimizer: optax.GradientTransformation, params0: PyTree, n_runs: int, values: Mapping[str, Any] | None
 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
@@ -469,7 +477,7 @@ def fit(
         batch_size=batch_size,
         n_data=n_data,
         shared_order=shared_order,
-        extra_args=isinstance(optimizer, optax.GradientTransformationExtraArgs),
+        extra_args=_uses_loss(optimizer),
         unroll=unroll,
     )
     run_ids = jnp.arange(n_runs, dtype=jnp.uint32) if _run_ids is None else _run_ids

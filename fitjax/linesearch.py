@@ -198,6 +198,7 @@ class _SearchUpdate(_Update):
     """
 
     name: str = ""
+    uses_loss = True
 
     def __call__(
         self,
@@ -216,6 +217,7 @@ class _SearchUpdate(_Update):
                 f"and the params (got value_fn={value_fn!r}); fitjax.fit passes both, and in plain optax "
                 "code pass them as optax's line searches take them"
             )
+        self.check(grads, state, params)
         loss = functools.partial(value_fn, **extra) if extra else value_fn
         updates, inner = self.rule(grads, state.inner, state.hyperparams, params, value, grad, loss)
         return updates, OptState(state.count + 1, state.hyperparams, inner)
@@ -224,6 +226,9 @@ class _SearchUpdate(_Update):
 def _optimizer(update: _SearchUpdate, settings: dict[str, Any], integers: tuple[str, ...]) -> Optimizer:
     def init(params: PyTree) -> OptState:
         dtype = _float_dtype(params)
+        for name, value in settings.items():
+            if name not in integers:
+                _checks.held_in(name, value, {dtype, *_checks.float_dtypes(params)})
         hp = {k: jnp.asarray(v, dtype=jnp.int32 if k in integers else dtype) for k, v in settings.items()}
         return update.init(params, hp)
 
