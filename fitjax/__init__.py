@@ -11,7 +11,21 @@ The public API is flat::
 from fitjax import datasets, inits
 from fitjax._base import OptState, Optimizer, make_optimizer, reported_params
 from fitjax._shard import run_mesh
+from fitjax.basins import DIVERGED, BasinMap, basin_map, convergence_step, label_minima
 from fitjax.engine import FitResult, History, SweepResult, fit, sweep, trace_count
+from fitjax.landscape import (
+    CriticalPoints,
+    Landscape,
+    PCAPlane,
+    critical_points,
+    filter_normalize,
+    loss_grid,
+    loss_line,
+    loss_plane,
+    pca_directions,
+    project,
+    random_directions,
+)
 from fitjax.linesearch import (
     ArmijoState,
     LineSearchState,
@@ -22,6 +36,7 @@ from fitjax.linesearch import (
     gd_line_search,
     loss_evaluations,
 )
+from fitjax.plateau import PlateauState, reduce_on_plateau
 from fitjax.losses import LeastSquares, least_squares, toy_loss
 from fitjax.models import GABOR_W_LECTURE, GABOR_W_NOTEBOOK, Gabor, gabor, init_mlp, line, mlp
 from fitjax.optimizers import (
@@ -39,6 +54,24 @@ from fitjax.optimizers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "PlateauState",
+    "reduce_on_plateau",
+    "DIVERGED",
+    "BasinMap",
+    "CriticalPoints",
+    "Landscape",
+    "PCAPlane",
+    "basin_map",
+    "convergence_step",
+    "critical_points",
+    "filter_normalize",
+    "label_minima",
+    "loss_grid",
+    "loss_line",
+    "loss_plane",
+    "pca_directions",
+    "project",
+    "random_directions",
     "GABOR_W_LECTURE",
     "GABOR_W_NOTEBOOK",
     "AdamState",

@@ -22,6 +22,8 @@ def _is_traced(value: Any) -> bool:
 def _as_float_array(name: str, value: Any) -> np.ndarray | None:
     if _is_traced(value):
         return None  # cannot inspect a traced value; checked by whoever built it
+    if value is None or isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -65,8 +67,10 @@ def unit_interval(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be in [0, 1), got {_show(arr, bad)}")
 
 
-def interval(name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
-    """``value`` in the interval from ``low`` to ``high``, each end open or closed, e.g. a factor in (0, 1)."""
+def interval(
+    name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+) -> None:
+    """``value`` between ``low`` and ``high``, each end open or closed, e.g. a factor in (0, 1)."""
     arr = _as_float_array(name, value)
     if arr is None:
         return
@@ -146,3 +150,113 @@ def hyperparam(name: str, value: Any) -> None:
     check = _BY_NAME.get(name)
     if check is not None:
         check(name, value)
+
+
+# ----------------------------------------------------------------------------- arrays, keys, dtypes
+
+
+def leaf_name(name: str, path: Any) -> str:
+    """``name`` followed by a leaf's key path, e.g. ``params0['w'][0]``."""
+    return name + jax.tree_util.keystr(tuple(path))
+
+
+def as_array(name: str, value: Any) -> Any:
+    """``value`` as an array (kept on its device), or a TypeError naming it."""
+    if hasattr(value, "dtype") and hasattr(value, "shape"):
+        return value
+    try:
+        return jax.numpy.asarray(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of numbers, got {value!r}") from None
+
+
+def finite(name: str, tree: Any, fix: str, *, axis: str | None = None) -> None:
+    """Every floating-point element of ``tree`` is finite; else name the first that is not.
+
+    The test runs where the arrays live; only a failing leaf is copied to the host
+    to find the offending entry. ``axis`` names the leading axis in the message
+    (``"run"``, ``"example"``).
+    """
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        arr = as_array(leaf_name(name, path), leaf)
+        if not jax.numpy.issubdtype(arr.dtype, jax.numpy.inexact) or bool(jax.numpy.all(jax.numpy.isfinite(arr))):
+            continue
+        host = np.asarray(arr)
+        bad = ~np.isfinite(host.astype(np.complex128 if np.iscomplexobj(host) else np.float64))
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = leaf_name(name, path) + (f"[{', '.join(map(str, index))}]" if index else "")
+        lead = f" ({axis} {index[0]})" if axis and index else ""
+        raise ValueError(
+            f"{where} is {host[index]}{lead}, one of {int(bad.sum())} non-finite value(s) in "
+            f"{leaf_name(name, path)}; {fix}"
+        )
+
+
+def prng_key(name: str, value: Any) -> jax.Array:
+    """A typed ``jax.random.key`` (a legacy ``PRNGKey``, uint32 of shape (2,), is wrapped)."""
+    if isinstance(value, jax.Array):
+        if jax.numpy.issubdtype(value.dtype, jax.dtypes.prng_key) and value.shape == ():
+            return value
+        if value.dtype == np.uint32 and value.shape == (2,):
+            return jax.random.wrap_key_data(value)
+    raise TypeError(f"{name} must be one jax.random.key(seed) (or a PRNGKey), got {value!r}")
+
+
+def float_dtypes(tree: Any) -> list[np.dtype]:
+    """The distinct floating-point dtypes of ``tree``'s leaves."""
+    found = {np.dtype(x.dtype) for x in jax.tree.leaves(tree) if jax.numpy.issubdtype(x.dtype, jax.numpy.floating)}
+    return sorted(found, key=str)
+
+
+def held_in(name: str, value: Any, dtypes: Any) -> None:
+    """A hyperparameter keeps its meaning when held in each of ``dtypes`` (the parameters' own).
+
+    fitjax computes each update in the dtype of the parameters it updates, so a
+    hyperparameter is rounded to that dtype. Refused: a value that rounds out of its
+    allowed range (Adam's γ = 0.999 is 1 in bfloat16) or overflows, and a nonzero
+    value that rounds below the dtype's smallest normal number (ε = 1e-8 in float16),
+    which XLA flushes to 0.
+    """
+    if callable(value):
+        return
+    arr = _as_float_array(name, value)
+    if arr is None:
+        return
+    for dtype in dtypes:
+        dtype = np.dtype(dtype)
+        if not jax.numpy.issubdtype(dtype, jax.numpy.floating) or jax.numpy.finfo(dtype).bits >= 64:
+            continue
+        with np.errstate(over="ignore", under="ignore"):
+            held = arr.astype(dtype).astype(np.float64)
+        fix = f"use float32 parameters (params0.astype(jnp.float32)) or a value of {name} that {dtype.name} holds"
+        tiny = float(jax.numpy.finfo(dtype).tiny)
+        lost = (arr != 0) & (np.abs(held) < tiny)
+        if lost.any():
+            raise ValueError(
+                f"{name} = {_show(arr, lost)} is below the smallest normal {dtype.name} ({tiny:g}), the "
+                f"parameters' dtype, and would act as 0; {fix} (at least {tiny:g})"
+            )
+        try:
+            hyperparam(name, held)
+        except ValueError as err:
+            bad = held != arr
+            raise ValueError(
+                f"{name} = {_show(arr, bad)} rounds to {_show(held, bad)} in {dtype.name}, the parameters' "
+                f"dtype, where {err}; {fix}"
+            ) from None
+
+
+def same_tree(name: str, tree: Any, expected: Any, expected_name: str, fix: str) -> None:
+    """``tree`` has the pytree structure and leaf shapes of ``expected``.
+
+    Only structure and shapes are compared, so this also runs while tracing (under
+    ``jit``), before anything is compiled.
+    """
+    got, want = jax.tree.structure(tree), jax.tree.structure(expected)
+    if got != want:
+        raise ValueError(f"{name} has structure {got}, but {expected_name} need {want}; {fix}")
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(tree), jax.tree.leaves(expected), strict=True):
+        if np.shape(a) != np.shape(b):
+            raise ValueError(
+                f"{leaf_name(name, path)} has shape {np.shape(a)}, but {expected_name} need {np.shape(b)}; {fix}"
+            )

@@ -1,50 +1,1325 @@
-"""The ``fitjax`` command line."""
+"""The ``fitjax`` command line.
+
+``fitjax demo``
+    The lecture's experiments on the built-in data: gradient descent on the line,
+    gradient descent from several starts on the Gabor landscape (with its critical
+    points and basins of attraction), gradient descent with line search, SGD against
+    full-batch gradient descent, momentum against Nesterov momentum, normalized
+    gradients against Adam on the toy loss. Writes the figures, ``summary.json`` and
+    ``report.md`` into ``--out`` (default ``fitjax-output``).
+``fitjax sweep``
+    Any built-in model and optimizer from a grid or box of starts, with
+    hyperparameters given as single values or grids; saves ``sweep.npz`` and
+    ``sweep.json``, and the basin map (``basins.npz``, ``basins.png``) for grid starts.
+``fitjax landscape``
+    A loss landscape of a built-in model and its critical points.
+
+Every command takes ``--help``. A bad flag, an unknown model or optimizer, a bad
+value or an output folder that cannot be written gives one line on stderr and exit
+code 2. matplotlib and tqdm (the ``plot`` extra) are imported only when a command
+runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-
+import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
 
 import fitjax
+from fitjax.landscape import DEFAULT_CHUNK
 
 
-def _demo(args: argparse.Namespace) -> int:
-    """Fit the lecture's 30-point Gabor set from a grid of starts with gradient descent."""
-    data = fitjax.datasets.gabor()
-    loss = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
-    starts = fitjax.inits.grid(jnp.linspace(-10, 10, args.grid), jnp.linspace(2.5, 22.5, args.grid))
-    result = fitjax.fit(loss, fitjax.gd(args.learning_rate), starts, data, steps=args.steps)
-    summary = result.summary()
-    best = summary["best_run"]
-    summary["best_params"] = [float(v) for v in result.params[best]] if best is not None else None
-    summary["runs_near_best"] = int(jnp.sum(result.loss < summary["best_loss"] + 1e-3))
-    print(json.dumps(summary, indent=2))
+class CLIError(Exception):
+    """A problem with the command's arguments or output folder: one line, exit code 2."""
+
+    def __init__(self, message: str, prog: str | None = None) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+# ----------------------------------------------------------------------------- parsing helpers
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit code 2 (raised, not printed)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise CLIError(f"{message} (see {self.prog} --help)", prog=self.prog)
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or numbers separated by commas (e.g. 0.01,0.05,0.1), got {text!r}"
+        ) from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"values must be finite numbers, got {text!r}")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _grid_size(text: str) -> int:
+    value = _positive_int(text)
+    if value < 3:
+        raise argparse.ArgumentTypeError(f"a grid needs at least 3 points per axis, got {value}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Starts:
+    """How to make starting points: ``grid:N`` (or ``grid:N0xN1``) or ``uniform:N``."""
+
+    kind: str
+    shape: tuple[int, ...]
+
+    @property
+    def runs(self) -> int:
+        return math.prod(self.shape)
+
+
+def _starts(text: str) -> Starts:
+    kind, _, size = text.partition(":")
+    try:
+        if kind == "grid":
+            parts = tuple(int(v) for v in size.lower().split("x"))
+            shape = parts * 2 if len(parts) == 1 else parts
+            if len(shape) == 2 and min(shape) >= 2:
+                return Starts("grid", shape)
+        elif kind == "uniform":
+            n = int(size)
+            if n >= 1:
+                return Starts("uniform", (n,))
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"expected grid:N (an N x N grid, N >= 2), grid:N0xN1 or uniform:N (N random starts), got {text!r}"
+    )
+
+
+def _box(text: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    values = _float_list(text)
+    if len(values) != 4 or not (values[0] < values[1] and values[2] < values[3]):
+        raise argparse.ArgumentTypeError(f"expected lo0,hi0,lo1,hi1 with lo < hi, got {text!r}")
+    return (values[0], values[1]), (values[2], values[3])
+
+
+def _out_dir(path: str) -> Path:
+    """Create the output folder and check that it can be written, or raise :class:`CLIError`."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".fitjax-write-test-"):
+            pass
+    except OSError as err:
+        raise CLIError(f"cannot write to output folder {str(out)!r}: {err.strerror or err}") from None
+    return out
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        del n
+
+    def set_description_str(self, text: str) -> None:
+        del text
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, unit: str = "it", quiet: bool = False) -> Any:
+    """A tqdm progress bar on stderr (shown on a terminal only), or a stand-in without tqdm."""
+    if quiet:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False, file=sys.stderr)
+
+
+def _finite(value: Any) -> Any:
+    """JSON-ready values: numpy scalars and arrays to Python, non-finite numbers to None."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (np.ndarray, jax.Array)):
+        return _finite(np.asarray(value).tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(float(value)) else None
+    return value
+
+
+def _write_json(path: Path, data: Any) -> Path:
+    path.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- models and optimizers
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A built-in model with its loss, data and the box its parameters are explored in."""
+
+    name: str
+    loss: Callable[[Any, Any], jax.Array]
+    data: Any
+    box: tuple[tuple[float, float], tuple[float, float]] | None
+    init: Callable[[jax.Array], Any] | None = None  # one set of parameters from a key (pytree models)
+
+
+MODELS = ("line", "gabor", "mlp", "toy")
+
+
+def problem(name: str, *, seed: int = 0, hidden: int = 16, n_data: int = 64) -> Problem:
+    """The built-in problems: the lecture's line and Gabor fits, its Adam toy loss, a small MLP."""
+    if name == "line":
+        grid = fitjax.datasets.notebook()["linear_regression"]["loss_plot_grid"]
+        box = ((grid["phi0"][0], grid["phi0"][1]), (grid["phi1"][0], grid["phi1"][1]))
+        return Problem("line", fitjax.least_squares(fitjax.line), fitjax.datasets.line(), box)
+    if name == "gabor":
+        grid = fitjax.datasets.notebook()["gabor"]["loss_plot_grid"]
+        box = ((grid["phi0"][0], grid["phi0"][1]), (grid["phi1"][0], grid["phi1"][1]))
+        loss = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
+        return Problem("gabor", loss, fitjax.datasets.gabor(), box)
+    if name == "toy":
+        lo, hi, _ = fitjax.datasets.notebook()["adam_toy"]["plot_grid"]
+        return Problem("toy", fitjax.toy_loss, None, ((lo, hi), (lo, hi)))
+    if name == "mlp":
+        data = fitjax.datasets.synthetic_regression(jax.random.key(seed), n_data)
+        sizes = (1, hidden, 1)
+        return Problem(
+            "mlp", fitjax.least_squares(fitjax.mlp), data, None, init=lambda key: fitjax.init_mlp(key, sizes)
+        )
+    raise CLIError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+
+
+# name -> (constructor, the hyperparameters it takes)
+OPTIMIZERS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
+    "gd": (fitjax.gd, ("learning_rate",)),
+    "sgd": (fitjax.sgd, ("learning_rate",)),
+    "momentum": (fitjax.momentum, ("learning_rate", "beta")),
+    "nesterov": (fitjax.nesterov, ("learning_rate", "beta")),
+    "nesterov-classical": (fitjax.nesterov_classical, ("learning_rate", "momentum")),
+    "normalized": (fitjax.normalized, ("learning_rate", "eps")),
+    "adam": (fitjax.adam, ("learning_rate", "beta", "gamma", "eps")),
+}
+HYPERPARAMS = ("learning_rate", "beta", "gamma", "eps", "momentum")
+SGD_BATCH = 5
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _hyperparams(args: argparse.Namespace) -> dict[str, tuple[float, ...]]:
+    """The hyperparameters given on the command line, checked against the optimizer."""
+    _, takes = OPTIMIZERS[args.optimizer]
+    given = {name: getattr(args, name) for name in HYPERPARAMS if getattr(args, name) is not None}
+    for name in given:
+        if name not in takes:
+            raise CLIError(
+                f"{_flag(name)} does not apply to --optimizer {args.optimizer}; "
+                f"it takes {', '.join(_flag(t) for t in takes)}"
+            )
+    given.setdefault("learning_rate", (0.05,) if args.optimizer == "adam" else (0.01,))
+    return given
+
+
+def _optimizer(name: str, values: dict[str, tuple[float, ...]]) -> Any:
+    make, _ = OPTIMIZERS[name]
+    return make(**{k: v[0] for k, v in values.items()})
+
+
+def _flat(params: Any) -> np.ndarray:
+    """Each run's parameters as one row: leaves with leading run axes flattened together."""
+    leaves = jax.tree.leaves(params)
+    lead = np.shape(leaves[0])[:1]
+    return np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(params)).reshape(lead + (-1,))
+
+
+def _make_starts(prob: Problem, starts: Starts, box: Any, key: jax.Array) -> tuple[Any, np.ndarray | None]:
+    """Starting points, and for grid starts the two axes of values."""
+    if prob.init is not None:
+        if starts.kind == "grid":
+            raise CLIError(
+                f"--starts grid: needs a model with two parameters (line, gabor, toy); "
+                f"for --model {prob.name} use --starts uniform:N (N random initialisations)"
+            )
+        return jax.vmap(prob.init)(jax.random.split(key, starts.runs)), None
+    (lo0, hi0), (lo1, hi1) = box
+    if starts.kind == "grid":
+        v0, v1 = np.linspace(lo0, hi0, starts.shape[0]), np.linspace(lo1, hi1, starts.shape[1])
+        return fitjax.inits.grid(v0, v1), (v0, v1)
+    return fitjax.inits.uniform(key, starts.runs, [lo0, lo1], [hi0, hi1]), None
+
+
+# ----------------------------------------------------------------------------- sweep
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    out = _out_dir(args.out)
+    prob = problem(args.model, seed=args.seed, hidden=args.hidden)
+    values = _hyperparams(args)
+    opt = _optimizer(args.optimizer, values)
+    box = args.box or prob.box
+    starts = args.starts or (Starts("uniform", (16,)) if prob.init else Starts("grid", (32, 32)))
+    key = jax.random.key(args.seed)
+    params0, axes = _make_starts(prob, starts, box, jax.random.fold_in(key, 1))
+    batch_size = args.batch_size
+    if args.optimizer == "sgd" and batch_size is None:
+        batch_size = SGD_BATCH
+    grid = {k: jnp.asarray(v) for k, v in values.items() if len(v) > 1}
+    record_every = args.record_every
+    if record_every is None and axes is not None:
+        record_every = max(1, args.steps // 100)  # for the convergence steps of the basin map
+    kwargs = dict(steps=args.steps, key=key, batch_size=batch_size, record_every=record_every)
+
+    bar = _progress(3, f"sweep {prob.name}/{args.optimizer}", quiet=args.quiet)
+    bar.set_description_str(
+        f"fitting {starts.runs} starts x {max(1, math.prod(len(v) for v in grid.values()))} settings"
+    )
+    start_time = time.perf_counter()
+    if grid:
+        result = fitjax.sweep(prob.loss, opt, params0, prob.data, grid=grid, **kwargs).result
+    else:
+        result = fitjax.fit(prob.loss, opt, params0, prob.data, **kwargs)
+    jax.block_until_ready(result.loss)
+    seconds = time.perf_counter() - start_time
+    bar.update()
+
+    settings = tuple(len(v) for v in grid.values())
+    n_settings = math.prod(settings)
+    n_runs = starts.runs
+    loss = np.asarray(result.loss).reshape(n_settings, n_runs)
+    diverged_step = np.asarray(result.diverged_step).reshape(n_settings, n_runs)
+    lead = len(settings) + 1
+    params = _flat(jax.tree.map(lambda a: a.reshape((n_settings * n_runs,) + a.shape[lead:]), result.params))
+    params = params.reshape(n_settings, n_runs, -1)
+    setting_values = _settings(values, grid)
+
+    rows = []
+    for s in range(n_settings):
+        one = fitjax.FitResult(params[s], loss[s], diverged_step[s], None, None, result.steps)
+        row = {"hyperparams": setting_values[s], **one.summary()}
+        if row["best_run"] is not None and params.shape[-1] <= 16:
+            row["best_params"] = params[s, row["best_run"]]
+        rows.append(row)
+
+    arrays = {
+        "loss": loss.reshape(settings + (n_runs,)),
+        "diverged_step": diverged_step.reshape(settings + (n_runs,)),
+        "params": params.reshape(settings + (n_runs, -1)),
+        "starts": _flat(params0),
+    }
+    arrays.update({f"hp_{k}": np.asarray(v) for k, v in grid.items()})
+    if result.history is not None:
+        arrays["history_step"] = np.asarray(result.history.step)
+        arrays["history_loss"] = np.asarray(result.history.loss)
+    files = [out / "sweep.npz"]
+    np.savez_compressed(files[0], **arrays)
+
+    basin_info = None
+    if axes is not None:
+        bar.set_description_str("labelling basins")
+        titles = [", ".join(f"{k}={hp[k]:g}" for k in grid) for hp in setting_values]
+        basin_info, basin_files = _save_basins(
+            out, args, axes, result, settings, titles, params, loss, diverged_step
+        )
+        files += basin_files
+    bar.update()
+
+    summary = {
+        "command": "sweep",
+        "model": prob.name,
+        "optimizer": args.optimizer,
+        "steps": args.steps,
+        "batch_size": batch_size,
+        "seed": args.seed,
+        "starts": {"kind": starts.kind, "shape": list(starts.shape), "box": box},
+        "hyperparams": {k: list(v) for k, v in values.items()},
+        "grid": list(grid),
+        "seconds": seconds,
+        "settings": rows,
+        "basins": basin_info,
+    }
+    files.append(_write_json(out / "sweep.json", summary))
+    bar.update()
+    bar.close()
+
+    best = min((r for r in rows if r["best_loss"] is not None), key=lambda r: r["best_loss"], default=None)
+    print(
+        f"fitjax sweep: {prob.name} / {args.optimizer}: {n_runs} starts x {n_settings} settings x "
+        f"{args.steps} steps in {seconds:.2f} s"
+    )
+    if best is not None:
+        hp = ", ".join(f"{k}={v:g}" for k, v in best["hyperparams"].items())
+        print(
+            f"  best loss {best['best_loss']:.6g} ({hp}); diverged runs: {sum(r['diverged'] for r in rows)}"
+        )
+    if basin_info is not None:
+        print(f"  basins: {', '.join(str(b['minima']) for b in basin_info)} minima per setting")
+    print(f"  wrote {', '.join(str(f) for f in files)}")
     return 0
 
 
+def _settings(values: dict[str, tuple[float, ...]], grid: dict[str, Any]) -> list[dict[str, float]]:
+    """The hyperparameters of each setting of a sweep, in the order of its flattened grid axes."""
+    mesh = np.meshgrid(*[np.asarray(values[k], dtype=float) for k in grid], indexing="ij") if grid else []
+    by_name = {k: m.ravel() for k, m in zip(grid, mesh, strict=True)}
+    n = math.prod(len(v) for v in grid.values())
+    return [{k: float(by_name[k][s]) if k in by_name else v[0] for k, v in values.items()} for s in range(n)]
+
+
+def _save_basins(out, args, axes, result, settings, titles, params, loss, diverged_step):
+    """Basin labels and convergence steps of every setting of a grid-start sweep."""
+    n_settings, n_runs = loss.shape
+    shape = (len(axes[0]), len(axes[1]))
+    hist_loss = np.asarray(result.history.loss).reshape(n_settings, n_runs, -1)
+    labels, conv, info, minima = [], [], [], []
+    for s in range(n_settings):
+        div = diverged_step[s] >= 0
+        lab, mins, mins_loss = fitjax.label_minima(params[s], loss[s], div, tol=args.cluster_tol)
+        labels.append(lab.reshape(shape))
+        conv.append(
+            fitjax.convergence_step(result.history.step, hist_loss[s], loss[s], div, args.steps).reshape(
+                shape
+            )
+        )
+        minima.append(mins)
+        info.append(
+            {
+                "minima": int(mins.shape[0]),
+                "minima_params": mins,
+                "minima_loss": mins_loss,
+                "runs_per_minimum": np.bincount(lab[lab >= 0], minlength=mins.shape[0]),
+                "diverged": int(div.sum()),
+                "median_convergence_step": float(np.median(conv[-1][~div.reshape(shape)]))
+                if (~div).any()
+                else None,
+            }
+        )
+    k = max(m.shape[0] for m in minima)
+    padded = np.full((n_settings, k, params.shape[-1]), np.nan)
+    for s, m in enumerate(minima):
+        padded[s, : m.shape[0]] = m
+    npz = out / "basins.npz"
+    np.savez_compressed(
+        npz,
+        values0=axes[0],
+        values1=axes[1],
+        label=np.stack(labels).reshape(settings + shape),
+        final_loss=loss.reshape(settings + shape),
+        converged_step=np.stack(conv).reshape(settings + shape),
+        minima=padded.reshape(settings + (k, params.shape[-1])),
+    )
+    from fitjax import plots
+
+    png = out / "basins.png"
+    if n_settings == 1:
+        plots.plot_basins(png, axes[0], axes[1], labels[0], minima=minima[0], converged_step=conv[0])
+    else:
+        plots.plot_basin_panels(png, axes[0], axes[1], np.stack(labels), titles=titles)
+    return info, [npz, png]
+
+
+# ----------------------------------------------------------------------------- landscape
+
+
+def _landscape(args: argparse.Namespace) -> int:
+    out = _out_dir(args.out)
+    prob = problem(args.model, seed=args.seed, hidden=args.hidden)
+    if args.directions is not None and prob.init is None:
+        raise CLIError(f"--directions applies to --model mlp only; --model {prob.name} is drawn over φ0 × φ1")
+    from fitjax import plots
+
+    n = args.grid
+    trajectory = None
+    bar = _progress(n * n, f"landscape {prob.name}", unit="pt", quiet=args.quiet)
+
+    def callback(done: int, total: int) -> None:
+        bar.update(done - getattr(bar, "n", done))
+
+    start_time = time.perf_counter()
+    if prob.init is None:
+        (lo0, hi0), (lo1, hi1) = args.box or prob.box
+        land = fitjax.loss_grid(
+            prob.loss,
+            prob.data,
+            np.linspace(lo0, hi0, n),
+            np.linspace(lo1, hi1, n),
+            chunk_size=args.chunk_size,
+            callback=callback,
+        )
+        labels = ("φ0", "φ1")
+        plane = {"kind": "parameters", "index": [0, 1]}
+    else:
+        land, trajectory, plane = _mlp_plane(args, prob, callback)
+        labels = ("direction 1", "direction 2")
+    seconds = time.perf_counter() - start_time
+    bar.close()
+
+    cps = None
+    if not args.no_critical:
+        cps = fitjax.critical_points(prob.loss, prob.data, land)
+    files = []
+    npz = out / "landscape.npz"
+    extra = (
+        {}
+        if cps is None
+        else {
+            "critical_coords": cps.coords,
+            "critical_loss": cps.loss,
+            "critical_kind": cps.kind.astype(str),
+            "critical_eigenvalues": cps.eigenvalues,
+        }
+    )
+    if trajectory is not None:
+        extra["trajectory"] = trajectory
+    np.savez_compressed(npz, values0=land.coords[0], values1=land.coords[1], loss=land.loss, **extra)
+    files.append(npz)
+    fig = out / f"landscape.{args.format}"
+    plots.plot_landscape(
+        fig,
+        land.coords[0],
+        land.coords[1],
+        land.loss,
+        trajectories=None if trajectory is None else [trajectory],
+        labels=None if trajectory is None else [f"{args.optimizer} trajectory"],
+        points=None if cps is None else cps.coords,
+        point_kinds=None if cps is None else list(cps.kind),
+        log=bool(np.nanmin(land.loss) > 0),
+        xlabel=labels[0],
+        ylabel=labels[1],
+        title=f"{prob.name} loss landscape",
+    )
+    files.append(fig)
+    files.append(
+        plots.plot_surface(
+            out / f"landscape_surface.{args.format}",
+            land.coords[0],
+            land.coords[1],
+            land.loss,
+            xlabel=labels[0],
+            ylabel=labels[1],
+            title=f"{prob.name} loss surface",
+        )
+    )
+    kinds = {} if cps is None else {k: int(np.sum(cps.kind == k)) for k in ("minimum", "saddle", "maximum")}
+    summary = {
+        "command": "landscape",
+        "model": prob.name,
+        "grid": [n, n],
+        "plane": plane,
+        "seconds": seconds,
+        "loss_min": float(np.nanmin(land.loss)),
+        "loss_max": float(np.nanmax(land.loss)),
+        "critical_points": None
+        if cps is None
+        else [
+            {"coords": c, "loss": v, "kind": k, "eigenvalues": e}
+            for c, v, k, e in zip(cps.coords, cps.loss, cps.kind, cps.eigenvalues, strict=True)
+        ],
+    }
+    files.append(_write_json(out / "landscape.json", summary))
+    print(
+        f"fitjax landscape: {prob.name}: {n} x {n} grid in {seconds:.2f} s; "
+        f"loss from {summary['loss_min']:.6g} to {summary['loss_max']:.6g}"
+    )
+    if cps is not None:
+        print(
+            "  critical points: "
+            + ", ".join(f"{v} {k}{'' if v == 1 else 's'}" for k, v in kinds.items())
+            .replace("minimums", "minima")
+            .replace("maximums", "maxima")
+        )
+    print(f"  wrote {', '.join(str(f) for f in files)}")
+    return 0
+
+
+def _mlp_plane(args, prob, callback):
+    """The MLP's landscape around trained weights: random filter-normalised or PCA directions."""
+    key = jax.random.key(args.seed)
+    params0 = prob.init(jax.random.fold_in(key, 1))
+    values = _hyperparams(args)
+    opt = _optimizer(args.optimizer, values)
+    single = jax.tree.map(lambda a: a[None], params0)
+    res = fitjax.fit(prob.loss, opt, single, prob.data, steps=args.steps, record_every=1, record_params=True)
+    final = jax.tree.map(lambda a: a[0], res.params)
+    n = args.grid
+    if (args.directions or "random") == "random":
+        directions = fitjax.random_directions(jax.random.fold_in(key, 2), final)
+        ext = args.extent
+        axes = (np.linspace(-ext, ext, n), np.linspace(-ext, ext, n))
+        plane = {"kind": "random filter-normalised directions", "center": "trained weights", "extent": ext}
+        trajectory = None
+    else:
+        path = jax.tree.map(lambda h, p: jnp.concatenate([h[0], p[None]]), res.history.params, final)
+        pca = fitjax.pca_directions(path, center=final)
+        directions = pca.directions
+        lo, hi = pca.coords.min(axis=0), pca.coords.max(axis=0)
+        pad = 0.2 * np.maximum(hi - lo, 1e-3)
+        axes = (
+            np.linspace(lo[0] - pad[0], hi[0] + pad[0], n),
+            np.linspace(lo[1] - pad[1], hi[1] + pad[1], n),
+        )
+        plane = {
+            "kind": "PCA of the trajectory",
+            "explained_variance": pca.explained,
+            "center": "final weights",
+        }
+        trajectory = pca.coords
+    land = fitjax.loss_plane(
+        prob.loss, prob.data, final, directions, axes, chunk_size=args.chunk_size, callback=callback
+    )
+    plane.update({"optimizer": args.optimizer, "steps": args.steps, "final_loss": float(res.loss[0])})
+    return land, trajectory, plane
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+@dataclasses.dataclass
+class _Demo:
+    out: Path
+    fmt: str
+    grid: int
+    basin_grid: int
+    basin_steps: int
+    runs: int
+    seed: int
+
+    def fig(self, name: str) -> Path:
+        return self.out / f"{name}.{self.fmt}"
+
+
+def _path(res: fitjax.FitResult, i: int = 0) -> np.ndarray:
+    """Run ``i``'s recorded parameters followed by its final parameters, shape ``(R + 1, 2)``."""
+    return np.concatenate([np.asarray(res.history.params[i]), np.asarray(res.params[i])[None]])
+
+
+def _curve(res: fitjax.FitResult, i: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, loss) of run ``i`` (or the median over runs) including the final loss."""
+    hist = np.asarray(res.history.loss)
+    final = np.asarray(res.loss)
+    values = (
+        np.median(np.concatenate([hist, final[:, None]], 1), 0) if i is None else np.append(hist[i], final[i])
+    )
+    return np.append(np.asarray(res.history.step), res.steps), values
+
+
+def _record(res: fitjax.FitResult, **settings: Any) -> dict[str, Any]:
+    loss = np.asarray(res.loss, dtype=float)
+    row = {**settings, "steps": res.steps}
+    if loss.size == 1:
+        row.update(final_loss=loss[0], final_params=np.asarray(res.params[0]))
+    else:
+        row.update(
+            final_loss_run0=loss[0],
+            final_loss_median=np.median(loss),
+            final_loss_best=loss.min(),
+            final_loss_worst=loss.max(),
+            runs=loss.size,
+        )
+    row["diverged"] = int(np.asarray(res.diverged).sum())
+    return row
+
+
+def _grid_axes(box, n: int) -> tuple[np.ndarray, np.ndarray]:
+    (lo0, hi0), (lo1, hi1) = box
+    return np.linspace(lo0, hi0, n), np.linspace(lo1, hi1, n)
+
+
+def _line_search_optimizer() -> Callable[..., Any] | None:
+    """``fitjax.linesearch.gd_line_search`` when this installation has it."""
+    try:
+        from fitjax.linesearch import gd_line_search
+    except ImportError:
+        return None
+    return gd_line_search
+
+
+def _demo_line(d: _Demo) -> tuple[dict, str]:
+    from fitjax import plots
+
+    prob = problem("line")
+    nb = fitjax.datasets.notebook()["linear_regression"]
+    start = jnp.asarray([nb["gradient_descent_line_search"]["phi_init"]])
+    x, y = (np.asarray(a, dtype=float) for a in prob.data)
+    exact = np.linalg.lstsq(np.stack([np.ones_like(x), x], 1), y, rcond=None)[0]
+    exact_loss = float(np.sum((exact[0] + exact[1] * x - y) ** 2))
+    lr, steps = 0.03, 100
+    gd = fitjax.fit(
+        prob.loss, fitjax.gd(lr), start, prob.data, steps=steps, record_every=1, record_params=True
+    )
+    runs = {"GD α=0.03": gd}
+    summary = {"gd": _record(gd, learning_rate=lr), "least_squares": {"params": exact, "loss": exact_loss}}
+    search = _line_search_optimizer()
+    if search is not None:
+        ls = nb["gradient_descent_line_search"]
+        cfg = ls["line_search"]
+        res = fitjax.fit(
+            prob.loss,
+            search(cfg["max_dist_default"], cfg["thresh"], cfg["max_iter"]),
+            start,
+            prob.data,
+            steps=ls["n_steps"],
+            record_every=1,
+            record_params=True,
+        )
+        runs["GD + line search"] = res
+        summary["gd_line_search"] = _record(
+            res, max_dist=cfg["max_dist_default"], tol=cfg["thresh"], max_iter=cfg["max_iter"]
+        )
+    land = fitjax.loss_grid(prob.loss, prob.data, *_grid_axes(prob.box, d.grid))
+    f1 = plots.plot_landscape(
+        d.fig("line_landscape"),
+        *land.coords,
+        land.loss,
+        trajectories=[_path(r) for r in runs.values()],
+        labels=[f"{k} ({r.steps} steps)" for k, r in runs.items()],
+        points=exact[None],
+        log=True,
+        title="Line: L[φ] = Σ (φ0 + φ1 x − y)², from the notebook's start",
+    )
+    xs = np.linspace(0, 2, 50)
+    curves = {"start": (xs, float(start[0, 0]) + float(start[0, 1]) * xs)}
+    curves.update({f"{k}": (xs, float(r.params[0, 0]) + float(r.params[0, 1]) * xs) for k, r in runs.items()})
+    f2 = plots.plot_fits(d.fig("line_fit"), x, y, curves, title="Line fits")
+    rows = "\n".join(f"| {k} | {r.steps} | {float(r.loss[0]):.6g} |" for k, r in runs.items())
+    text = f"""## Gradient descent on the line
+
+The 12-point line fit from the notebook's start φ = (1.6, −0.5). Fixed-step gradient descent
+uses α = {lr} (stable below 2/λ_max ≈ 0.04 for this loss); the least-squares solution
+(NumPy) is φ = ({exact[0]:.4f}, {exact[1]:.4f}) with loss {exact_loss:.6g}.
+{"" if search else "Gradient descent with line search is not in this installation (no fitjax.linesearch)."}
+
+| run | steps | final loss |
+|---|---|---|
+{rows}
+| least squares | — | {exact_loss:.6g} |
+
+![line landscape]({f1.name}) ![line fits]({f2.name})
+"""
+    return summary, text
+
+
+_BASIN_TOL = 0.1
+_GABOR_STARTS = ((-1.5, 8.5), (3.5, 6.5), (5.0, 15.0), (-7.0, 10.0), (-6.0, 4.0), (0.0, 20.0))
+
+
+def _demo_gabor(d: _Demo) -> tuple[dict, str]:
+    from fitjax import plots
+
+    prob = problem("gabor")
+    lr, steps = 0.05, 500
+    starts = jnp.asarray(_GABOR_STARTS)
+    res = fitjax.fit(
+        prob.loss, fitjax.gd(lr), starts, prob.data, steps=steps, record_every=1, record_params=True
+    )
+    land = fitjax.loss_grid(prob.loss, prob.data, *_grid_axes(prob.box, d.grid))
+    cps = fitjax.critical_points(prob.loss, prob.data, land)
+    f1 = plots.plot_landscape(
+        d.fig("gabor_landscape"),
+        *land.coords,
+        land.loss,
+        trajectories=[_path(res, i) for i in range(len(_GABOR_STARTS))],
+        labels=[f"start ({a:g}, {b:g})" for a, b in _GABOR_STARTS],
+        points=cps.coords,
+        point_kinds=list(cps.kind),
+        title=f"Gabor: GD α={lr}, {steps} steps (★ minima, ✕ saddles, ▲ maxima)",
+    )
+    f2 = plots.plot_surface(d.fig("gabor_surface"), *land.coords, land.loss, title="Gabor loss surface")
+    v0, v1 = _grid_axes(prob.box, d.basin_grid)
+    bm = fitjax.basin_map(prob.loss, fitjax.gd(lr), prob.data, v0, v1, steps=d.basin_steps, tol=_BASIN_TOL)
+    f3 = plots.plot_basins(
+        d.fig("gabor_basins"),
+        v0,
+        v1,
+        bm.label,
+        minima=bm.minima,
+        converged_step=bm.converged_step,
+        title=f"Basins of GD α={lr} ({d.basin_grid}² starts)",
+    )
+    minima = cps.kind == "minimum"
+    glob = cps.coords[minima][0] if minima.any() else None
+    ok = bm.label >= 0
+    summary = {
+        "gd_from_starts": [
+            {"start": s, "final_params": np.asarray(res.params[i]), "final_loss": float(res.loss[i])}
+            for i, s in enumerate(_GABOR_STARTS)
+        ],
+        "learning_rate": lr,
+        "steps": steps,
+        "critical_points": {k: int(np.sum(cps.kind == k)) for k in ("minimum", "saddle", "maximum")},
+        "global_minimum": {"params": glob, "loss": float(cps.loss[minima][0]) if minima.any() else None},
+        "basins": {
+            "grid": [d.basin_grid, d.basin_grid],
+            "steps": d.basin_steps,
+            "minima": int(bm.minima.shape[0]),
+            "share_reaching_lowest": float(np.mean(bm.label == 0)),
+            "diverged": int(np.sum(~ok)),
+            "median_convergence_step": float(np.median(bm.converged_step[ok])) if ok.any() else None,
+        },
+    }
+    rows = "\n".join(
+        f"| ({s[0]:g}, {s[1]:g}) | ({float(res.params[i, 0]):.3f}, {float(res.params[i, 1]):.3f}) | "
+        f"{float(res.loss[i]):.4g} |"
+        for i, s in enumerate(_GABOR_STARTS)
+    )
+    glob_text = (
+        ""
+        if glob is None
+        else (
+            f"The lowest minimum on the grid is at φ = ({glob[0]:.4f}, {glob[1]:.4f}) with loss "
+            f"{summary['global_minimum']['loss']:.6g}. "
+        )
+    )
+    text = f"""## Gradient descent on the Gabor landscape
+
+Gradient descent (α = {lr}, {steps} steps) from several starts on the 30-point Gabor data
+(envelope w = 32) ends in different minima: the global one only from its valley.
+The landscape ({d.grid}² grid) has {summary["critical_points"]["minimum"]} local minima,
+{summary["critical_points"]["saddle"]} saddles and {summary["critical_points"]["maximum"]} maxima
+inside the box (grid tests refined by Newton's method). {glob_text}
+From a {d.basin_grid}² grid of starts ({d.basin_steps} steps) the runs reach
+{summary["basins"]["minima"]} distinct end points (clustered within {_BASIN_TOL});
+{100 * summary["basins"]["share_reaching_lowest"]:.0f}% reach the lowest.
+
+| start | end | final loss |
+|---|---|---|
+{rows}
+
+![Gabor landscape]({f1.name}) ![Gabor surface]({f2.name})
+![Gabor basins]({f3.name})
+"""
+    return summary, text
+
+
+def _demo_line_search(d: _Demo) -> tuple[dict, str] | None:
+    from fitjax import plots
+
+    search = _line_search_optimizer()
+    if search is None:
+        return None
+    prob = problem("gabor")
+    nb = fitjax.datasets.notebook()["gabor"]["runs"]
+    ls, fixed = nb["gd_line_search"], nb["gd_fixed_lr"]
+    cfg = ls["line_search"]
+    kw = dict(record_every=1, record_params=True)
+    a = fitjax.fit(
+        prob.loss,
+        search(cfg["max_dist"], cfg["thresh"], cfg["max_iter"]),
+        jnp.asarray([ls["phi_init"]]),
+        prob.data,
+        steps=ls["n_steps"],
+        **kw,
+    )
+    b = fitjax.fit(
+        prob.loss,
+        fitjax.gd(fixed["alpha"]),
+        jnp.asarray([fixed["phi_init"]]),
+        prob.data,
+        steps=fixed["n_steps"],
+        **kw,
+    )
+    land = fitjax.loss_grid(prob.loss, prob.data, *_grid_axes(prob.box, d.grid))
+    f1 = plots.plot_landscape(
+        d.fig("gabor_line_search"),
+        *land.coords,
+        land.loss,
+        trajectories=[_path(a), _path(b)],
+        labels=[f"GD + line search (max_dist {cfg['max_dist']:g})", f"GD α={fixed['alpha']:g}"],
+        title=f"Gabor: line search against a fixed step, {ls['n_steps']} steps",
+    )
+    f2 = plots.plot_loss_curves(
+        d.fig("gabor_line_search_loss"),
+        {"GD + line search": _curve(a), f"GD α={fixed['alpha']:g}": _curve(b)},
+    )
+    evaluations = None
+    try:
+        evaluations = int(fitjax.loss_evaluations(a).total[0])
+    except (AttributeError, TypeError):
+        pass
+    summary = {
+        "gd_line_search": _record(
+            a,
+            max_dist=cfg["max_dist"],
+            tol=cfg["thresh"],
+            max_iter=cfg["max_iter"],
+            loss_evaluations=evaluations,
+        ),
+        "gd_fixed": _record(b, learning_rate=fixed["alpha"]),
+    }
+    text = f"""## Gradient descent with line search
+
+The notebook's comparison on the Gabor data from φ = ({ls["phi_init"][0]:g}, {ls["phi_init"][1]:g}),
+{ls["n_steps"]} steps: the bracketing line search (max_dist {cfg["max_dist"]:g}, threshold
+{cfg["thresh"]:g}, at most {cfg["max_iter"]} iterations) against a fixed α = {fixed["alpha"]:g}.
+
+| run | final loss |
+|---|---|
+| GD + line search | {float(a.loss[0]):.4g} |
+| GD α = {fixed["alpha"]:g} | {float(b.loss[0]):.4g} |
+
+The line search spent {evaluations if evaluations is not None else "n/a"} loss evaluations.
+
+![line search]({f1.name}) ![line search loss]({f2.name})
+"""
+    return summary, text
+
+
+def _demo_sgd(d: _Demo) -> tuple[dict, str]:
+    from fitjax import plots
+
+    prob = problem("gabor")
+    nb = fitjax.datasets.notebook()["gabor"]["runs"]
+    s, fixed = nb["sgd_6_3"], nb["gd_fixed_lr"]
+    start = jnp.asarray([s["phi_init"]])
+    kw = dict(steps=s["n_steps"], record_every=1, record_params=True)
+    gd = fitjax.fit(prob.loss, fitjax.gd(fixed["alpha"]), start, prob.data, **kw)
+    sgd = fitjax.fit(
+        prob.loss,
+        fitjax.sgd(s["alpha"]),
+        jnp.tile(start, (d.runs, 1)),
+        prob.data,
+        batch_size=s["batch_size"],
+        key=jax.random.key(d.seed),
+        **kw,
+    )
+    land = fitjax.loss_grid(prob.loss, prob.data, *_grid_axes(prob.box, d.grid))
+    shown = min(3, d.runs)
+    f1 = plots.plot_landscape(
+        d.fig("sgd_vs_gd"),
+        *land.coords,
+        land.loss,
+        trajectories=[_path(gd)] + [_path(sgd, i) for i in range(shown)],
+        labels=[f"GD α={fixed['alpha']:g}"]
+        + [f"SGD α={s['alpha']:g}, B={s['batch_size']} (order {i + 1})" for i in range(shown)],
+        title=f"Gabor: SGD against full-batch GD, {s['n_steps']} steps",
+    )
+    f2 = plots.plot_loss_curves(
+        d.fig("sgd_vs_gd_loss"),
+        {
+            f"GD α={fixed['alpha']:g}": _curve(gd),
+            f"SGD median of {d.runs} orders": _curve(sgd, None),
+            "SGD order 1": _curve(sgd, 0),
+        },
+    )
+    summary = {
+        "gd": _record(gd, learning_rate=fixed["alpha"]),
+        "sgd": _record(sgd, learning_rate=s["alpha"], batch_size=s["batch_size"], seed=d.seed),
+    }
+    sgd_loss = np.asarray(sgd.loss)
+    text = f"""## Stochastic against full-batch gradient descent
+
+From the SGD notebook's start φ = ({s["phi_init"][0]:g}, {s["phi_init"][1]:g}), {s["n_steps"]} steps:
+full-batch GD (α = {fixed["alpha"]:g}) stops in the local minimum of its valley
+(loss {float(gd.loss[0]):.4g});
+SGD (α = {s["alpha"]:g}, batches of {s["batch_size"]}, {d.runs} runs with their own batch orders,
+seed {d.seed}) ends with median loss {np.median(sgd_loss):.4g} (best {sgd_loss.min():.4g},
+worst {sgd_loss.max():.4g}): the noise of the mini-batches can carry it out of the valley.
+
+![SGD vs GD]({f1.name}) ![SGD vs GD loss]({f2.name})
+"""
+    return summary, text
+
+
+def _demo_momentum(d: _Demo) -> tuple[dict, str]:
+    from fitjax import plots
+
+    prob = problem("gabor")
+    nb = fitjax.datasets.notebook()["gabor"]["runs"]
+    stated = fitjax.datasets.notebook()["lecture_stated_values"]
+    cfgs = {
+        "SGD": (nb["sgd_6_4"], lambda c: fitjax.sgd(c["alpha"])),
+        "momentum": (nb["momentum_6_4"], lambda c: fitjax.momentum(c["alpha"], c["beta"])),
+        "Nesterov": (nb["nesterov_6_4"], lambda c: fitjax.nesterov(c["alpha"], c["beta"])),
+    }
+    results = {}
+    for name, (c, make) in cfgs.items():
+        # the same key and run ids: run i sees the same mini-batch order under every optimizer
+        results[name] = fitjax.fit(
+            prob.loss,
+            make(c),
+            jnp.tile(jnp.asarray([c["phi_init"]]), (d.runs, 1)),
+            prob.data,
+            steps=c["n_steps"],
+            batch_size=c["batch_size"],
+            key=jax.random.key(d.seed),
+            record_every=1,
+            record_params=True,
+        )
+    land = fitjax.loss_grid(prob.loss, prob.data, *_grid_axes(prob.box, d.grid))
+    c0 = nb["momentum_6_4"]
+    f1 = plots.plot_landscape(
+        d.fig("momentum_nesterov"),
+        *land.coords,
+        land.loss,
+        trajectories=[_path(r) for r in results.values()],
+        labels=list(results),
+        title=f"Gabor: α={c0['alpha']:g}, β={c0['beta']:g}, B={c0['batch_size']}, "
+        f"{c0['n_steps']} steps (order 1)",
+    )
+    f2 = plots.plot_loss_curves(
+        d.fig("momentum_nesterov_loss"),
+        {f"{k} (median of {d.runs})": _curve(r, None) for k, r in results.items()},
+    )
+    lecture = {
+        "SGD": stated["gabor_final_loss_sgd_without_momentum"],
+        "momentum": stated["gabor_final_loss_with_momentum"],
+        "Nesterov": stated["gabor_final_loss_nesterov"],
+    }
+    summary = {
+        k: {
+            **_record(
+                r, **{kk: vv for kk, vv in cfgs[k][0].items() if kk in ("alpha", "beta", "batch_size")}
+            ),
+            "lecture_stated_loss": lecture[k],
+        }
+        for k, r in results.items()
+    }
+    rows = "\n".join(
+        f"| {k} | {float(r.loss[0]):.4g} | {float(np.median(np.asarray(r.loss))):.4g} | {lecture[k]:g} |"
+        for k, r in results.items()
+    )
+    text = f"""## Momentum against Nesterov momentum
+
+The momentum notebook's settings (start φ = ({c0["phi_init"][0]:g}, {c0["phi_init"][1]:g}),
+α = {c0["alpha"]:g}, β = {c0["beta"]:g}, batches of {c0["batch_size"]}, {c0["n_steps"]} steps), each
+optimizer run with the same {d.runs} mini-batch orders (seed {d.seed}). The lecture's slides quote
+single runs whose batches are not given, so only the ordering is comparable.
+
+| optimizer | final loss, order 1 | median over orders | lecture |
+|---|---|---|---|
+{rows}
+
+![momentum and Nesterov]({f1.name}) ![loss curves]({f2.name})
+"""
+    return summary, text
+
+
+def _demo_adam(d: _Demo) -> tuple[dict, str]:
+    from fitjax import plots
+
+    prob = problem("toy")
+    nb = fitjax.datasets.notebook()["adam_toy"]
+    start = jnp.asarray([nb["phi_init"]])
+    r = nb["runs"]
+    runs = {
+        f"GD α={r['gd_small_lr']['alpha']:g}": (
+            fitjax.gd(r["gd_small_lr"]["alpha"]),
+            r["gd_small_lr"]["n_steps"],
+        ),
+        f"GD α={r['gd_large_lr']['alpha']:g}": (
+            fitjax.gd(r["gd_large_lr"]["alpha"]),
+            r["gd_large_lr"]["n_steps"],
+        ),
+        "normalized": (
+            fitjax.normalized(r["normalized_gradients"]["alpha"], r["normalized_gradients"]["epsilon"]),
+            r["normalized_gradients"]["n_steps"],
+        ),
+        "Adam": (
+            fitjax.adam(r["adam"]["alpha"], r["adam"]["beta"], r["adam"]["gamma"], r["adam"]["epsilon"]),
+            r["adam"]["n_steps"],
+        ),
+    }
+    results = {
+        k: fitjax.fit(prob.loss, opt, start, None, steps=n, record_every=1, record_params=True)
+        for k, (opt, n) in runs.items()
+    }
+    land = fitjax.loss_grid(prob.loss, None, *_grid_axes(prob.box, d.grid))
+    f1 = plots.plot_landscape(
+        d.fig("toy_adam"),
+        *land.coords,
+        land.loss,
+        trajectories=[_path(x) for x in results.values()],
+        labels=list(results),
+        points=np.asarray([nb["minimum"]]),
+        title="Toy loss 1 − exp(−2φ1²)·exp(−(φ0 − 0.7)²/8)",
+    )
+    f2 = plots.plot_loss_curves(d.fig("toy_adam_loss"), {k: _curve(x) for k, x in results.items()})
+    summary = {k: _record(x) for k, x in results.items()}
+    rows = "\n".join(
+        f"| {k} | {x.steps} | ({float(x.params[0, 0]):.4f}, {float(x.params[0, 1]):.4f}) | "
+        f"{float(x.loss[0]):.3g} |"
+        for k, x in results.items()
+    )
+    text = f"""## Normalized gradients against Adam
+
+The Adam notebook's toy loss from φ = ({nb["phi_init"][0]:g}, {nb["phi_init"][1]:g}) (minimum at
+(0.7, 0)), with its settings. A small fixed step crawls along φ0, a large one bounces across φ1;
+normalized gradients move a fixed α along each coordinate and bounce near the minimum
+without converging; Adam's moving averages damp the bouncing.
+
+| optimizer | steps | end | final loss |
+|---|---|---|---|
+{rows}
+
+![toy landscape]({f1.name}) ![toy loss curves]({f2.name})
+"""
+    return summary, text
+
+
+def _demo(args: argparse.Namespace) -> int:
+    out = _out_dir(args.out)
+    d = _Demo(out, args.format, args.grid, args.basin_grid, args.basin_steps, args.runs, args.seed)
+    experiments: list[tuple[str, Callable[[_Demo], Any]]] = [
+        ("line", _demo_line),
+        ("gabor", _demo_gabor),
+        ("line_search", _demo_line_search),
+        ("sgd_vs_gd", _demo_sgd),
+        ("momentum_vs_nesterov", _demo_momentum),
+        ("normalized_vs_adam", _demo_adam),
+    ]
+    start_time = time.perf_counter()
+    summary: dict[str, Any] = {}
+    sections = []
+    bar = _progress(len(experiments), "demo", unit="experiment", quiet=args.quiet)
+    for name, run in experiments:
+        bar.set_description_str(f"demo: {name}")
+        got = run(d)
+        if got is not None:
+            summary[name], text = got
+            sections.append(text)
+        bar.update()
+    bar.close()
+    seconds = time.perf_counter() - start_time
+    has_search = _line_search_optimizer() is not None
+    meta = {
+        "seconds": seconds,
+        "jax_backend": jax.default_backend(),
+        "line_search": has_search,
+        "seed": args.seed,
+    }
+    _write_json(out / "summary.json", {"experiments": summary, **meta})
+    report = (
+        "# fitjax demo: the lecture's experiments\n\n"
+        + (
+            f"Made by `fitjax demo` in {seconds:.1f} s on {jax.default_backend()}. "
+            "Losses are sums of squares over\n"
+            "the data (the notebooks' convention); final losses of every run are in `summary.json`.\n\n"
+        )
+        + "\n".join(sections)
+    )
+    if not has_search:
+        report += "\nGradient descent with line search was left out: fitjax.linesearch is not installed.\n"
+    (out / "report.md").write_text(report)
+
+    g = summary["gabor"]
+    mn = summary["momentum_vs_nesterov"]
+    lines = [
+        f"fitjax demo: {len(sections)} experiments in {seconds:.1f} s, written to {out}/",
+        f"  line: GD loss {summary['line']['gd']['final_loss']:.4f} "
+        f"(least squares {summary['line']['least_squares']['loss']:.4f})",
+        f"  gabor: GD from {len(g['gd_from_starts'])} starts ends at losses "
+        + ", ".join(f"{r['final_loss']:.3g}" for r in g["gd_from_starts"])
+        + f"; {g['critical_points']['minimum']} minima, {g['critical_points']['saddle']} saddles; "
+        f"{g['basins']['minima']} basins",
+    ]
+    if "line_search" in summary:
+        ls = summary["line_search"]
+        lines.append(
+            f"  line search: loss {ls['gd_line_search']['final_loss']:.4g} "
+            f"against {ls['gd_fixed']['final_loss']:.4g} for a fixed step"
+        )
+    sg = summary["sgd_vs_gd"]
+    lines.append(
+        f"  SGD median loss {sg['sgd']['final_loss_median']:.4g} against GD {sg['gd']['final_loss']:.4g}"
+    )
+    lines.append("  median loss: " + ", ".join(f"{k} {v['final_loss_median']:.3g}" for k, v in mn.items()))
+    lines.append(
+        "  toy loss: "
+        + ", ".join(f"{k} {v['final_loss']:.2g}" for k, v in summary["normalized_vs_adam"].items())
+    )
+    print("\n".join(lines))
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def _add_common(p: argparse.ArgumentParser, out_default: str = "fitjax-output") -> None:
+    p.add_argument("--out", default=out_default, metavar="DIR", help=f"output folder (default {out_default})")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_model(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument(
+        "--model",
+        choices=MODELS,
+        default=default,
+        required=default is None,
+        help="line, gabor (the lecture's data), toy (the Adam toy loss) or mlp (a small network)",
+    )
+    p.add_argument(
+        "--box",
+        type=_box,
+        metavar="LO0,HI0,LO1,HI1",
+        help="the box of φ0 × φ1 explored (default: the notebooks' plotting ranges)",
+    )
+    p.add_argument(
+        "--hidden", type=_positive_int, default=16, help="hidden units of the mlp model (default 16)"
+    )
+
+
+def _add_optimizer(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument(
+        "--optimizer",
+        choices=tuple(OPTIMIZERS),
+        default=default,
+        required=default is None,
+        help="the update rule (sgd is gd on mini-batches of --batch-size, default 5)",
+    )
+    p.add_argument(
+        "--learning-rate",
+        type=_float_list,
+        metavar="A[,A...]",
+        help="α, one value or several to sweep (default 0.01; 0.05 for adam)",
+    )
+    p.add_argument("--beta", type=_float_list, metavar="B[,B...]", help="β of momentum, nesterov and adam")
+    p.add_argument("--gamma", type=_float_list, metavar="G[,G...]", help="γ of adam")
+    p.add_argument("--eps", type=_float_list, metavar="E[,E...]", help="ε of normalized and adam")
+    p.add_argument("--momentum", type=_float_list, metavar="M[,M...]", help="μ of nesterov-classical")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fitjax", description=fitjax.__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="fit the lecture's Gabor data from a grid of starts and summarise")
-    demo.add_argument("--grid", type=int, default=64, help="starts per axis (default 64, so 4096 runs)")
-    demo.add_argument("--steps", type=int, default=1000, help="gradient-descent steps (default 1000)")
-    demo.add_argument("--learning-rate", type=float, default=0.01, help="step size α (default 0.01)")
+    parser = _Parser(prog="fitjax", description=(fitjax.__doc__ or "fitjax").splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"fitjax {fitjax.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,sweep,landscape}")
+
+    demo = sub.add_parser(
+        "demo",
+        help="reproduce the lecture's experiments: figures, summary.json and report.md",
+        description="Reproduce the lecture's experiments on the built-in data and write the figures, "
+        "summary.json (final losses) and report.md into --out.",
+    )
+    _add_common(demo)
+    demo.add_argument("--format", choices=("png", "svg"), default="png", help="figure format (default png)")
+    demo.add_argument("--grid", type=_grid_size, default=201, help=argparse.SUPPRESS)
+    demo.add_argument("--basin-grid", type=_grid_size, default=48, help=argparse.SUPPRESS)
+    demo.add_argument("--basin-steps", type=_positive_int, default=1000, help=argparse.SUPPRESS)
+    demo.add_argument("--runs", type=_positive_int, default=16, help=argparse.SUPPRESS)
     demo.set_defaults(func=_demo)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="fit a built-in model from many starts over a grid of hyperparameters",
+        description="Fit a built-in model with one optimizer from a grid or box of starts, for every "
+        "combination of the hyperparameter values given (e.g. --learning-rate 0.01,0.05 "
+        "--beta 0.5,0.9). Saves sweep.npz and sweep.json; with grid starts also the basin "
+        "map (basins.npz, basins.png).",
+    )
+    _add_model(sweep, None)
+    _add_optimizer(sweep, None)
+    sweep.add_argument(
+        "--starts",
+        type=_starts,
+        metavar="SPEC",
+        help="grid:N (N x N over the box), grid:N0xN1 or uniform:N "
+        "(default grid:32; uniform:16 random initialisations for mlp)",
+    )
+    sweep.add_argument("--steps", type=_positive_int, default=500, help="steps per run (default 500)")
+    sweep.add_argument("--batch-size", type=_positive_int, help="mini-batch size (default: the full data)")
+    sweep.add_argument(
+        "--record-every",
+        type=_positive_int,
+        help="record the loss every k steps (default steps/100 with grid starts)",
+    )
+    sweep.add_argument(
+        "--cluster-tol",
+        type=_positive_float,
+        default=1e-2,
+        help="distance within which end points count as one minimum (default 0.01)",
+    )
+    _add_common(sweep)
+    sweep.set_defaults(func=_sweep)
+
+    land = sub.add_parser(
+        "landscape",
+        help="compute and plot a loss landscape and its critical points",
+        description="The loss over φ0 × φ1 (line, gabor, toy) or over a plane through trained mlp weights, "
+        "with its critical points. Saves landscape.npz, landscape.json and the figures.",
+    )
+    _add_model(land, "gabor")
+    land.add_argument("--grid", type=_grid_size, default=256, help="points per axis (default 256)")
+    land.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=DEFAULT_CHUNK,
+        help=f"points evaluated per compiled call (default {DEFAULT_CHUNK})",
+    )
+    land.add_argument("--format", choices=("png", "svg"), default="png", help="figure format (default png)")
+    land.add_argument("--no-critical", action="store_true", help="skip the critical points")
+    land.add_argument(
+        "--directions",
+        choices=("random", "pca"),
+        help="mlp only: random filter-normalised directions around the trained weights "
+        "(default) or the top two principal directions of the training trajectory",
+    )
+    land.add_argument(
+        "--extent", type=_positive_float, default=1.0, help="mlp random directions: coordinates in ±extent"
+    )
+    _add_optimizer(land, "adam")
+    land.add_argument("--steps", type=_positive_int, default=300, help="mlp: training steps (default 300)")
+    _add_common(land)
+    land.set_defaults(func=_landscape)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0, or 2 for a usage or input error)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    command = "fitjax"
     try:
+        args = parser.parse_args(argv)
+        command = f"fitjax {args.command}"
         return args.func(args)
-    except (ValueError, TypeError) as err:
-        print(f"fitjax {args.command}: error: {err}", file=sys.stderr)
+    except SystemExit as done:  # --help and --version
+        return int(done.code or 0) if not isinstance(done.code, str) else 2
+    except (CLIError, ValueError, TypeError, ImportError, OSError) as err:
+        message = " ".join(str(err).split())  # one line
+        print(f"{getattr(err, 'prog', None) or command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -1,0 +1,228 @@
+r"""Basins of attraction: which minimum each start of a grid reaches.
+
+:func:`basin_map` fits from every point of a grid of starts (:func:`fitjax.inits.grid`)
+with :func:`fitjax.fit`, so any optimizer, hyperparameters, mini-batches and keys
+work as they do there. Each start is then labelled by the minimum it reached
+(:func:`label_minima`) and timed (:func:`convergence_step`):
+
+* **Labels.** Final parameters are clustered with a tolerance ``tol``: the run with
+  the lowest final loss not yet labelled founds a new cluster and takes every
+  unlabelled run whose final parameters lie within Euclidean distance ``tol`` of
+  its own; this repeats until every run is labelled. Label 0 is therefore the
+  lowest minimum reached, 1 the next, and so on. Diverged runs are labelled
+  :data:`DIVERGED` (−1).
+* **Convergence step.** With the loss recorded at steps :math:`s_0 < s_1 < \dots <
+  s_{R-1}` and final loss :math:`L_T` (after the last step), a run converged at the
+  first recorded step :math:`s_k` from which every recorded loss stays within
+  tolerance of the final one: :math:`|L_{s_j} - L_T| \le \text{atol} + \text{rtol}\,|L_T|`
+  for all :math:`j \ge k`. If even the last record is outside, the run settled after
+  it and the step is ``steps``; diverged runs get −1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import optax
+
+from fitjax import _checks, inits
+from fitjax.engine import FitResult, fit
+
+PyTree = Any
+
+DIVERGED = -1
+"""The label (and convergence step) of a run that diverged."""
+
+
+class BasinMap(NamedTuple):
+    """Where each start of a grid ended.
+
+    Attributes:
+      values0, values1: the grid's coordinates (``values0`` along rows).
+      label: the minimum each start reached, shape ``(len(values0), len(values1))``;
+        :data:`DIVERGED` for runs that diverged.
+      loss: each run's final loss (a diverged run's last finite loss), same shape.
+      converged_step: the step at which each run converged (see the module docstring).
+      minima: the final parameters of each label's lowest run, shape ``(K, d)``.
+      minima_loss: the loss of each, shape ``(K,)``, ascending.
+      result: the :class:`~fitjax.FitResult` of the runs, in :func:`fitjax.inits.grid` order.
+    """
+
+    values0: np.ndarray
+    values1: np.ndarray
+    label: np.ndarray
+    loss: np.ndarray
+    converged_step: np.ndarray
+    minima: np.ndarray
+    minima_loss: np.ndarray
+    result: FitResult
+
+
+def _flat_runs(params: PyTree) -> np.ndarray:
+    leaves = jax.tree.leaves(params)
+    n = np.shape(leaves[0])[0]
+    return np.concatenate([np.reshape(np.asarray(a, dtype=np.float64), (n, -1)) for a in leaves], axis=1)
+
+
+def label_minima(
+    params: PyTree, loss: Any, diverged: Any = None, *, tol: float = 1e-2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label runs by the minimum they reached: clusters of final parameters within ``tol``.
+
+    Args:
+      params: final parameters, an array ``(n, d)`` or a pytree whose leaves have a
+        leading run axis ``n``.
+      loss: final losses, shape ``(n,)``; clusters are founded in order of loss.
+      diverged: boolean ``(n,)``; these runs (and any with non-finite loss or
+        parameters) get :data:`DIVERGED`.
+      tol: Euclidean distance within which two runs share a minimum.
+
+    Returns:
+      ``(labels (n,), minima (K, d), minima_loss (K,))``: the founder of each cluster
+      is its lowest-loss run.
+
+    Example:
+      >>> import numpy as np, fitjax
+      >>> params = np.array([[1.0, 0.0], [-1.0, 0.0], [1.001, 0.0], [9.0, 9.0]])
+      >>> labels, minima, values = fitjax.label_minima(params, np.array([0.2, 0.1, 0.3, 0.0]),
+      ...                                              np.array([False, False, False, True]))
+      >>> labels.tolist(), minima.tolist()
+      ([1, 0, 1, -1], [[-1.0, 0.0], [1.0, 0.0]])
+    """
+    _checks.positive("tol", tol)
+    flat = _flat_runs(params)
+    n = flat.shape[0]
+    values = np.asarray(loss, dtype=np.float64).reshape(-1)
+    if values.shape[0] != n:
+        raise ValueError(f"loss must have one value per run ({n}), got shape {np.shape(loss)}")
+    bad = ~np.isfinite(values) | ~np.all(np.isfinite(flat), axis=1)
+    if diverged is not None:
+        div = np.asarray(diverged, dtype=bool).reshape(-1)
+        if div.shape[0] != n:
+            raise ValueError(f"diverged must have one value per run ({n}), got shape {np.shape(diverged)}")
+        bad |= div
+    labels = np.full(n, DIVERGED, dtype=np.int64)
+    open_ = ~bad
+    founders: list[int] = []
+    order = np.argsort(np.where(open_, values, np.inf), kind="stable")
+    for i in order:
+        if not open_[i]:
+            continue
+        idx = np.flatnonzero(open_)
+        with np.errstate(over="ignore"):  # far-flung runs are simply not within tol
+            members = idx[np.linalg.norm(flat[idx] - flat[i], axis=1) <= tol]
+        labels[members] = len(founders)
+        open_[members] = False
+        founders.append(int(i))
+    idx = np.asarray(founders, dtype=np.int64)
+    return labels, flat[idx], values[idx]
+
+
+def convergence_step(
+    history_step: Any,
+    history_loss: Any,
+    final_loss: Any,
+    diverged: Any,
+    steps: int,
+    *,
+    rtol: float = 1e-3,
+    atol: float = 1e-6,
+) -> np.ndarray:
+    r"""The first recorded step after which each run's loss stays within tolerance of its final value.
+
+    Run ``r`` converged at ``history_step[k]`` for the smallest ``k`` with
+    :math:`|L_{r,j} - L_{r,T}| \le \text{atol} + \text{rtol}\,|L_{r,T}|` for every
+    ``j ≥ k``; ``steps`` if the last record is still outside; −1 if it diverged.
+
+    Args:
+      history_step: the recorded steps, shape ``(R,)`` (``FitResult.history.step``).
+      history_loss: recorded losses, shape ``(..., R)`` (``FitResult.history.loss``).
+      final_loss: final losses, shape ``(...)``.
+      diverged: booleans, shape ``(...)``.
+      steps: the number of steps run.
+
+    Example:
+      >>> import numpy as np, fitjax
+      >>> fitjax.convergence_step(np.array([0, 10, 20, 30]), np.array([[5.0, 1.0, 1.0005, 1.0]]),
+      ...                         np.array([1.0]), np.array([False]), 40).tolist()
+      [10]
+    """
+    _checks.non_negative("rtol", rtol)
+    _checks.non_negative("atol", atol)
+    s = np.asarray(history_step)
+    h = np.asarray(history_loss, dtype=np.float64)
+    final = np.asarray(final_loss, dtype=np.float64)
+    if h.shape != final.shape + s.shape:
+        raise ValueError(
+            "history_loss must have shape final_loss.shape + (len(history_step),) = "
+            f"{final.shape + s.shape}, "
+            f"got {h.shape}"
+        )
+    with np.errstate(invalid="ignore", over="ignore"):  # a non-finite record is never within
+        within = np.abs(h - final[..., None]) <= atol + rtol * np.abs(final[..., None])
+    settled = np.flip(np.logical_and.accumulate(np.flip(within, -1), axis=-1), -1)  # within from j on
+    first = np.argmax(settled, axis=-1)
+    out = np.where(settled.any(axis=-1), s[first] if s.size else steps, steps).astype(np.int64)
+    return np.where(np.asarray(diverged, dtype=bool), DIVERGED, out)
+
+
+def basin_map(
+    loss: Callable[[PyTree, Any], Any],
+    optimizer: optax.GradientTransformation,
+    data: Any,
+    values0: Any,
+    values1: Any,
+    *,
+    steps: int,
+    base: Any = None,
+    index: tuple[int, int] = (0, 1),
+    tol: float = 1e-2,
+    record_every: int | None = None,
+    rtol: float = 1e-3,
+    atol: float = 1e-6,
+    **fit_kwargs: Any,
+) -> BasinMap:
+    """Fit from every start of a grid and map which minimum each reaches, and when.
+
+    Args:
+      loss, optimizer, data, steps: as for :func:`fitjax.fit`.
+      values0, values1, base, index: the grid of starts, as for :func:`fitjax.inits.grid`.
+      tol: the clustering tolerance of :func:`label_minima`.
+      record_every: how often the loss is recorded for :func:`convergence_step`
+        (default ``max(1, steps // 100)``); a convergence step is a multiple of it.
+      rtol, atol: the tolerances of :func:`convergence_step`.
+      **fit_kwargs: anything else :func:`fitjax.fit` takes (``key``, ``batch_size``,
+        ``hyperparams``, ...).
+
+    Example:
+      >>> import jax.numpy as jnp, fitjax
+      >>> loss = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
+      >>> bm = fitjax.basin_map(loss, fitjax.gd(0.05), fitjax.datasets.gabor(), jnp.linspace(-10, 10, 8),
+      ...                       jnp.linspace(2.5, 22.5, 8), steps=300, tol=0.1)
+      >>> bm.label.shape, int(bm.minima.shape[0]) > 1   # several basins
+      ((8, 8), True)
+    """
+    steps = _checks.positive_int("steps", steps)
+    if record_every is None:
+        record_every = max(1, steps // 100)
+    starts = inits.grid(values0, values1, base=base, index=index)
+    res = fit(loss, optimizer, starts, data, steps=steps, record_every=record_every, **fit_kwargs)
+    shape = (np.size(values0), np.size(values1))
+    diverged = np.asarray(res.diverged)
+    labels, minima, minima_loss = label_minima(res.params, res.loss, diverged, tol=tol)
+    conv = convergence_step(
+        res.history.step, res.history.loss, res.loss, diverged, steps, rtol=rtol, atol=atol
+    )
+    return BasinMap(
+        np.asarray(values0, dtype=float).ravel(),
+        np.asarray(values1, dtype=float).ravel(),
+        labels.reshape(shape),
+        np.asarray(res.loss).reshape(shape),
+        conv.reshape(shape),
+        minima,
+        minima_loss,
+        res,
+    )

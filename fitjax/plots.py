@@ -1,0 +1,421 @@
+"""Figures: landscapes with trajectories, surfaces, basin maps and loss curves.
+
+Every function takes arrays and a path, writes one figure and returns the path as a
+:class:`pathlib.Path`. The format follows the extension: ``.png`` or ``.svg``. A
+figure's size in pixels is ``size × dpi`` (default 6.4 × 4.8 inches at 100 dpi, so
+640 × 480 pixels).
+
+matplotlib is an optional dependency (``pip install fitjax[plot]``): it is imported
+when a figure is drawn, never when ``fitjax`` is imported, and only through its
+object-oriented API with the Agg canvas, so drawing is headless and leaves
+matplotlib's global state (pyplot, the backend) alone.
+
+Grids follow :func:`fitjax.loss_grid`: ``loss[i, j]`` is the value at
+``(x[i], y[j])``, with ``x`` drawn horizontally.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMATS = (".png", ".svg")
+
+_KIND_STYLE = {
+    "minimum": {"marker": "*", "color": "white", "edgecolor": "black", "s": 140},
+    "saddle": {"marker": "X", "color": "orange", "edgecolor": "black", "s": 70},
+    "maximum": {"marker": "^", "color": "red", "edgecolor": "black", "s": 60},
+    "degenerate": {"marker": "o", "color": "grey", "edgecolor": "black", "s": 40},
+}
+
+
+def _figure(size: tuple[float, float], dpi: int, path: Any) -> tuple[Any, Path]:
+    out = Path(os.fspath(path))
+    if out.suffix.lower() not in FORMATS:
+        raise ValueError(f"path must end in one of {FORMATS} (the format follows it), got {str(out)!r}")
+    if not out.parent.is_dir():
+        raise ValueError(f"the folder of path {str(out)!r} does not exist; create it first")
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(f"size must be (width, height) in inches, both > 0, got {size}")
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:  # pragma: no cover - depends on the installation
+        raise ImportError('plotting needs matplotlib: pip install "fitjax[plot]"') from err
+    return Figure(figsize=size, dpi=dpi, layout="constrained"), out
+
+
+def _save(fig: Any, out: Path, dpi: int) -> Path:
+    fig.savefig(out, dpi=dpi, format=out.suffix[1:].lower())
+    return out
+
+
+def _grid(x: Any, y: Any, z: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x, y, z = (
+        np.asarray(x, dtype=float).ravel(),
+        np.asarray(y, dtype=float).ravel(),
+        np.asarray(z, dtype=float),
+    )
+    if z.shape != (x.size, y.size):
+        raise ValueError(f"the grid must have shape (len(x), len(y)) = {(x.size, y.size)}, got {z.shape}")
+    return x, y, z
+
+
+def _stride(n: int, most: int) -> int:
+    return max(1, -(-n // most))
+
+
+def _levels(z: np.ndarray, n: int, log: bool) -> np.ndarray:
+    finite = z[np.isfinite(z)]
+    if finite.size == 0 or finite.min() == finite.max():
+        return np.array([])
+    if log and finite.min() > 0:
+        return np.geomspace(finite.min(), finite.max(), n)
+    return np.linspace(finite.min(), finite.max(), n)
+
+
+def _draw_paths(ax: Any, trajectories: Sequence[Any] | None, labels: Sequence[str] | None) -> None:
+    if not trajectories:
+        return
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    labels = list(labels) if labels is not None else [None] * len(trajectories)
+    if len(labels) != len(trajectories):
+        raise ValueError(
+            f"labels must name each trajectory: {len(trajectories)} trajectories, {len(labels)} labels"
+        )
+    for k, (path, label) in enumerate(zip(trajectories, labels, strict=True)):
+        p = np.asarray(path, dtype=float)
+        if p.ndim != 2 or p.shape[1] != 2:
+            raise ValueError(f"trajectories[{k}] must have shape (steps, 2), got {p.shape}")
+        color = colors[k % len(colors)]
+        ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=1.5, marker="o", ms=2.5, label=label)
+        ax.plot(p[:1, 0], p[:1, 1], "o", color=color, ms=6, mec="black")
+        ax.plot(p[-1:, 0], p[-1:, 1], "s", color=color, ms=6, mec="black")
+    if any(label is not None for label in labels):
+        ax.legend(loc="best", fontsize="x-small", framealpha=0.7)
+
+
+def _draw_points(ax: Any, points: Any, kinds: Sequence[str] | None) -> None:
+    if points is None:
+        return
+    pts = np.asarray(points, dtype=float).reshape(-1, 2)
+    kinds = ["minimum"] * len(pts) if kinds is None else list(kinds)
+    for kind in dict.fromkeys(kinds):
+        sel = np.array([k == kind for k in kinds], dtype=bool)
+        style = _KIND_STYLE.get(kind, _KIND_STYLE["degenerate"])
+        ax.scatter(
+            pts[sel, 0],
+            pts[sel, 1],
+            marker=style["marker"],
+            c=style["color"],
+            edgecolors=style["edgecolor"],
+            s=style["s"],
+            zorder=5,
+            label=None,
+        )
+
+
+def plot_landscape(
+    path: Any,
+    x: Any,
+    y: Any,
+    loss: Any,
+    *,
+    trajectories: Sequence[Any] | None = None,
+    labels: Sequence[str] | None = None,
+    points: Any = None,
+    point_kinds: Sequence[str] | None = None,
+    log: bool = False,
+    levels: int = 20,
+    title: str | None = None,
+    xlabel: str = "φ0",
+    ylabel: str = "φ1",
+    size: tuple[float, float] = (6.4, 4.8),
+    dpi: int = 100,
+) -> Path:
+    """A heatmap of ``loss`` over ``x × y`` with contours, trajectories and critical points.
+
+    Args:
+      path: the file to write (``.png`` or ``.svg``).
+      x, y, loss: the grid, ``loss[i, j]`` at ``(x[i], y[j])``.
+      trajectories: paths to draw, each of shape ``(steps, 2)`` (start: circle, end: square).
+      labels: a legend entry per trajectory.
+      points, point_kinds: points ``(K, 2)`` to mark, and their kinds (``"minimum"``,
+        ``"saddle"``, ``"maximum"``), e.g. from :func:`fitjax.critical_points`.
+      log: colour and contour on a logarithmic scale (for losses spanning decades).
+
+    Example:
+      >>> import tempfile, pathlib, numpy as np
+      >>> from fitjax import plots
+      >>> x, y = np.linspace(-1, 1, 30), np.linspace(-1, 1, 20)
+      >>> z = x[:, None] ** 2 + 3 * y[None, :] ** 2
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     out = plots.plot_landscape(pathlib.Path(tmp) / "bowl.png", x, y, z,
+      ...                                trajectories=[np.array([[0.9, 0.9], [0.5, 0.1], [0.0, 0.0]])])
+      ...     out.name, out.stat().st_size > 0
+      ('bowl.png', True)
+    """
+    fig, out = _figure(size, dpi, path)
+    x, y, z = _grid(x, y, loss)
+    ax = fig.add_subplot()
+    norm = None
+    finite = z[np.isfinite(z)]
+    if log and finite.size and finite.min() > 0:
+        from matplotlib.colors import LogNorm
+
+        norm = LogNorm(finite.min(), finite.max())
+    image = ax.imshow(
+        z.T,
+        origin="lower",
+        extent=(x[0], x[-1], y[0], y[-1]),
+        aspect="auto",
+        cmap="viridis",
+        norm=norm,
+        interpolation="nearest",
+    )
+    fig.colorbar(image, ax=ax, label="loss")
+    lv = _levels(z, levels, log)
+    if lv.size > 1 and min(z.shape) > 1:
+        s0, s1 = _stride(x.size, 400), _stride(y.size, 400)
+        ax.contour(x[::s0], y[::s1], z[::s0, ::s1].T, levels=lv, colors="white", linewidths=0.4, alpha=0.6)
+    _draw_paths(ax, trajectories, labels)
+    _draw_points(ax, points, point_kinds)
+    ax.set_xlim(x[0], x[-1])
+    ax.set_ylim(y[0], y[-1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return _save(fig, out, dpi)
+
+
+def plot_surface(
+    path: Any,
+    x: Any,
+    y: Any,
+    loss: Any,
+    *,
+    title: str | None = None,
+    xlabel: str = "φ0",
+    ylabel: str = "φ1",
+    zlabel: str = "loss",
+    max_points: int = 150,
+    size: tuple[float, float] = (6.4, 4.8),
+    dpi: int = 100,
+) -> Path:
+    """A 3-D surface of ``loss`` over ``x × y`` (grids larger than ``max_points`` per axis are strided)."""
+    fig, out = _figure(size, dpi, path)
+    x, y, z = _grid(x, y, loss)
+    s0, s1 = _stride(x.size, max_points), _stride(y.size, max_points)
+    xs, ys, zs = x[::s0], y[::s1], z[::s0, ::s1]
+    ax = fig.add_subplot(projection="3d")
+    gx, gy = np.meshgrid(xs, ys, indexing="ij")
+    ax.plot_surface(
+        gx, gy, np.where(np.isfinite(zs), zs, np.nan), cmap="viridis", linewidth=0, antialiased=True
+    )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_zlabel(zlabel)
+    if title:
+        ax.set_title(title)
+    return _save(fig, out, dpi)
+
+
+_LABEL_COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#dbdb8d",
+    "#9edae5",
+)
+
+
+def _draw_labels(
+    ax: Any, x: np.ndarray, y: np.ndarray, lab: np.ndarray, minima: Any, title: str | None
+) -> None:
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    lab = lab.astype(int)
+    k = max(int(lab.max()) + 1, 1)
+    cmap = ListedColormap(["black"] + [_LABEL_COLORS[i % len(_LABEL_COLORS)] for i in range(k)])
+    norm = BoundaryNorm(np.arange(-1.5, k), cmap.N)
+    ax.imshow(
+        lab.T,
+        origin="lower",
+        extent=(x[0], x[-1], y[0], y[-1]),
+        aspect="auto",
+        cmap=cmap,
+        norm=norm,
+        interpolation="nearest",
+    )
+    minima_count = len(np.unique(lab[lab >= 0]))
+    ax.set_title(
+        title or f"basins ({minima_count} minima, {int(np.sum(lab < 0))} starts diverged)", fontsize="medium"
+    )
+    if minima is not None:
+        m = np.asarray(minima, dtype=float).reshape(-1, 2)
+        ax.scatter(m[:, 0], m[:, 1], marker="*", c="white", edgecolors="black", s=120, zorder=5)
+        ax.set_xlim(x[0], x[-1])
+        ax.set_ylim(y[0], y[-1])
+
+
+def plot_basins(
+    path: Any,
+    x: Any,
+    y: Any,
+    labels: Any,
+    *,
+    minima: Any = None,
+    converged_step: Any = None,
+    title: str | None = None,
+    xlabel: str = "φ0",
+    ylabel: str = "φ1",
+    size: tuple[float, float] = (6.4, 4.8),
+    dpi: int = 100,
+) -> Path:
+    """A map of the minimum each start reached (one colour per label, diverged runs black).
+
+    Args:
+      labels: ``labels[i, j]`` for the start ``(x[i], y[j])``, as in :class:`fitjax.BasinMap`.
+      minima: points ``(K, 2)`` to mark (the minima, in the same coordinates).
+      converged_step: if given, a second panel maps the step at which each run
+        converged (diverged runs, marked −1, left blank).
+    """
+    fig, out = _figure(size, dpi, path)
+    x, y, lab = _grid(x, y, labels)
+    axes = fig.subplots(1, 1 if converged_step is None else 2, squeeze=False)[0]
+    _draw_labels(axes[0], x, y, lab, minima, title)
+    if converged_step is not None:
+        _, _, steps = _grid(x, y, converged_step)
+        shown = np.where(steps < 0, np.nan, steps)
+        image = axes[1].imshow(
+            shown.T,
+            origin="lower",
+            extent=(x[0], x[-1], y[0], y[-1]),
+            aspect="auto",
+            cmap="magma",
+            interpolation="nearest",
+        )
+        fig.colorbar(image, ax=axes[1], label="step converged")
+        axes[1].set_title("convergence step", fontsize="medium")
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    return _save(fig, out, dpi)
+
+
+def plot_basin_panels(
+    path: Any,
+    x: Any,
+    y: Any,
+    labels: Any,
+    *,
+    titles: Sequence[str] | None = None,
+    xlabel: str = "φ0",
+    ylabel: str = "φ1",
+    size: tuple[float, float] = (9.6, 7.2),
+    dpi: int = 100,
+    most: int = 16,
+) -> Path:
+    """Basin maps side by side, one per setting: ``labels`` of shape ``(S, len(x), len(y))``.
+
+    At most ``most`` panels are drawn (the first ones).
+    """
+    fig, out = _figure(size, dpi, path)
+    stack = np.asarray(labels)
+    if stack.ndim != 3:
+        raise ValueError(f"labels must have shape (settings, len(x), len(y)), got {stack.shape}")
+    n = min(stack.shape[0], most)
+    titles = list(titles) if titles is not None else [f"setting {s}" for s in range(n)]
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for s, ax in enumerate(axes):
+        if s >= n:
+            ax.set_axis_off()
+            continue
+        xs, ys, lab = _grid(x, y, stack[s])
+        _draw_labels(ax, xs, ys, lab, None, titles[s] if s < len(titles) else None)
+        ax.title.set_fontsize("small")
+        ax.set_xlabel(xlabel, fontsize="small")
+        ax.set_ylabel(ylabel, fontsize="small")
+    return _save(fig, out, dpi)
+
+
+def plot_loss_curves(
+    path: Any,
+    curves: Mapping[str, tuple[Any, Any]],
+    *,
+    log: bool = True,
+    title: str | None = None,
+    xlabel: str = "step",
+    ylabel: str = "loss",
+    size: tuple[float, float] = (6.4, 4.8),
+    dpi: int = 100,
+) -> Path:
+    """Loss curves of several optimizers on one axis: ``curves[name] = (steps, loss)``."""
+    fig, out = _figure(size, dpi, path)
+    if not curves:
+        raise ValueError("curves must hold at least one (steps, loss) pair")
+    ax = fig.add_subplot()
+    positive = True
+    for name, (steps, values) in curves.items():
+        s, v = np.asarray(steps, dtype=float).ravel(), np.asarray(values, dtype=float).ravel()
+        if s.shape != v.shape:
+            raise ValueError(f"curves[{name!r}]: steps and loss differ in length ({s.size} and {v.size})")
+        positive &= bool(np.all(v[np.isfinite(v)] > 0))
+        ax.plot(s, v, label=name, lw=1.5)
+    if log and positive:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return _save(fig, out, dpi)
+
+
+def plot_fits(
+    path: Any,
+    x: Any,
+    y: Any,
+    curves: Mapping[str, tuple[Any, Any]],
+    *,
+    title: str | None = None,
+    xlabel: str = "x",
+    ylabel: str = "y",
+    size: tuple[float, float] = (6.4, 4.8),
+    dpi: int = 100,
+) -> Path:
+    """Data points ``(x, y)`` and fitted model curves ``curves[name] = (xs, f(xs))``."""
+    fig, out = _figure(size, dpi, path)
+    ax = fig.add_subplot()
+    ax.scatter(
+        np.asarray(x, dtype=float), np.asarray(y, dtype=float), c="black", s=18, zorder=3, label="data"
+    )
+    for name, (xs, ys) in curves.items():
+        ax.plot(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float), lw=1.5, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best", fontsize="small")
+    if title:
+        ax.set_title(title)
+    return _save(fig, out, dpi)

@@ -1,0 +1,156 @@
+"""Basins of attraction: labels against single fits and closed forms, convergence steps."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.cluster.hierarchy import fcluster, linkage
+
+import fitjax
+
+GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
+
+
+def _double_well(p, _):  # minima (±1, 0), saddle (0, 0)
+    return (p[0] ** 2 - 1) ** 2 + p[1] ** 2
+
+
+def _same_partition(a, b):
+    """True if the labellings a and b group the runs identically (up to renaming)."""
+    pairs = set(zip(a.tolist(), b.tolist(), strict=True))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+def test_labels_agree_with_fits_run_one_by_one(x64):
+    data = fitjax.datasets.gabor()
+    v0, v1 = np.linspace(-8, 8, 6), np.linspace(6, 20, 6)
+    bm = fitjax.basin_map(GABOR, fitjax.gd(0.05), data, v0, v1, steps=1500, tol=0.1)
+    starts = fitjax.inits.grid(v0, v1)
+    singles = [fitjax.fit(GABOR, fitjax.gd(0.05), starts[i : i + 1], data, steps=1500) for i in range(36)]
+    ends = np.stack([np.asarray(r.params[0]) for r in singles])
+    losses = np.array([float(r.loss[0]) for r in singles])
+    # an independent clustering of the single fits' end points (single linkage, SciPy)
+    reference = fcluster(linkage(ends, "single"), t=0.1, criterion="distance")
+    labels = bm.label.ravel()
+    assert bm.minima.shape[0] > 3 and np.all(labels >= 0)
+    assert _same_partition(labels, reference)
+    np.testing.assert_allclose(bm.loss.ravel(), losses, rtol=1e-10)
+    for k in range(bm.minima.shape[0]):  # label k's minimum is its lowest run, in order of loss
+        members = labels == k
+        i = np.flatnonzero(members)[np.argmin(losses[members])]
+        np.testing.assert_allclose(bm.minima[k], ends[i], atol=1e-10)
+        np.testing.assert_allclose(bm.minima_loss[k], losses[members].min(), rtol=1e-10)
+    assert np.all(np.diff(bm.minima_loss) > 0)
+
+
+def test_labels_on_the_double_well_with_divergence(x64):
+    v0, v1 = np.linspace(-4, 4, 9), np.linspace(-1, 1, 5)  # includes x = 0: GD stays on the saddle's line
+    bm = fitjax.basin_map(_double_well, fitjax.gd(0.1), None, v0, v1, steps=400, tol=1e-3)
+    starts = fitjax.inits.grid(v0, v1)
+    critical = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    for i in range(starts.shape[0]):
+        single = fitjax.fit(_double_well, fitjax.gd(0.1), starts[i : i + 1], None, steps=400)
+        label = bm.label.ravel()[i]
+        if bool(single.diverged[0]):
+            assert label == fitjax.DIVERGED
+            assert bm.converged_step.ravel()[i] == -1
+            continue
+        nearest = np.argmin(np.linalg.norm(critical - np.asarray(single.params[0]), axis=1))
+        np.testing.assert_allclose(single.params[0], critical[nearest], atol=1e-6)
+        np.testing.assert_allclose(bm.minima[label], critical[nearest], atol=1e-6)
+    assert np.sum(bm.label == fitjax.DIVERGED) > 0  # |x| = 4 and 3 overshoot and blow up
+    assert np.all(bm.label[4] == 2)  # the saddle (loss 1) is the third end point by loss
+    np.testing.assert_array_equal(bm.label == fitjax.DIVERGED, np.asarray(bm.result.diverged).reshape(9, 5))
+
+
+def test_convergence_step_matches_the_closed_form(x64):
+    # GD on L = |φ|²/2 with step α: L_t = (1 − α)^{2t} · |φ_0|²/2
+    alpha, steps, rtol, atol = 0.1, 200, 1e-3, 1e-6
+    v0, v1 = np.array([0.5, 2.0, 7.0]), np.array([-3.0, 0.25])
+    bm = fitjax.basin_map(
+        lambda p, _: 0.5 * jnp.sum(p**2),
+        fitjax.gd(alpha),
+        None,
+        v0,
+        v1,
+        steps=steps,
+        record_every=1,
+        rtol=rtol,
+        atol=atol,
+        tol=1e-3,
+    )
+    r0 = 0.5 * (v0[:, None] ** 2 + v1[None, :] ** 2)
+    t = np.arange(steps + 1)
+    curve = r0[..., None] * (1 - alpha) ** (2 * t)  # closed-form loss at every step
+    final = curve[..., -1]
+    within = np.abs(curve[..., :-1] - final[..., None]) <= atol + rtol * final[..., None]
+    expected = np.array([[np.flatnonzero(~w).max() + 1 if (~w).any() else 0 for w in row] for row in within])
+    np.testing.assert_array_equal(bm.converged_step, expected)
+    assert np.all((expected > 0) & (expected < steps))
+    # recorded every 10 steps: the first recorded step at or after the every-step answer
+    coarse = fitjax.basin_map(
+        lambda p, _: 0.5 * jnp.sum(p**2),
+        fitjax.gd(alpha),
+        None,
+        v0,
+        v1,
+        steps=steps,
+        record_every=10,
+        rtol=rtol,
+        atol=atol,
+        tol=1e-3,
+    )
+    np.testing.assert_array_equal(coarse.converged_step, 10 * np.ceil(expected / 10))
+
+
+def test_convergence_step_definition_on_hand_made_histories():
+    step = np.array([0, 5, 10, 15, 20])
+    history = np.array(
+        [
+            [9.0, 2.0, 1.0, 1.0, 1.0],  # settles at 10
+            [9.0, 1.0, 3.0, 1.0, 1.0],  # leaves and comes back: settles at 15
+            [9.0, 8.0, 7.0, 6.0, 5.0],  # still moving at the last record: the end
+            [1.0, 1.0, 1.0, 1.0, 1.0],  # settled from the start
+            [1.0, 1.0, 1.0, 1.0, 1.0],  # diverged
+        ]
+    )
+    final = np.array([1.0, 1.0, 1.0, 1.0, 1.0])
+    diverged = np.array([False, False, False, False, True])
+    out = fitjax.convergence_step(step, history, final, diverged, 25, rtol=0.0, atol=0.01)
+    np.testing.assert_array_equal(out, [10, 15, 25, 0, -1])
+    with pytest.raises(ValueError, match="history_loss"):
+        fitjax.convergence_step(step, history[:, :3], final, diverged, 25)
+
+
+def test_label_minima_orders_by_loss_and_flags_bad_runs():
+    params = np.array([[0.0, 0.0], [5.0, 5.0], [0.05, 0.0], [5.0, 5.02], [np.nan, 0.0], [1.0, 1.0]])
+    loss = np.array([2.0, 1.0, 1.5, 1.2, 0.0, 3.0])
+    diverged = np.array([False, False, False, False, False, True])
+    labels, minima, values = fitjax.label_minima(params, loss, diverged, tol=0.1)
+    np.testing.assert_array_equal(labels, [1, 0, 1, 0, -1, -1])
+    np.testing.assert_array_equal(minima, [[5.0, 5.0], [0.05, 0.0]])
+    np.testing.assert_array_equal(values, [1.0, 1.5])
+    tree = {"a": params[:, :1], "b": params[:, 1]}  # a pytree with a leading run axis
+    np.testing.assert_array_equal(fitjax.label_minima(tree, loss, diverged, tol=0.1)[0], labels)
+    with pytest.raises(ValueError, match="tol"):
+        fitjax.label_minima(params, loss, tol=0.0)
+    with pytest.raises(ValueError, match="one value per run"):
+        fitjax.label_minima(params, loss[:3])
+
+
+def test_any_optimizer_and_hyperparameters_pass_through_to_fit():
+    data = fitjax.datasets.gabor()
+    v0, v1 = np.linspace(-5, 5, 4), np.linspace(5, 20, 3)
+    kw = dict(steps=60, batch_size=5, hyperparams={"beta": 0.5})
+    bm = fitjax.basin_map(GABOR, fitjax.momentum(0.1, 0.9), data, v0, v1, key=jax.random.key(1), **kw)
+    direct = fitjax.fit(
+        GABOR,
+        fitjax.momentum(0.1, 0.9),
+        fitjax.inits.grid(v0, v1),
+        data,
+        key=jax.random.key(1),
+        record_every=int(bm.result.history.step[1]),
+        **kw,
+    )
+    np.testing.assert_allclose(bm.result.params, direct.params, rtol=1e-6)
+    np.testing.assert_allclose(bm.loss, np.asarray(direct.loss).reshape(4, 3), rtol=1e-6)
