@@ -117,9 +117,13 @@ class ContenderResult:
 
     ``params`` / ``losses`` cover the first ``starts_run`` starts; they are
     ``None`` (as are the timings) when the contender was skipped, with the
-    reason in ``skip_reason``. ``run_s`` is the time for all starts; when only
-    a subset was run it is extrapolated from ``measured_run_s`` and ``note``
-    says so.
+    reason in ``skip_reason``. ``run_times`` are the measured wall-clock
+    seconds of each repetition of the run phase on ``starts_run`` starts;
+    ``run_s`` is the best of them scaled to all starts (``note`` says when it
+    was extrapolated from a subset). ``run_cpu_times`` / ``run_cpu_s`` are the
+    same for the process CPU time (all threads), which is far less sensitive
+    than wall time to other load on a shared machine but counts only host
+    work.
     """
 
     name: str
@@ -127,7 +131,9 @@ class ContenderResult:
     losses: np.ndarray | None
     compile_s: float | None
     run_s: float | None
-    measured_run_s: float | None = None
+    run_times: tuple[float, ...] = ()
+    run_cpu_s: float | None = None
+    run_cpu_times: tuple[float, ...] = ()
     starts_run: int | None = None
     note: str = ""
     skip_reason: str | None = None
@@ -149,6 +155,58 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class RunTimes:
+    """Wall-clock and process CPU seconds of each repetition of a run."""
+
+    wall: tuple[float, ...]
+    cpu: tuple[float, ...]
+
+
+def _timed_repeats(fn: Callable[[], Any], repeat: int) -> tuple[Any, RunTimes]:
+    """Run ``fn`` ``repeat`` times (at least once); the last result and the times.
+
+    ``fn`` must start from the same state on every call.
+    """
+    wall, cpu = [], []
+    for _ in range(max(repeat, 1)):
+        cpu_start = time.process_time()
+        out, seconds = _timed(fn)
+        cpu.append(time.process_time() - cpu_start)
+        wall.append(seconds)
+    return out, RunTimes(tuple(wall), tuple(cpu))
+
+
+def _result(
+    name: str,
+    params: Any,
+    losses: Any,
+    compile_s: float,
+    run_times: RunTimes,
+    total_starts: int,
+    note: str = "",
+) -> ContenderResult:
+    """Build a result; run times are the best repetition scaled to ``total_starts``."""
+    params, losses = np.asarray(params), np.asarray(losses)
+    starts_run = len(losses)
+    scale = total_starts / starts_run
+    notes = [note] if note else []
+    if starts_run < total_starts:
+        notes.append(f"run_s extrapolated from {starts_run} of {total_starts} starts")
+    return ContenderResult(
+        name,
+        params,
+        losses,
+        compile_s,
+        min(run_times.wall) * scale,
+        run_times=run_times.wall,
+        run_cpu_s=min(run_times.cpu) * scale,
+        run_cpu_times=run_times.cpu,
+        starts_run=starts_run,
+        note="; ".join(notes),
+    )
 
 
 # --- JAX contenders ----------------------------------------------------------
@@ -179,9 +237,7 @@ def _optax_step(
     return optax.apply_updates(phi, updates), opt_state
 
 
-def _fit_one_scan(
-    phi: jax.Array, x: jax.Array, y: jax.Array, steps: int
-) -> tuple[jax.Array, jax.Array]:
+def _fit_one_scan(phi: jax.Array, x: jax.Array, y: jax.Array, steps: int) -> tuple[jax.Array, jax.Array]:
     """``steps`` Adam steps on one run with ``lax.scan``; returns (phi, loss)."""
 
     def body(carry, _):
@@ -192,36 +248,34 @@ def _fit_one_scan(
 
 
 def expert_optax(
-    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
 ) -> ContenderResult:
     """Expert baseline: vmap over starts of a scanned optax loop, one jit.
 
-    ``compile_s`` is lower + compile; ``run_s`` is the second call of the
-    compiled function (the first call is an untimed warm-up).
+    ``compile_s`` is lower + compile; the first call of the compiled function
+    is an untimed warm-up and the following ``repeat`` calls are timed.
     """
     fit = jax.jit(jax.vmap(_fit_one_scan, in_axes=(0, None, None, None)), static_argnums=3)
     args = jax.device_put((starts, x, y))
     compiled, compile_s = _timed(lambda: fit.lower(*args, steps).compile())
     jax.block_until_ready(compiled(*args))
-    (params, losses), run_s = _timed(lambda: jax.block_until_ready(compiled(*args)))
-    return ContenderResult(
-        "expert_optax",
-        np.asarray(params),
-        np.asarray(losses),
-        compile_s,
-        run_s,
-        measured_run_s=run_s,
-        starts_run=len(starts),
-    )
+    (params, losses), run_times = _timed_repeats(lambda: jax.block_until_ready(compiled(*args)), repeat)
+    return _result("expert_optax", params, losses, compile_s, run_times, len(starts))
 
 
 def optax_loop(
-    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, max_starts: int = 4
+    starts: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    steps: int,
+    repeat: int = 1,
+    max_starts: int = 4,
 ) -> ContenderResult:
     """Python loop over starts; each start calls a jitted optax step ``steps`` times.
 
     Only the first ``max_starts`` starts are run; ``run_s`` is the measured
-    time per start times the total number of starts.
+    time per start times the total number of starts. ``compile_s`` is the
+    first (tracing and compiling) call of the step and loss functions.
     """
     step = jax.jit(_optax_step)
     loss = jax.jit(loss_jax)
@@ -241,28 +295,16 @@ def optax_loop(
 
     _, compile_s = _timed(warm_up)
     subset = starts[:max_starts]
-    fitted, measured_s = _timed(lambda: [fit_one(phi0) for phi0 in subset])
+    fitted, run_times = _timed_repeats(lambda: [fit_one(phi0) for phi0 in subset], repeat)
     params = np.stack([np.asarray(p) for p, _ in fitted])
     losses = np.stack([np.asarray(v) for _, v in fitted])
-    extrapolated = len(subset) < len(starts)
-    run_s = measured_s * len(starts) / len(subset)
-    note = f"run_s extrapolated from {len(subset)} of {len(starts)} starts" if extrapolated else ""
-    return ContenderResult(
-        "optax_loop",
-        params,
-        losses,
-        compile_s,
-        run_s,
-        measured_run_s=measured_s,
-        starts_run=len(subset),
-        note=note,
-    )
+    return _result("optax_loop", params, losses, compile_s, run_times, len(starts))
 
 
 # --- PyTorch contenders ------------------------------------------------------
 
 
-def _import_torch() -> tuple[Any, str | None]:
+def import_torch() -> tuple[Any, str | None]:
     """Return ``(torch, None)``, or ``(None, reason)`` when it is not importable."""
     try:
         import torch
@@ -277,6 +319,7 @@ def _torch_fit(
     x: np.ndarray,
     y: np.ndarray,
     steps: int,
+    repeat: int,
     compile_model: bool,
     warmup_steps: int = 3,
 ) -> ContenderResult:
@@ -285,10 +328,11 @@ def _torch_fit(
     The total loss is the sum of the per-run losses, so each run's gradient
     and Adam update are exactly those of an independent per-run Adam. A few
     warm-up steps (which trigger ``torch.compile`` when ``compile_model``) are
-    timed as ``compile_s``; then parameters and Adam state are reset and
-    ``steps`` steps are timed as ``run_s``.
+    timed as ``compile_s``; before each timed run of ``steps`` steps the
+    parameters and the Adam state are reset in place, so compiled code is
+    reused.
     """
-    torch, reason = _import_torch()
+    torch, reason = import_torch()
     if torch is None:
         return ContenderResult.skipped(name, reason)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -313,6 +357,7 @@ def _torch_fit(
 
     loss_fn, step_fn = per_run_loss, opt_step
     if compile_model:
+        torch.compiler.reset()  # compile for this workload's shapes only
         loss_fn, step_fn = torch.compile(per_run_loss), torch.compile(opt_step)
 
     def train(n: int) -> None:
@@ -322,54 +367,53 @@ def _torch_fit(
             step_fn()
         sync()
 
-    def reset() -> None:
+    def reset_and_train() -> None:
         with torch.no_grad():
             params.copy_(start_t)
-            params.grad.zero_()
+            if params.grad is not None:
+                params.grad.zero_()
             for state in opt.state.values():
                 for value in state.values():
                     value.zero_()  # step counter and both moments
+        train(steps)
 
     try:
         _, compile_s = _timed(lambda: train(warmup_steps))
-        reset()
-        _, run_s = _timed(lambda: train(steps))
+        _, run_times = _timed_repeats(reset_and_train, repeat)
         with torch.no_grad():
             losses = per_run_loss(params)
     except Exception as exc:  # torch.compile / inductor failures surface here
         return ContenderResult.skipped(name, f"{type(exc).__name__}: {exc}".splitlines()[0])
-    return ContenderResult(
+    note = f"torch {device.type}, {torch.get_num_threads()} threads"
+    return _result(
         name,
         params.detach().cpu().numpy(),
         losses.cpu().numpy(),
         compile_s,
-        run_s,
-        measured_run_s=run_s,
-        starts_run=len(starts),
-        note=f"device={device.type}" + (f", {warmup_steps} warm-up steps" if warmup_steps else ""),
+        run_times,
+        len(starts),
+        note=note,
     )
 
 
 def torch_batched_eager(
-    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
 ) -> ContenderResult:
     """PyTorch eager, starts as a batch dimension, ``torch.optim.Adam``."""
-    return _torch_fit("torch_batched_eager", starts, x, y, steps, compile_model=False)
+    return _torch_fit("torch_batched_eager", starts, x, y, steps, repeat, compile_model=False)
 
 
 def torch_batched_compiled(
-    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
 ) -> ContenderResult:
     """As ``torch_batched_eager`` with the loss and the Adam step ``torch.compile``d."""
-    return _torch_fit("torch_batched_compiled", starts, x, y, steps, compile_model=True)
+    return _torch_fit("torch_batched_compiled", starts, x, y, steps, repeat, compile_model=True)
 
 
 # --- NumPy contender ---------------------------------------------------------
 
 
-def gabor_loss_and_grad_numpy(
-    phi: np.ndarray, x: np.ndarray, y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def gabor_loss_and_grad_numpy(phi: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-run loss ``(I,)`` and analytic gradient ``(I, 2)`` for ``phi`` ``(I, 2)``.
 
     ``df/du = exp(-u**2/8) * (cos(u) - u/4 * sin(u))``, ``du/dphi0 = 1`` and
@@ -385,12 +429,12 @@ def gabor_loss_and_grad_numpy(
 
 
 def numpy_vectorised(
-    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
 ) -> ContenderResult:
     """Vectorised float32 NumPy Adam over all starts (optax's update order).
 
-    There is nothing to compile; ``compile_s`` is one untimed-in-``run_s``
-    loss+gradient evaluation (a warm-up).
+    There is nothing to compile; ``compile_s`` is one loss-and-gradient
+    evaluation as a warm-up.
     """
     lr, b1, b2, eps = (np.float32(v) for v in (ADAM.lr, ADAM.b1, ADAM.b2, ADAM.eps))
     one = np.float32(1.0)
@@ -409,16 +453,8 @@ def numpy_vectorised(
         return phi, gabor_loss_and_grad_numpy(phi, x, y)[0]
 
     _, compile_s = _timed(lambda: gabor_loss_and_grad_numpy(starts, x, y))
-    (params, losses), run_s = _timed(fit)
-    return ContenderResult(
-        "numpy_vectorised",
-        params,
-        losses,
-        compile_s,
-        run_s,
-        measured_run_s=run_s,
-        starts_run=len(starts),
-    )
+    (params, losses), run_times = _timed_repeats(fit, repeat)
+    return _result("numpy_vectorised", params, losses, compile_s, run_times, len(starts))
 
 
 CONTENDERS: dict[str, Callable[..., ContenderResult]] = {

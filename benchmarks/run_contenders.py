@@ -20,7 +20,8 @@ import json
 import os
 import platform
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import jax
@@ -33,12 +34,11 @@ except ImportError:  # python benchmarks/run_contenders.py
 
 REFERENCE = "expert_optax"
 
-QUICK_RUNS = (1, 100, 10000)
-QUICK_POINTS = (30, 1024)
-QUICK_MAX_POINT_EVALS = 4e8
-"""In quick mode, cases with more than this many point evaluations
-(runs * points * steps) are left out."""
+QUICK_CASES = ((1, 30), (100, 1024), (10000, 30))
+"""(runs, points) in quick mode: one latency-bound, one per-point-heavy and
+one many-starts case, each with T = 1000 steps."""
 QUICK_LOOP_STARTS = 2
+QUICK_REPEAT = 2
 
 
 @dataclass(frozen=True)
@@ -77,14 +77,14 @@ def throughput(result: c.ContenderResult, work: c.Workload) -> dict[str, float |
 
 
 def run_case(
-    work: c.Workload, names: list[str], loop_starts: int, rtol: float
+    work: c.Workload, names: list[str], repeat: int, loop_starts: int, rtol: float
 ) -> dict[str, Any]:
     """Run the named contenders (reference first) on ``work``; one JSON-ready record."""
     results: dict[str, c.ContenderResult] = {}
     for name in [REFERENCE] + [n for n in names if n != REFERENCE]:
         kwargs = {"max_starts": loop_starts} if name == "optax_loop" else {}
         print(f"  running {name} ...", file=sys.stderr, flush=True)
-        results[name] = c.CONTENDERS[name](work.starts, work.x, work.y, work.steps, **kwargs)
+        results[name] = c.CONTENDERS[name](work.starts, work.x, work.y, work.steps, repeat=repeat, **kwargs)
     ref = results[REFERENCE]
     rows = []
     for name, res in results.items():
@@ -92,16 +92,19 @@ def run_case(
             "contender": name,
             "compile_s": res.compile_s,
             "run_s": res.run_s,
-            "measured_run_s": res.measured_run_s,
+            "run_times": list(res.run_times),
+            "run_cpu_s": res.run_cpu_s,
+            "run_cpu_times": list(res.run_cpu_times),
             "starts_run": res.starts_run,
             "note": res.note,
             "skip_reason": res.skip_reason,
             **throughput(res, work),
             "ratio_vs_expert": ref.run_s / res.run_s if res.ok else None,
+            "cpu_ratio_vs_expert": ref.run_cpu_s / res.run_cpu_s if res.ok else None,
             "agreement": None,
         }
         if res.ok:
-            row["agreement"] = agreement(ref.losses, res.losses, rtol).__dict__
+            row["agreement"] = asdict(agreement(ref.losses, res.losses, rtol))
         rows.append(row)
     return {
         "runs": work.runs,
@@ -116,35 +119,42 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+# (header, width, value of a row as text)
+_COLUMNS: list[tuple[str, int, Callable[[dict[str, Any]], str]]] = [
+    ("compile s", 9, lambda r: _fmt(r["compile_s"], ".3f")),
+    ("run s", 8, lambda r: _fmt(r["run_s"], ".3f")),
+    ("run cpu s", 9, lambda r: _fmt(r["run_cpu_s"], ".3f")),
+    ("init-steps/s", 12, lambda r: _fmt(r["init_steps_per_s"], ".3g")),
+    ("pt-evals/s", 10, lambda r: _fmt(r["point_evals_per_s"], ".3g")),
+    ("vs expert", 9, lambda r: _fmt(r["ratio_vs_expert"], ".3g")),
+    ("cpu vs exp", 10, lambda r: _fmt(r["cpu_ratio_vs_expert"], ".3g")),
+    ("median rel", 10, lambda r: _fmt((r["agreement"] or {}).get("median_rel"), ".1e")),
+    ("max rel", 8, lambda r: _fmt((r["agreement"] or {}).get("max_rel"), ".1e")),
+    ("within", 8, lambda r: _fmt((r["agreement"] or {}).get("frac_within"), ".2%")),
+]
+
+
 def format_case(case: dict[str, Any]) -> str:
     """Plain-text table for one case."""
     head = (
         f"I={case['runs']} N={case['points']} T={case['steps']}  "
         f"compute floor (70 flop/pt @ 50 TFLOP/s) = {case['floor_s']:.2e} s"
     )
-    cols = (
-        f"{'contender':<24}{'compile s':>10}{'run s':>10}{'init-steps/s':>14}"
-        f"{'pt-evals/s':>12}{'vs expert':>11}  {'median rel':>10}{'max rel':>10}"
-        f"{'within':>8}  note"
-    )
+    if "load_avg_1min" in case:
+        before, after = case["load_avg_1min"]
+        head += f"  load avg {before:.1f} -> {after:.1f} on {os.cpu_count()} CPUs"
+    cols = f"{'contender':<24}" + "".join(f" {h:>{w}}" for h, w, _ in _COLUMNS) + "  note"
     lines = [head, cols, "-" * len(cols)]
     for row in case["contenders"]:
-        agree = row["agreement"] or {}
-        note = row["skip_reason"] and f"SKIPPED: {row['skip_reason']}" or row["note"]
-        within = agree.get("frac_within")
-        lines.append(
-            f"{row['contender']:<24}{_fmt(row['compile_s'], '.3f'):>10}"
-            f"{_fmt(row['run_s'], '.3f'):>10}{_fmt(row['init_steps_per_s'], '.3g'):>14}"
-            f"{_fmt(row['point_evals_per_s'], '.3g'):>12}{_fmt(row['ratio_vs_expert'], '.3g'):>11}"
-            f"  {_fmt(agree.get('median_rel'), '.1e'):>10}{_fmt(agree.get('max_rel'), '.1e'):>10}"
-            f"{'-' if within is None else f'{within:.0%}':>8}  {note}"
-        )
+        note = f"SKIPPED: {row['skip_reason']}" if row["skip_reason"] else row["note"]
+        cells = "".join(f" {cell(row):>{w}}" for _, w, cell in _COLUMNS)
+        lines.append(f"{row['contender']:<24}{cells}  {note}")
     return "\n".join(lines)
 
 
 def environment() -> dict[str, Any]:
     """Versions and devices the figures were measured on."""
-    torch, _ = c._import_torch()
+    torch, _ = c.import_torch()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -154,6 +164,7 @@ def environment() -> dict[str, Any]:
         "jax_device": str(jax.devices()[0]),
         "torch": getattr(torch, "__version__", None),
         "torch_cuda": bool(torch and torch.cuda.is_available()),
+        "torch_threads": torch.get_num_threads() if torch else None,
     }
 
 
@@ -165,36 +176,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--quick",
         action="store_true",
-        help=f"I in {QUICK_RUNS} x N in {QUICK_POINTS}, T=1000, cases over "
-        f"{QUICK_MAX_POINT_EVALS:.0e} point evaluations left out, "
-        f"{QUICK_LOOP_STARTS} starts for optax_loop",
+        help=f"(I, N) in {QUICK_CASES}, T=1000, --repeat {QUICK_REPEAT}, --loop-starts {QUICK_LOOP_STARTS}",
+    )
+    p.add_argument("--repeat", type=int, default=3, help="timed repetitions per contender (best is kept)")
+    p.add_argument("--loop-starts", type=int, default=4, help="starts actually run by optax_loop")
+    p.add_argument(
+        "--contenders",
+        nargs="+",
+        choices=list(c.CONTENDERS),
+        default=list(c.CONTENDERS),
+        help=f"contenders to run ({REFERENCE} always runs: it is the reference)",
     )
     p.add_argument(
-        "--loop-starts", type=int, default=4, help="starts actually run by optax_loop"
-    )
-    p.add_argument(
-        "--contenders", nargs="+", choices=list(c.CONTENDERS), default=list(c.CONTENDERS)
+        "--torch-threads",
+        type=int,
+        help="torch intra-op threads on CPU (default: torch's own choice); "
+        "1 avoids OpenMP spin-wait stalls when the CPUs are shared with other work",
     )
     p.add_argument("--rtol", type=float, default=1e-3, help="agreement tolerance")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write results to this JSON file")
     args = p.parse_args(argv)
     if args.quick:
-        args.runs, args.points, args.steps = list(QUICK_RUNS), list(QUICK_POINTS), 1000
-        args.loop_starts = QUICK_LOOP_STARTS
+        args.steps, args.repeat, args.loop_starts = 1000, QUICK_REPEAT, QUICK_LOOP_STARTS
+        args.runs = args.points = None  # the cases are QUICK_CASES
     return args
 
 
 def cases(args: argparse.Namespace) -> list[tuple[int, int]]:
-    """The (runs, points) cases to run, after the quick-mode size cut."""
-    grid = list(itertools.product(args.runs, args.points))
+    """The (runs, points) cases to run: the quick set, or the --runs x --points grid."""
     if args.quick:
-        grid = [(i, n) for i, n in grid if i * n * args.steps <= QUICK_MAX_POINT_EVALS]
-    return grid
+        return list(QUICK_CASES)
+    return list(itertools.product(args.runs, args.points))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    torch, _ = c.import_torch()
+    if torch is not None and args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     env = environment()
     print(
         f"device: jax {env['jax_device']}, torch "
@@ -204,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     for runs, points in cases(args):
         print(f"case I={runs} N={points} T={args.steps}", file=sys.stderr, flush=True)
         work = c.make_workload(runs, points, args.steps, seed=args.seed)
-        record = run_case(work, args.contenders, args.loop_starts, args.rtol)
+        load_before = os.getloadavg()[0]
+        record = run_case(work, args.contenders, args.repeat, args.loop_starts, args.rtol)
+        record["load_avg_1min"] = [load_before, os.getloadavg()[0]]
         records.append(record)
         print(format_case(record) + "\n", flush=True)
     if args.json:

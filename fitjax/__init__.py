@@ -12,6 +12,7 @@ from fitjax import datasets, inits
 from fitjax._base import OptState, Optimizer, make_optimizer, reported_params
 from fitjax._shard import run_mesh
 from fitjax.basins import DIVERGED, BasinMap, basin_map, convergence_step, label_minima
+from fitjax.chunked import ChunkedSweep, fit_chunked, iter_chunks, load_chunked
 from fitjax.engine import FitResult, History, SweepResult, fit, sweep, trace_count
 from fitjax.landscape import (
     CriticalPoints,
@@ -36,7 +37,6 @@ from fitjax.linesearch import (
     gd_line_search,
     loss_evaluations,
 )
-from fitjax.plateau import PlateauState, reduce_on_plateau
 from fitjax.losses import LeastSquares, least_squares, toy_loss
 from fitjax.models import GABOR_W_LECTURE, GABOR_W_NOTEBOOK, Gabor, gabor, init_mlp, line, mlp
 from fitjax.optimizers import (
@@ -50,15 +50,18 @@ from fitjax.optimizers import (
     normalized,
     sgd,
 )
+from fitjax.plateau import PlateauState, reduce_on_plateau
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "PlateauState",
-    "reduce_on_plateau",
     "DIVERGED",
     "BasinMap",
     "CriticalPoints",
+    "ChunkedSweep",
+    "fit_chunked",
+    "iter_chunks",
+    "load_chunked",
     "Landscape",
     "PCAPlane",
     "basin_map",
@@ -76,36 +79,38 @@ __all__ = [
     "GABOR_W_NOTEBOOK",
     "AdamState",
     "ArmijoState",
-    "LineSearchState",
-    "LossEvaluations",
-    "SearchResult",
-    "backtracking_armijo",
-    "bracket_search",
-    "gd_line_search",
-    "loss_evaluations",
     "FitResult",
     "Gabor",
     "History",
     "LeastSquares",
+    "LineSearchState",
+    "LossEvaluations",
     "MomentumState",
     "OptState",
     "Optimizer",
+    "PlateauState",
+    "SearchResult",
     "SweepResult",
     "adam",
+    "backtracking_armijo",
+    "bracket_search",
     "datasets",
     "fit",
     "gabor",
     "gd",
+    "gd_line_search",
     "init_mlp",
     "inits",
     "least_squares",
     "line",
+    "loss_evaluations",
     "make_optimizer",
     "mlp",
     "momentum",
     "nesterov",
     "nesterov_classical",
     "normalized",
+    "reduce_on_plateau",
     "reported_params",
     "run_mesh",
     "sgd",

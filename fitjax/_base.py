@@ -85,14 +85,14 @@ class _Update:
         These are known while tracing, so under ``jit`` the error comes before anything
         is compiled; values are not inspected.
         """
-        fix = "build the state with init(params) from parameters shaped like the gradients"
+        fix = "the state must come from this optimizer's init(params), for parameters like the gradients"
         if not isinstance(state, OptState):
-            raise TypeError(f"state must be the OptState that this optimizer's init(params) returns, got {state!r}")
+            raise TypeError(f"state must be the OptState returned by this optimizer's init, got {state!r}")
         if self.init_inner is not None:
             expected = jax.eval_shape(self.init_inner, grads)
             _checks.same_tree("state.inner", state.inner, expected, "these gradients", fix)
         if params is not None:
-            _checks.same_tree("params", params, grads, "the gradients", "pass params and grads of the same pytree")
+            _checks.same_tree("params", params, grads, "the gradients", "pass params and grads alike")
 
     def __call__(self, grads: PyTree, state: OptState, params: PyTree = None, **extra: Any):
         self.check(grads, state, params)

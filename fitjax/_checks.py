@@ -12,22 +12,25 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+_NUMBERS = "a number or an array of numbers"
 
 
 def _is_traced(value: Any) -> bool:
     return isinstance(value, jax.core.Tracer)
 
 
-def _as_float_array(name: str, value: Any) -> np.ndarray | None:
+def _as_float_array(name: str, value: Any, what: str = _NUMBERS) -> np.ndarray | None:
     if _is_traced(value):
         return None  # cannot inspect a traced value; checked by whoever built it
     if value is None or isinstance(value, (str, bytes, bool, np.bool_)):
-        raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}")
+        raise TypeError(f"{name} must be {what}, got {value!r}")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}") from None
+        raise TypeError(f"{name} must be {what}, got {value!r}") from None
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty, got {value!r}")
     return arr
@@ -93,7 +96,7 @@ def non_negative_int(name: str, value: Any) -> int:
 
 def integer_at_least(name: str, value: Any, low: int) -> None:
     """Whole numbers ``>= low`` (a scalar or an array of candidates), e.g. an iteration cap."""
-    arr = _as_float_array(name, value)
+    arr = _as_float_array(name, value, f"an integer >= {low}")
     if arr is None:
         return
     if np.asarray(value).dtype == bool:
@@ -165,7 +168,7 @@ def as_array(name: str, value: Any) -> Any:
     if hasattr(value, "dtype") and hasattr(value, "shape"):
         return value
     try:
-        return jax.numpy.asarray(value)
+        return jnp.asarray(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an array of numbers, got {value!r}") from None
 
@@ -179,7 +182,7 @@ def finite(name: str, tree: Any, fix: str, *, axis: str | None = None) -> None:
     """
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         arr = as_array(leaf_name(name, path), leaf)
-        if not jax.numpy.issubdtype(arr.dtype, jax.numpy.inexact) or bool(jax.numpy.all(jax.numpy.isfinite(arr))):
+        if not jnp.issubdtype(arr.dtype, jnp.inexact) or bool(jnp.all(jnp.isfinite(arr))):
             continue
         host = np.asarray(arr)
         bad = ~np.isfinite(host.astype(np.complex128 if np.iscomplexobj(host) else np.float64))
@@ -195,7 +198,7 @@ def finite(name: str, tree: Any, fix: str, *, axis: str | None = None) -> None:
 def prng_key(name: str, value: Any) -> jax.Array:
     """A typed ``jax.random.key`` (a legacy ``PRNGKey``, uint32 of shape (2,), is wrapped)."""
     if isinstance(value, jax.Array):
-        if jax.numpy.issubdtype(value.dtype, jax.dtypes.prng_key) and value.shape == ():
+        if jnp.issubdtype(value.dtype, jax.dtypes.prng_key) and value.shape == ():
             return value
         if value.dtype == np.uint32 and value.shape == (2,):
             return jax.random.wrap_key_data(value)
@@ -204,7 +207,7 @@ def prng_key(name: str, value: Any) -> jax.Array:
 
 def float_dtypes(tree: Any) -> list[np.dtype]:
     """The distinct floating-point dtypes of ``tree``'s leaves."""
-    found = {np.dtype(x.dtype) for x in jax.tree.leaves(tree) if jax.numpy.issubdtype(x.dtype, jax.numpy.floating)}
+    found = {np.dtype(x.dtype) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)}
     return sorted(found, key=str)
 
 
@@ -224,14 +227,15 @@ def held_in(name: str, value: Any, dtypes: Any) -> None:
         return
     for dtype in dtypes:
         dtype = np.dtype(dtype)
-        if not jax.numpy.issubdtype(dtype, jax.numpy.floating) or jax.numpy.finfo(dtype).bits >= 64:
+        if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits >= 64:
             continue
         with np.errstate(over="ignore", under="ignore"):
             held = arr.astype(dtype).astype(np.float64)
-        fix = f"use float32 parameters (params0.astype(jnp.float32)) or a value of {name} that {dtype.name} holds"
-        tiny = float(jax.numpy.finfo(dtype).tiny)
+        fix = f"use float32 parameters (params0.astype(jnp.float32)) or a {name} that {dtype.name} holds"
+        tiny = float(jnp.finfo(dtype).tiny)
+        # a coefficient in [0, 1) may become 0 harmlessly; a step size or ε may not
         lost = (arr != 0) & (np.abs(held) < tiny)
-        if lost.any():
+        if lost.any() and _BY_NAME.get(name) in (positive, non_negative):
             raise ValueError(
                 f"{name} = {_show(arr, lost)} is below the smallest normal {dtype.name} ({tiny:g}), the "
                 f"parameters' dtype, and would act as 0; {fix} (at least {tiny:g})"
@@ -255,8 +259,9 @@ def same_tree(name: str, tree: Any, expected: Any, expected_name: str, fix: str)
     got, want = jax.tree.structure(tree), jax.tree.structure(expected)
     if got != want:
         raise ValueError(f"{name} has structure {got}, but {expected_name} need {want}; {fix}")
-    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(tree), jax.tree.leaves(expected), strict=True):
-        if np.shape(a) != np.shape(b):
-            raise ValueError(
-                f"{leaf_name(name, path)} has shape {np.shape(a)}, but {expected_name} need {np.shape(b)}; {fix}"
-            )
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    for (path, a), b in zip(leaves, jax.tree.leaves(expected), strict=True):
+        shape, needed = np.shape(a), np.shape(b)
+        if shape != needed:
+            where = leaf_name(name, path)
+            raise ValueError(f"{where} has shape {shape}, but {expected_name} need {needed}; {fix}")

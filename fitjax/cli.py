@@ -297,6 +297,8 @@ def _make_starts(prob: Problem, starts: Starts, box: Any, key: jax.Array) -> tup
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    if args.chunk_size is not None:
+        return _sweep_chunked(args)
     out = _out_dir(args.out)
     prob = problem(args.model, seed=args.seed, hidden=args.hidden)
     values = _hyperparams(args)
@@ -313,6 +315,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if record_every is None and axes is not None:
         record_every = max(1, args.steps // 100)  # for the convergence steps of the basin map
     kwargs = dict(steps=args.steps, key=key, batch_size=batch_size, record_every=record_every)
+    if args.devices is not None:
+        kwargs["mesh"] = fitjax.run_mesh(_devices(args))
 
     bar = _progress(3, f"sweep {prob.name}/{args.optimizer}", quiet=args.quiet)
     bar.set_description_str(
@@ -399,6 +403,81 @@ def _sweep(args: argparse.Namespace) -> int:
     if basin_info is not None:
         print(f"  basins: {', '.join(str(b['minima']) for b in basin_info)} minima per setting")
     print(f"  wrote {', '.join(str(f) for f in files)}")
+    return 0
+
+
+def _devices(args: argparse.Namespace) -> list[Any] | None:
+    """The first ``--devices`` devices, or None for all."""
+    if args.devices is None:
+        return None
+    devices = jax.devices()
+    if args.devices > len(devices):
+        here = f"{len(devices)} {jax.default_backend()} device(s)"
+        raise CLIError(f"--devices {args.devices}: only {here} here; pass --devices {len(devices)} or fewer")
+    return devices[: args.devices]
+
+
+def _sweep_chunked(args: argparse.Namespace) -> int:
+    """``fitjax sweep --chunk-size N``: chunks of N runs streamed to OUT/chunks, resumable, then a summary."""
+    out = _out_dir(args.out)
+    prob = problem(args.model, seed=args.seed, hidden=args.hidden)
+    values = _hyperparams(args)
+    opt = _optimizer(args.optimizer, values)
+    box = args.box or prob.box
+    starts = args.starts or (Starts("uniform", (16,)) if prob.init else Starts("grid", (32, 32)))
+    key = jax.random.key(args.seed)
+    start_key = jax.random.fold_in(key, 1)
+    if starts.kind == "grid":
+        params0, _ = _make_starts(prob, starts, box, start_key)
+    elif prob.init is not None:
+        params0 = fitjax.chunked.generated_starts(prob.init, start_key, starts.runs)
+    else:
+        (lo0, hi0), (lo1, hi1) = box
+        params0 = fitjax.chunked.uniform_starts(start_key, starts.runs, [lo0, lo1], [hi0, hi1])
+    batch_size = SGD_BATCH if args.optimizer == "sgd" and args.batch_size is None else args.batch_size
+    grid = {k: jnp.asarray(v) for k, v in values.items() if len(v) > 1}
+    start_time = time.perf_counter()
+    run = fitjax.fit_chunked(
+        prob.loss, opt, params0, prob.data, steps=args.steps, key=key, batch_size=batch_size,
+        record_every=args.record_every, grid=grid or None, chunk_size=args.chunk_size, out_dir=out / "chunks",
+        resume=args.resume, devices=_devices(args), progress=False if args.quiet else None,
+    )
+    seconds = time.perf_counter() - start_time
+    best, best_run, diverged = math.inf, None, 0  # one pass over the chunks, one in memory at a time
+    for runs, chunk in fitjax.iter_chunks(run.path):
+        loss = np.where(chunk["diverged_step"] >= 0, np.inf, chunk["loss"])
+        diverged += int((chunk["diverged_step"] >= 0).sum())
+        if loss.size and np.min(loss) < best:
+            best, best_run = float(np.min(loss)), runs.start + int(np.argmin(loss))
+    best_hp = _settings(values, grid)[best_run // starts.runs] if best_run is not None else None
+    summary = {
+        "command": "sweep",
+        "model": prob.name,
+        "optimizer": args.optimizer,
+        "steps": args.steps,
+        "batch_size": batch_size,
+        "seed": args.seed,
+        "starts": {"kind": starts.kind, "shape": list(starts.shape), "box": box},
+        "hyperparams": {k: list(v) for k, v in values.items()},
+        "grid": list(grid),
+        "chunks": {"path": str(run.path), "chunk_size": args.chunk_size, "n_chunks": run.n_chunks,
+                   "computed": len(run.computed)},
+        "seconds": seconds,
+        "runs": run.n_runs,
+        "diverged": diverged,
+        "best": {"run": best_run, "start": best_run % starts.runs, "hyperparams": best_hp, "loss": best}
+        if best_run is not None else None,
+    }
+    _write_json(out / "sweep.json", summary)
+    print(
+        f"fitjax sweep: {prob.name} / {args.optimizer}: {run.n_runs} runs x {args.steps} steps in "
+        f"{run.n_chunks} chunks ({len(run.computed)} computed now, the rest found in {run.path}) "
+        f"in {seconds:.2f} s"
+    )
+    if best_run is not None:
+        hp = ", ".join(f"{k}={v:g}" for k, v in best_hp.items())
+        print(f"  best loss {best:.6g} (run {best_run}: {hp}); diverged runs: {diverged}")
+    print(f"  wrote {out / 'sweep.json'}; read every run with fitjax.load_chunked({str(run.path)!r})")
     return 0
 
 
@@ -1271,6 +1350,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=1e-2,
         help="distance within which end points count as one minimum (default 0.01)",
+    )
+    sweep.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        metavar="N",
+        help="fit N runs at a time and stream them to OUT/chunks (fitjax.fit_chunked): resumable, for "
+        "sweeps larger than memory; no basin map; uniform and mlp starts are then drawn run by run",
+    )
+    sweep.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --chunk-size: continue the sweep found in OUT/chunks (default), or refuse to touch it",
+    )
+    sweep.add_argument(
+        "--devices", type=_positive_int, metavar="N", help="fit on the first N devices (default all)"
     )
     _add_common(sweep)
     sweep.set_defaults(func=_sweep)

@@ -55,6 +55,7 @@ def synthetic_line(
     key: jax.Array, n: int, phi: tuple[float, float] = (0.5, 0.6), noise: float = 0.1
 ) -> Data:
     """``n`` points on ``φ0 + φ1·x`` with Gaussian noise, x uniform in [0, 2]."""
+    key = _checks.prng_key("key", key)
     n = _checks.positive_int("n", n)
     _checks.non_negative("noise", noise)
     kx, ky = jax.random.split(key)
@@ -71,6 +72,9 @@ def synthetic_gabor(
     x_range: tuple[float, float] = (-15.0, 15.0),
 ) -> Data:
     """``n`` points of a Gabor function with Gaussian noise, x uniform in ``x_range``."""
+    if not (len(x_range) == 2 and -float("inf") < x_range[0] < x_range[1] < float("inf")):
+        raise ValueError(f"x_range must be (low, high) with finite low < high, got {x_range!r}")
+    key = _checks.prng_key("key", key)
     n = _checks.positive_int("n", n)
     _checks.non_negative("noise", noise)
     kx, ky = jax.random.split(key)
@@ -80,6 +84,7 @@ def synthetic_gabor(
 
 def synthetic_regression(key: jax.Array, n: int, noise: float = 0.05) -> Data:
     """``n`` points of ``sin(3x)·x`` on x in [−1, 1] with noise: a small set for the MLP."""
+    key = _checks.prng_key("key", key)
     n = _checks.positive_int("n", n)
     _checks.non_negative("noise", noise)
     kx, ky = jax.random.split(key)

@@ -284,6 +284,7 @@ def _hyperparams(
     per_run = {}
     for name, value in values.items():
         _checks.hyperparam(name, value)
+        _checks.held_in(name, value, {defaults[name].dtype, *_checks.float_dtypes(params0)})
         if np.ndim(value) not in (0, 1) or (np.ndim(value) == 1 and np.shape(value)[0] != n_runs):
             raise ValueError(
                 f"hyperparams[{name!r}] must be a scalar or have one value per run ({n_runs}), "
@@ -297,28 +298,27 @@ def _hyperparams(
 # ----------------------------------------------------------------------------- checks
 
 
-def _path(path) -> str:
-    return jax.tree_util.keystr(path) or "(the array)"
-
-
 def _check_params0(params0: PyTree) -> int:
     leaves = jax.tree_util.tree_leaves_with_path(params0)
     if not leaves:
-        raise ValueError("params0 is empty: pass an array or pytree of arrays with a leading run axis")
+        raise ValueError(
+            f"params0 is empty (got {params0!r}): pass an array or pytree of arrays with a leading run axis"
+        )
     counts = {}
     for path, leaf in leaves:
-        arr = jnp.asarray(leaf) if not hasattr(leaf, "dtype") else leaf
+        name = _checks.leaf_name("params0", path)
+        arr = _checks.as_array(name, leaf)
         if not jnp.issubdtype(arr.dtype, jnp.floating):
             raise TypeError(
-                f"params0{_path(path)} has dtype {arr.dtype}; parameters must be floating point "
+                f"{name} has dtype {arr.dtype}; parameters must be floating point "
                 "(for example jnp.asarray(params0, dtype=float))"
             )
         if arr.ndim < 1:
             raise ValueError(
-                f"params0{_path(path)} is a scalar; params0 needs a leading run axis, e.g. params0[None] "
+                f"{name} is a scalar ({arr}); params0 needs a leading run axis, e.g. params0[None] "
                 "for a single run or fitjax.inits.uniform(...) for many"
             )
-        counts[_path(path)] = arr.shape[0]
+        counts[name] = arr.shape[0]
     if len(set(counts.values())) > 1:
         raise ValueError(
             f"params0 leaves have different run counts along their leading axis: {counts}; "
@@ -326,9 +326,11 @@ def _check_params0(params0: PyTree) -> int:
         )
     n = next(iter(counts.values()))
     if n < 1:
-        raise ValueError("params0 has 0 runs along its leading axis; pass at least one starting point")
-    if not bool(_all_finite(params0)):
-        raise ValueError("params0 contains NaN or inf; every starting point must be finite")
+        raise ValueError(
+            f"params0 has 0 runs along its leading axis (shapes {jax.tree.map(jnp.shape, params0)}); "
+            "pass at least one starting point"
+        )
+    _checks.finite("params0", params0, "every starting point must be finite", axis="run")
     return n
 
 
@@ -337,20 +339,25 @@ def _check_data(data: Any) -> int:
         return 0
     leaves = jax.tree_util.tree_leaves_with_path(data)
     if not leaves:
-        raise ValueError("data is empty; pass (x, y) arrays with one example per row, or None for no data")
+        raise ValueError(
+            f"data is empty (got {data!r}); pass (x, y) arrays with one example per row, or None for no data"
+        )
     sizes = {}
     for path, leaf in leaves:
-        arr = jnp.asarray(leaf)
+        name = _checks.leaf_name("data", path)
+        arr = _checks.as_array(name, leaf)
         if arr.ndim < 1:
-            raise ValueError(f"data{_path(path)} is a scalar; every data array needs a leading example axis")
-        sizes[_path(path)] = arr.shape[0]
-        if jnp.issubdtype(arr.dtype, jnp.inexact) and not bool(jnp.all(jnp.isfinite(arr))):
-            raise ValueError(f"data{_path(path)} contains NaN or inf; clean or drop those examples")
+            raise ValueError(
+                f"{name} is a scalar ({arr}); every data array needs a leading example axis "
+                "(pass arrays, e.g. (jnp.asarray(x), jnp.asarray(y)), not lists of numbers)"
+            )
+        sizes[name] = arr.shape[0]
     if len(set(sizes.values())) > 1:
         raise ValueError(f"data arrays have different lengths {sizes}; x and y need one row per example")
     n = next(iter(sizes.values()))
     if n < 1:
-        raise ValueError("data has 0 examples; pass at least one")
+        raise ValueError(f"data has 0 examples (lengths {sizes}); pass at least one")
+    _checks.finite("data", data, "clean or drop those examples", axis="example")
     return n
 
 
@@ -359,8 +366,10 @@ def _check_loss(loss: Loss, params0: PyTree, batch: Any) -> None:
     try:
         out = jax.eval_shape(loss, one, batch)
     except Exception as err:  # noqa: BLE001 - reported with the argument's name
+        shapes, full = jax.tree.map(lambda a: a.shape, one), jax.tree.map(jnp.shape, params0)
         raise TypeError(
-            f"loss(params, batch) failed on one run's params: {type(err).__name__}: {err}. "
+            f"loss(params, batch) failed on one run's params (shape {shapes}, from params0 of shape {full} "
+            f"without its leading run axis): {type(err).__name__}: {err}. "
             "(params0's leading axis is the run axis: for a single start pass params0[None].)"
         ) from err
     if not hasattr(out, "shape") or out.shape != ():
@@ -371,11 +380,43 @@ def _check_loss(loss: Loss, params0: PyTree, batch: Any) -> None:
 
 
 def _check_key(key: Any) -> jax.Array:
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-        return key
-    if isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,):
-        return jax.random.wrap_key_data(key)
-    raise TypeError(f"key must be a jax.random.key(...) (or PRNGKey), got {key!r}")
+    return _checks.prng_key("key", key)
+
+
+def _check_schedule(optimizer: optax.GradientTransformation, steps: int) -> None:
+    """A learning-rate schedule gives a finite α ≥ 0 at every step ``0..steps``.
+
+    Step 0 is checked when the optimizer is built (α > 0 there); the later steps
+    only here, where their number is known. Nesterov reads α one step ahead, hence
+    ``steps`` itself.
+    """
+    schedule = optimizer.update.schedule if isinstance(optimizer.update, _Update) else None
+    if schedule is None:
+        return
+    values = np.asarray(jax.vmap(schedule)(_steps(0, steps + 1)), dtype=np.float64)
+    bad = ~(np.isfinite(values) & (values >= 0))
+    if bad.any():
+        t = int(np.argmax(bad))
+        raise ValueError(
+            f"learning_rate schedule gives {values[t]:g} at step {t}; it must be finite and >= 0 at every "
+            f"step 0..{steps} of this run (steps={steps})"
+        )
+
+
+def _check_grid(grid: Mapping[str, Any]) -> dict[str, jax.Array]:
+    if not grid:
+        raise ValueError(
+            "grid must name at least one hyperparameter, e.g. {'learning_rate': jnp.logspace(-3, -1, 8)}; "
+            f"got {grid!r}"
+        )
+    values = {}
+    for name, v in grid.items():
+        arr = _checks.as_array(f"grid[{name!r}]", v)
+        if arr.ndim != 1 or arr.shape[0] < 1:
+            raise ValueError(f"grid[{name!r}] must be a non-empty 1-D array of values, got shape {arr.shape}")
+        _checks.hyperparam(name, arr)
+        values[name] = jnp.asarray(arr)
+    return values
 
 
 def _batch_struct(data: Any, batch_size: int | None) -> Any:
@@ -465,9 +506,13 @@ def fit(
             raise ValueError("batch_size needs data to draw mini-batches from; got data=None")
         batch_size = _checks.positive_int("batch_size", batch_size, upper=n_data, upper_name="the number of examples")
         if key is None:
-            raise ValueError("key is needed to draw mini-batches: pass key=jax.random.key(seed)")
+            raise ValueError(
+                f"key is needed to draw mini-batches (batch_size={batch_size}), got key=None: "
+                "pass key=jax.random.key(seed)"
+            )
     key = jax.random.key(0) if key is None else _check_key(key)
     _check_loss(loss, params0, _batch_struct(data, batch_size))
+    _check_schedule(optimizer, steps)
 
     hp_shared, hp_run = _hyperparams(optimizer, params0, n_runs, hyperparams)
     plan = _Plan(
@@ -544,16 +589,8 @@ def sweep(
       >>> out.result.loss.shape
       (16, 4, 10)
     """
-    if not grid:
-        raise ValueError("grid must name at least one hyperparameter, e.g. {'learning_rate': jnp.logspace(-3, -1, 8)}")
+    values = _check_grid(grid)
     n_runs = _check_params0(params0)
-    values = {}
-    for name, v in grid.items():
-        arr = jnp.asarray(v)
-        if arr.ndim != 1 or arr.shape[0] < 1:
-            raise ValueError(f"grid[{name!r}] must be a non-empty 1-D array of values, got shape {arr.shape}")
-        _checks.hyperparam(name, arr)
-        values[name] = arr
     shape = tuple(v.shape[0] for v in values.values())
     n_settings = math.prod(shape)
     mesh = jnp.meshgrid(*values.values(), indexing="ij")

@@ -42,10 +42,16 @@ def uniform(key: jax.Array, n: int, low: PyTree, high: PyTree) -> PyTree:
       >>> starts.shape
       (1000, 2)
     """
+    key = _checks.prng_key("key", key)
     n = _checks.positive_int("n", n)
     low_t, high_t = _as_tree(low), _as_tree(high)
+    _checks.finite("low", low_t, "the box must be finite")
+    _checks.finite("high", high_t, "the box must be finite")
     if jax.tree.structure(low_t) != jax.tree.structure(high_t):
-        raise ValueError("low and high must have the same pytree structure")
+        raise ValueError(
+            f"low and high must have the same pytree structure, got {jax.tree.structure(low_t)} "
+            f"and {jax.tree.structure(high_t)}"
+        )
     for lo, hi in zip(jax.tree.leaves(low_t), jax.tree.leaves(high_t)):
         if lo.shape != hi.shape or not bool(jnp.all(lo < hi)):
             raise ValueError(f"low must be below high elementwise with equal shapes, got {lo} and {hi}")
@@ -59,8 +65,10 @@ def uniform(key: jax.Array, n: int, low: PyTree, high: PyTree) -> PyTree:
 
 def normal(key: jax.Array, n: int, mean: PyTree, std: float | PyTree = 1.0) -> PyTree:
     """``n`` starts drawn from a normal distribution around ``mean`` (``std`` scalar or pytree)."""
+    key = _checks.prng_key("key", key)
     n = _checks.positive_int("n", n)
     mean_t = _as_tree(mean)
+    _checks.finite("mean", mean_t, "the mean must be finite")
     std_t = jax.tree.map(lambda _: std, mean_t) if np.ndim(std) == 0 and not isinstance(std, (dict, list, tuple)) else std
     for s in jax.tree.leaves(std_t):
         _checks.non_negative("std", s)
@@ -88,7 +96,10 @@ def grid(values0: Any, values1: Any, base: Any = None, index: tuple[int, int] = 
     v1 = jnp.asarray(values1, dtype=float).ravel()
     if v0.size == 0 or v1.size == 0:
         raise ValueError(f"grid values must not be empty, got {v0.size} and {v1.size} values")
+    _checks.finite("values0", v0, "every grid value must be finite")
+    _checks.finite("values1", v1, "every grid value must be finite")
     base_arr = jnp.zeros(2, v0.dtype) if base is None else jnp.asarray(base, v0.dtype)
+    _checks.finite("base", base_arr, "every coordinate must be finite")
     if base_arr.ndim != 1 or not all(0 <= i < base_arr.shape[0] for i in index) or index[0] == index[1]:
         raise ValueError(f"index must name two different coordinates of base (length {base_arr.shape}), got {index}")
     g0, g1 = jnp.meshgrid(v0, v1, indexing="ij")

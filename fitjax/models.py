@@ -89,8 +89,8 @@ def init_mlp(key: jax.Array, sizes: Sequence[int], dtype: jnp.dtype | None = Non
     """One set of MLP weights for layer ``sizes`` (LeCun-normal weights, zero biases)."""
     if len(sizes) < 2:
         raise ValueError(f"sizes must list at least an input and an output size, got {list(sizes)}")
-    for s in sizes:
-        _checks.positive_int("sizes[i]", s)
+    for i, s in enumerate(sizes):
+        _checks.positive_int(f"sizes[{i}]", s)
     dtype = dtype or jnp.result_type(float)
     keys = jax.random.split(key, len(sizes) - 1)
     layers = [

@@ -51,6 +51,19 @@ def _zeros(params: PyTree) -> PyTree:
     return jax.tree.map(jnp.zeros_like, params)
 
 
+def _divide(num: jax.Array, den: jax.Array) -> jax.Array:
+    """``num / den``, with ``0 / 0`` taken as 0.
+
+    Only ε = 0 and a gradient component that is exactly 0 (for Adam: at every step so
+    far) give ``0 / 0``; 0 is the value of ``m / (√v + ε)`` there for every ε > 0, so
+    that component stays put instead of turning the run into NaN. Every other
+    quotient, ``x / 0 = ±inf`` included, is the plain division.
+    """
+    indeterminate = (num == 0) & (den == 0)
+    safe = jnp.where(indeterminate, jnp.ones_like(den), den)
+    return jnp.where(indeterminate, jnp.zeros_like(num), num / safe)
+
+
 def _momentum_init(params: PyTree) -> MomentumState:
     return MomentumState(_zeros(params))
 
@@ -111,7 +124,7 @@ def _nesterov_classical_rule(g, state, hp, lr, t):
 def _normalized_rule(g, inner, hp, lr, t):
     eps = hp["eps"]
     # m ← g ;  v ← g² ;  φ ← φ − α·m / (√v + ε)
-    step = jax.tree.map(lambda g: g / (jnp.sqrt(g * g) + eps.astype(g.dtype)), g)
+    step = jax.tree.map(lambda g: _divide(g, jnp.sqrt(g * g) + eps.astype(g.dtype)), g)
     return tree_scale(-lr(t), step), inner
 
 
@@ -133,7 +146,7 @@ def _adam_rule(g, state, hp, lr, t):
     def step(m, v):
         m_hat = m / (1 - beta.astype(m.dtype) ** tp1)  # m̃ ← m / (1 − β^{t+1})
         v_hat = v / (1 - gamma.astype(v.dtype) ** tp1)  # ṽ ← v / (1 − γ^{t+1})
-        return m_hat / (jnp.sqrt(v_hat) + eps.astype(m.dtype))  # φ ← φ − α·m̃ / (√ṽ + ε)
+        return _divide(m_hat, jnp.sqrt(v_hat) + eps.astype(m.dtype))  # φ ← φ − α·m̃ / (√ṽ + ε)
 
     return tree_scale(-lr(t), jax.tree.map(step, m, v)), AdamState(m, v)
 
@@ -284,6 +297,9 @@ def normalized(learning_rate: LearningRate, eps: float = 1e-20) -> Optimizer:
     with both decays zero Adam's averages are the last gradient and its square, and
     its bias corrections are 1.
 
+    With ε = 0 a component whose gradient is exactly 0 does not move: ``0/0`` is taken
+    as 0, the step's value for every ε > 0 (optax gives NaN there).
+
     Example:
       >>> import jax.numpy as jnp, fitjax
       >>> opt = fitjax.normalized(1.0, eps=0.0)
@@ -308,6 +324,9 @@ def adam(
         & m_0 &= v_0 = 0.
 
     Equals ``optax.adam(α, b1=β, b2=γ, eps=ε)`` (same states ``mu = m``, ``nu = v``).
+    With ε = 0 a component whose gradient has been exactly 0 at every step so far
+    (so :math:`\tilde m = \tilde v = 0`) does not move: ``0/0`` is taken as 0, the
+    step's value for every ε > 0 (optax gives NaN there).
 
     Example:
       >>> import jax.numpy as jnp, fitjax

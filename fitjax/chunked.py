@@ -1,0 +1,959 @@
+r"""Sweeps larger than memory: runs in chunks streamed to disk, resumable, on many devices and hosts.
+
+:func:`fit_chunked` fits every start (times every setting of a hyperparameter
+grid) like :func:`fitjax.fit` and :func:`fitjax.sweep`, but never holds the whole
+sweep: the :math:`N` runs are cut into chunks of ``chunk_size`` consecutive runs, and
+each finished chunk is saved in ``out_dir`` as ``chunk-<k>.npz``, written under a
+temporary name and renamed into place (``os.replace``), so a chunk file either holds
+the complete chunk or does not exist. ``manifest.json`` beside the chunks records a
+fingerprint of every argument that decides the numbers. Started again with the same
+arguments, the sweep computes only the chunks still missing; started with other
+arguments, it refuses and names what differs.
+
+Runs are numbered setting-major, as in :func:`fitjax.sweep`: run :math:`g = s\,n + i`
+is start :math:`i` (of :math:`n`) under grid setting :math:`s`, and it draws its
+mini-batches from ``fold_in(key, i)``, so every setting sees the same batches.
+Starts are made per run, from the run's index alone (:func:`uniform_starts`,
+:func:`normal_starts`, :func:`generated_starts`), or sliced from an array (which may
+be a ``numpy.memmap``), so host memory grows with ``chunk_size``, not with :math:`N`.
+
+Determinism. XLA compiles one program per batch shape and per device layout, and
+these may add up a reduction or a matrix product in another order, or rewrite
+``m / s`` as ``m * (1/s)`` in one and not in another, so the same run fitted in a
+batch of 1, 7 or 200 runs, or split by SPMD over several devices, can differ in the
+last bits. Here each device always computes whole *blocks* of ``block`` runs aligned
+at multiples of ``block`` (block :math:`b` holds runs :math:`[bB, (b+1)B)`; the
+sweep's last block is filled up by repeating its last run) with the same one-device
+program: every run is computed by the same program, at the same place in the same
+inputs, whatever the chunk size and however many devices or hosts share the work,
+so the results are bit-identical. With several devices each takes the next block;
+under ``jax.distributed`` each process drives its own devices, the blocks' results
+are gathered, and only process 0 reads and writes ``out_dir``.
+
+Example:
+  >>> import tempfile, jax, numpy as np, fitjax
+  >>> starts = fitjax.chunked.uniform_starts(jax.random.key(0), 1000, [-10.0, 2.5], [10.0, 22.5])
+  >>> loss = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
+  >>> with tempfile.TemporaryDirectory() as out:
+  ...     run = fitjax.fit_chunked(loss, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), steps=20,
+  ...                              chunk_size=300, block=100, out_dir=out, progress=False)
+  ...     res = fitjax.load_chunked(out)
+  >>> run.n_chunks, run.computed, res.loss.shape
+  (4, (0, 1, 2, 3), (1000,))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fitjax import _checks, _shard, engine, inits
+from fitjax.engine import FitResult, History, SweepResult
+
+PyTree = Any
+Loss = Callable[[PyTree, Any], jax.Array]
+
+MANIFEST = "manifest.json"
+FORMAT = "fitjax-chunked/1"
+DEFAULT_BLOCK = 8192
+"""Runs per device in one compiled call, unless ``block`` says otherwise."""
+
+# ----------------------------------------------------------------------------- starting points
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GeneratedStarts:
+    r"""Starts made one run at a time: run :math:`i` starts at ``init(fold_in(key, i))``.
+
+    Nothing is held in memory; any range of runs is made on demand, and run
+    :math:`i`'s start does not depend on how many runs there are or which others
+    are made with it. (The stream differs from :func:`fitjax.inits.uniform`, which
+    draws all ``n`` starts from one key.)
+
+    Attributes:
+      init: ``init(key) -> params`` for one run.
+      key: the sweep's start key.
+      n: the number of starts.
+      description: a JSON-ready description of ``init`` for the manifest (default:
+        its qualified name and captured values).
+    """
+
+    init: Callable[[jax.Array], PyTree]
+    key: jax.Array
+    n: int
+    description: Any = None
+
+    @functools.cached_property
+    def _make(self) -> Callable[[jax.Array], PyTree]:
+        init, key = self.init, self.key
+        return jax.jit(jax.vmap(lambda i: init(jax.random.fold_in(key, i))))
+
+    def take(self, ids: np.ndarray) -> PyTree:
+        """The starts of runs ``ids`` as host arrays with a leading axis ``len(ids)``."""
+        return jax.tree.map(np.asarray, self._make(jnp.asarray(ids, jnp.uint32)))
+
+    def example(self) -> PyTree:
+        return jax.eval_shape(self.init, self.key)
+
+    def describe(self) -> Any:
+        return {
+            "kind": "generated",
+            "n": self.n,
+            "key": _key_data(self.key),
+            "init": self.description if self.description is not None else _describe(self.init),
+        }
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ArrayStarts:
+    """Starts sliced from arrays with a leading run axis (numpy, jax, or ``numpy.memmap``)."""
+
+    tree: PyTree
+    n: int
+
+    def take(self, ids: np.ndarray) -> PyTree:
+        return jax.tree.map(lambda a: np.asarray(a[ids]), self.tree)
+
+    def example(self) -> PyTree:
+        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), self.tree)
+
+    def describe(self) -> Any:
+        return {
+            "kind": "array",
+            "n": self.n,
+            "leaves": [_array(a, rows=True) for a in jax.tree.leaves(self.tree)],
+        }
+
+
+Starts = GeneratedStarts | ArrayStarts
+
+
+def generated_starts(init: Callable[[jax.Array], PyTree], key: jax.Array, n: int) -> GeneratedStarts:
+    """``n`` starts, run ``i`` at ``init(jax.random.fold_in(key, i))``.
+
+    Example:
+      >>> import jax, fitjax
+      >>> init = lambda k: fitjax.init_mlp(k, [1, 8, 1])
+      >>> starts = fitjax.chunked.generated_starts(init, jax.random.key(0), 10**7)
+      >>> starts.take(range(3))["layers"][0]["w"].shape
+      (3, 1, 8)
+    """
+    if not callable(init):
+        raise TypeError(f"init must be a function key -> params for one run, got {init!r}")
+    n = _checks.positive_int("n", n)
+    return GeneratedStarts(init, engine._check_key(key), n)
+
+
+def uniform_starts(key: jax.Array, n: int, low: PyTree, high: PyTree) -> GeneratedStarts:
+    r"""``n`` starts uniform in the box ``[low, high]``, run :math:`i` from ``fold_in(key, i)``.
+
+    Example:
+      >>> import jax, fitjax
+      >>> starts = fitjax.chunked.uniform_starts(jax.random.key(0), 10**7, [-10.0, 2.5], [10.0, 22.5])
+      >>> starts.take(range(5, 8)).shape      # made on demand: nothing of size 10**7 exists
+      (3, 2)
+    """
+    n = _checks.positive_int("n", n)
+    inits.uniform(key, 1, low, high)  # the same checks on the box
+    low_t, high_t = inits._as_tree(low), inits._as_tree(high)
+    init = functools.partial(_uniform_one, low=low_t, high=high_t)
+    desc = {"uniform": {"low": _describe(low_t), "high": _describe(high_t)}}
+    return GeneratedStarts(init, engine._check_key(key), n, desc)
+
+
+def normal_starts(key: jax.Array, n: int, mean: PyTree, std: float | PyTree = 1.0) -> GeneratedStarts:
+    """``n`` starts from a normal distribution around ``mean``, run ``i`` from ``fold_in(key, i)``."""
+    n = _checks.positive_int("n", n)
+    inits.normal(key, 1, mean, std)  # the same checks
+    mean_t = inits._as_tree(mean)
+    init = functools.partial(_normal_one, mean=mean_t, std=std)
+    desc = {"normal": {"mean": _describe(mean_t), "std": _describe(std)}}
+    return GeneratedStarts(init, engine._check_key(key), n, desc)
+
+
+def _uniform_one(key: jax.Array, low: PyTree, high: PyTree) -> PyTree:
+    """One start uniform in ``[low, high]`` (checked by :func:`uniform_starts`, so traceable)."""
+    return jax.tree.map(
+        lambda k, lo, hi: jax.random.uniform(k, lo.shape, lo.dtype, lo, hi),
+        inits._leaf_keys(key, low),
+        low,
+        high,
+    )
+
+
+def _normal_one(key: jax.Array, mean: PyTree, std: Any) -> PyTree:
+    """One start ``mean + std · z`` with ``z`` standard normal (checked by :func:`normal_starts`)."""
+    std_t = (
+        jax.tree.map(lambda _: std, mean)
+        if np.ndim(std) == 0 and not isinstance(std, (dict, list, tuple))
+        else std
+    )
+    return jax.tree.map(
+        lambda k, m, s: m + jnp.asarray(s, m.dtype) * jax.random.normal(k, m.shape, m.dtype),
+        inits._leaf_keys(key, mean),
+        mean,
+        std_t,
+    )
+
+
+def _as_starts(starts: Any) -> Starts:
+    if isinstance(starts, (GeneratedStarts, ArrayStarts)):
+        return starts
+    leaves = jax.tree_util.tree_leaves_with_path(starts)
+    if not leaves:
+        raise ValueError(
+            "starts is empty: pass arrays with a leading run axis, or fitjax.chunked.uniform_starts(...)"
+        )
+    tree = jax.tree.map(lambda a: a if isinstance(a, np.ndarray) else np.asarray(a), starts)
+    counts = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        name = _checks.leaf_name("starts", path)
+        if leaf.ndim < 1 or not np.issubdtype(leaf.dtype, np.floating):
+            raise TypeError(
+                f"{name} must be a floating-point array with a leading run axis, "
+                f"got dtype {leaf.dtype} and shape {leaf.shape}"
+            )
+        counts[name] = leaf.shape[0]
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"starts leaves have different run counts along their leading axis: {counts}")
+    n = next(iter(counts.values()))
+    if n < 1:
+        raise ValueError("starts has 0 runs along its leading axis; pass at least one starting point")
+    return ArrayStarts(tree, n)
+
+
+# ----------------------------------------------------------------------------- fingerprints
+
+
+def _key_data(key: jax.Array) -> dict[str, Any]:
+    return {"impl": str(jax.random.key_impl(key)), "data": np.asarray(jax.random.key_data(key)).tolist()}
+
+
+def _array(a: Any, rows: bool = False) -> dict[str, Any]:
+    """Dtype, shape and content of an array: its values when small, else a SHA-256 (streamed by rows)."""
+    if isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+        return {"key": _key_data(a)}
+    arr = a if isinstance(a, np.ndarray) else np.asarray(a)
+    out: dict[str, Any] = {"dtype": str(arr.dtype), "shape": list(arr.shape)}
+    if arr.size <= 16:
+        out["values"] = (
+            [v if math.isfinite(v) else repr(v) for v in arr.astype(np.float64).ravel().tolist()]
+            if np.issubdtype(arr.dtype, np.number)
+            else arr.ravel().tolist()
+        )
+        return out
+    digest = hashlib.sha256()
+    step = max(1, (1 << 22) // max(1, arr[:1].nbytes)) if rows and arr.ndim else None
+    if step is None:
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    else:
+        for lo in range(0, arr.shape[0], step):  # bounded memory for large (memory-mapped) starts
+            digest.update(np.ascontiguousarray(arr[lo : lo + step]).tobytes())
+    out["sha256"] = digest.hexdigest()
+    return out
+
+
+def _name(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', None) or ''}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+def _describe(obj: Any, depth: int = 0) -> Any:
+    """A JSON-ready description of a loss, model, optimizer or value: what decides its numbers.
+
+    Functions are named by module and qualified name, with the values their closure
+    captured and their defaults; dataclasses and named tuples by type and fields;
+    arrays by content. (Module globals a function reads are not followed.)
+    """
+    if depth > 8:
+        return _name(obj)
+    nxt = functools.partial(_describe, depth=depth + 1)
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else repr(obj)
+    if isinstance(obj, np.generic):
+        return nxt(obj.item())
+    if isinstance(obj, (np.ndarray, jax.Array)):
+        return _array(obj)
+    if isinstance(obj, functools.partial):
+        return {
+            "partial": nxt(obj.func),
+            "args": [nxt(a) for a in obj.args],
+            "keywords": {k: nxt(v) for k, v in sorted(obj.keywords.items())},
+        }
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            "type": _name(type(obj)),
+            "fields": {f.name: nxt(getattr(obj, f.name)) for f in dataclasses.fields(obj)},
+        }
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return {"type": _name(type(obj)), "fields": {f: nxt(getattr(obj, f)) for f in obj._fields}}
+    if isinstance(obj, (list, tuple)):
+        return [nxt(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {str(k): nxt(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if hasattr(obj, "__self__") and hasattr(obj, "__func__"):  # a bound method
+        return {"method": nxt(obj.__func__), "self": nxt(obj.__self__)}
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        closure = {}
+        for name, cell in zip(code.co_freevars, getattr(obj, "__closure__", None) or (), strict=True):
+            try:
+                closure[name] = nxt(cell.cell_contents)
+            except ValueError:  # an empty cell
+                closure[name] = None
+        out: dict[str, Any] = {"function": _name(obj)}
+        if closure:
+            out["closure"] = closure
+        if getattr(obj, "__defaults__", None):
+            out["defaults"] = [nxt(v) for v in obj.__defaults__]
+        if getattr(obj, "__kwdefaults__", None):
+            out["kwdefaults"] = {k: nxt(v) for k, v in sorted(obj.__kwdefaults__.items())}
+        return out
+    if hasattr(obj, "__wrapped__"):  # jax.jit and functools.wraps wrappers
+        return {"wrapped": nxt(obj.__wrapped__)}
+    if callable(obj) and isinstance(obj, type):
+        return _name(obj)
+    return {"type": _name(type(obj)), "repr": re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))}
+
+
+def _fingerprint(**parts: Any) -> dict[str, Any]:
+    import fitjax
+
+    return {
+        "fitjax": fitjax.__version__,
+        "jax": jax.__version__,
+        "platform": jax.default_backend(),
+        **{k: _describe(v) for k, v in parts.items()},
+    }
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _differences(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    names = sorted(set(stored) | set(given))
+    return [
+        f"{k}: stored {_show(stored.get(k))}, given {_show(given.get(k))}"
+        for k in names
+        if stored.get(k) != given.get(k)
+    ]
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _chunk_name(k: int, n_chunks: int) -> str:
+    return f"chunk-{k:0{max(6, len(str(n_chunks - 1)))}d}.npz"
+
+
+def _commit(tmp: Path, final: Path) -> None:
+    """Make a fully written temporary file visible under its final name, atomically."""
+    os.replace(tmp, final)
+
+
+def _save(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` as ``.npz``: a temporary name, flushed to disk, then renamed."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    _commit(tmp, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    _commit(tmp, path)
+
+
+def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{str(path)!r} cannot be read as a fitjax chunked-sweep manifest: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r} is not a {FORMAT} manifest; choose another out_dir")
+    return manifest
+
+
+def _done(out_dir: Path, n_chunks: int) -> np.ndarray:
+    return np.array([(out_dir / _chunk_name(k, n_chunks)).exists() for k in range(n_chunks)], dtype=bool)
+
+
+def _structure(tree: PyTree) -> Any:
+    """The container structure of ``tree`` as JSON (dicts with string keys, lists, tuples), or None."""
+    counter = iter(range(1 << 62))
+
+    def walk(node):
+        if isinstance(node, dict) and all(isinstance(k, str) for k in node):
+            return {"dict": {k: walk(node[k]) for k in sorted(node)}}
+        if type(node) in (list, tuple):
+            return {type(node).__name__: [walk(v) for v in node]}
+        if node is None:
+            return {"none": None}
+        if jax.tree_util.all_leaves([node]):
+            return {"leaf": next(counter)}
+        raise TypeError
+
+    try:
+        return walk(tree)
+    except TypeError:
+        return None
+
+
+def _rebuild(structure: Any, leaves: Sequence[Any], paths: Sequence[str]) -> PyTree:
+    if structure is None:  # a custom pytree: leaves by their path
+        return dict(zip(paths, leaves, strict=True))
+    ((kind, body),) = structure.items()
+    if kind == "dict":
+        return {k: _rebuild(v, leaves, paths) for k, v in body.items()}
+    if kind in ("list", "tuple"):
+        items = [_rebuild(v, leaves, paths) for v in body]
+        return items if kind == "list" else tuple(items)
+    return None if kind == "none" else leaves[body]
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkedSweep:
+    """A chunked sweep on disk.
+
+    Attributes:
+      path: the folder holding ``manifest.json`` and the chunks.
+      n_runs: runs in the sweep (grid settings × starts).
+      n_chunks: chunks in the sweep.
+      computed: the chunks this call computed (the others were on disk already).
+    """
+
+    path: Path
+    n_runs: int
+    n_chunks: int
+    computed: tuple[int, ...]
+
+    def load(self, mmap: bool = False) -> FitResult | SweepResult:
+        """:func:`load_chunked` of this sweep."""
+        return load_chunked(self.path, mmap=mmap)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    n_starts: int
+    grid: dict[str, np.ndarray]
+    chunk_size: int
+    block: int
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.grid.values())
+
+    @property
+    def n_runs(self) -> int:
+        return math.prod(self.grid_shape) * self.n_starts
+
+    def block_ids(self, b: int) -> np.ndarray:
+        """The runs of block ``b``, the sweep's last block filled up with its last run."""
+        ids = np.arange(b * self.block, min((b + 1) * self.block, self.n_runs), dtype=np.int64)
+        return np.concatenate([ids, np.full(self.block - ids.size, ids[-1])])
+
+
+def _grid(grid: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+    return {} if grid is None else {k: np.asarray(v) for k, v in engine._check_grid(grid).items()}
+
+
+def _inputs(layout: _Layout, starts: Starts, b: int) -> tuple[PyTree, dict, np.ndarray]:
+    """Starts, per-run hyperparameters and mini-batch run ids (the start index) of block ``b``."""
+    ids = layout.block_ids(b)
+    setting, start = np.divmod(ids, layout.n_starts)
+    coords = np.unravel_index(setting, layout.grid_shape) if layout.grid else ()
+    hp = {name: values[c] for (name, values), c in zip(layout.grid.items(), coords, strict=True)}
+    return starts.take(start), hp, start.astype(np.uint32)
+
+
+def _host(result: FitResult) -> dict[str, np.ndarray]:
+    """The arrays saved per run, as host arrays keyed by their file names."""
+    out = {f"params.{j}": np.asarray(a) for j, a in enumerate(jax.tree.leaves(result.params))}
+    out["loss"] = np.asarray(result.loss)
+    out["diverged_step"] = np.asarray(result.diverged_step)
+    if result.history is not None:
+        out["history.loss"] = np.asarray(result.history.loss)
+        out["history.grad_norm"] = np.asarray(result.history.grad_norm)
+        if result.history.params is not None:
+            out.update(
+                {
+                    f"history.params.{j}": np.asarray(a)
+                    for j, a in enumerate(jax.tree.leaves(result.history.params))
+                }
+            )
+    return out
+
+
+def _progress(total: int, initial: int, show: bool | None, desc: str) -> Any:
+    if show is False or jax.process_index() != 0:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="run",
+        desc=desc,
+        disable=None if show is None else False,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
+
+def _local_devices(devices: Sequence[jax.Device] | None) -> list[jax.Device]:
+    """This process's share of ``devices`` (default: all); every process must hold as many."""
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise TypeError(
+            f"devices must be a non-empty list of jax devices, e.g. jax.devices()[:2], got {devices!r}"
+        )
+    local = [d for d in devices if d.process_index == jax.process_index()]
+    counts = {d.process_index: 0 for d in devices}
+    for d in devices:
+        counts[d.process_index] += 1
+    if set(counts) != set(range(jax.process_count())) or len(set(counts.values())) > 1:
+        raise ValueError(
+            f"devices must hold the same number of devices of every process; got {counts} "
+            f"(devices per process index) with {jax.process_count()} process(es)"
+        )
+    return local
+
+
+def _allgather(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every process's rows, in process order, on every process."""
+    if jax.process_count() == 1:
+        return arrays
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(arrays, tiled=True)
+    return {name: np.asarray(a) for name, a in gathered.items()}
+
+
+def _agree(value: np.ndarray) -> np.ndarray:
+    """Process 0's ``value`` on every process (itself on one process)."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.broadcast_one_to_all(value))
+
+
+def fit_chunked(
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    starts: Starts | PyTree,
+    data: Any,
+    *,
+    steps: int,
+    chunk_size: int,
+    out_dir: str | os.PathLike,
+    key: jax.Array | None = None,
+    grid: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+    shared_order: bool = False,
+    record_every: int | None = None,
+    record_params: bool = False,
+    unroll: int = 1,
+    block: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+) -> ChunkedSweep:
+    r"""Fit every start (under every grid setting) chunk by chunk, streaming results to ``out_dir``.
+
+    The numbers are those of :func:`fitjax.fit` (``grid=None``) or :func:`fitjax.sweep`
+    on the same starts; only how they are computed and kept differs. The sweep's
+    :math:`N = \prod_j |\text{grid}_j| \cdot n` runs form
+    :math:`\lceil N / C \rceil` chunks of :math:`C` = ``chunk_size`` runs, each saved as
+    ``chunk-<k>.npz`` (final parameters ``params.<leaf>``, ``loss``, ``diverged_step``
+    and, with ``record_every``, ``history.*``; optimizer states are not kept).
+
+    Args:
+      loss, optimizer, data, steps, key, batch_size, shared_order, record_every,
+        record_params, unroll: as for :func:`fitjax.fit`.
+      starts: a :class:`GeneratedStarts` (:func:`uniform_starts`, :func:`normal_starts`,
+        :func:`generated_starts`: made per run, nothing held), or arrays with a leading
+        run axis (sliced per block; a ``numpy.memmap`` is read a block at a time).
+      chunk_size: runs per saved chunk (and per step of the progress bar).
+      out_dir: folder for ``manifest.json`` and the chunks (created if needed).
+      grid: hyperparameter name -> 1-D array of values, as for :func:`fitjax.sweep`.
+      block: runs per device per compiled call (default ``min(8192, N)``). Results
+        are bit-identical for a given ``block`` whatever ``chunk_size`` and the number
+        of devices; a chunk size that is a multiple of ``block`` wastes nothing.
+      devices: the devices to fit on (default ``jax.devices()``: all devices of all
+        processes). Each device fits one block at a time with the same one-device
+        program; under ``jax.distributed`` each process drives its own devices.
+      resume: continue a sweep found in ``out_dir`` (its manifest must match these
+        arguments, or a ValueError names what differs); False refuses to touch a
+        folder that already holds a sweep.
+      progress: a tqdm bar on stderr: None shows it on a terminal only, True always,
+        False never. Without tqdm installed there is no bar.
+
+    Returns:
+      A :class:`ChunkedSweep`; read the results with :func:`load_chunked` or
+      :func:`iter_chunks`.
+
+    Under ``jax.distributed`` every process calls this with the same arguments; every
+    process computes its share of every block and only process 0 reads and writes
+    ``out_dir``.
+    """
+    if not callable(loss):
+        raise TypeError(f"loss must be a function loss(params, batch) -> scalar, got {loss!r}")
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(
+            f"optimizer must be a fitjax optimizer or optax GradientTransformation, got {optimizer!r}"
+        )
+    source = _as_starts(starts)
+    values = _grid(grid)
+    steps = _checks.positive_int("steps", steps)
+    chunk_size = _checks.positive_int("chunk_size", chunk_size)
+    if record_every is not None:
+        record_every = _checks.positive_int("record_every", record_every, upper=steps, upper_name="steps")
+    if source.n >= 1 << 32:
+        raise ValueError(f"starts has {source.n} runs; at most 2**32 - 1 are supported (run ids are uint32)")
+    n_runs = math.prod(len(v) for v in values.values()) * source.n
+    block = min(DEFAULT_BLOCK, n_runs) if block is None else _checks.positive_int("block", block)
+    layout = _Layout(source.n, values, chunk_size, block)
+    n_data = engine._check_data(data)
+    if batch_size is not None:
+        if data is None:
+            raise ValueError("batch_size needs data to draw mini-batches from; got data=None")
+        batch_size = _checks.positive_int(
+            "batch_size", batch_size, upper=n_data, upper_name="the number of examples"
+        )
+        if key is None:
+            raise ValueError("key is needed to draw mini-batches: pass key=jax.random.key(seed)")
+    key = jax.random.key(0) if key is None else engine._check_key(key)
+    example = source.example()
+    one = jax.tree.map(lambda s: jnp.zeros((1, *s.shape), s.dtype), example)
+    engine._check_loss(loss, one, engine._batch_struct(data, batch_size))
+    engine._check_schedule(optimizer, steps)
+    engine._hyperparams(optimizer, one, 1, {k: v[:1] for k, v in values.items()})
+    local = _local_devices(devices)
+
+    fingerprint = _fingerprint(
+        loss=loss,
+        optimizer=optimizer,
+        data=data,
+        starts=source.describe(),
+        grid=values,
+        steps=steps,
+        key=_key_data(key),
+        batch_size=batch_size,
+        shared_order=shared_order,
+        record_every=record_every,
+        record_params=record_params,
+        unroll=unroll,
+        block=block,
+        chunk_size=chunk_size,
+        n_runs=n_runs,
+        dtype=[str(s.dtype) for s in jax.tree.leaves(example)],
+    )
+    n_chunks = -(-n_runs // chunk_size)
+    out = Path(out_dir)
+    done = _open_everywhere(out, fingerprint, n_chunks, layout, example, steps, record_every, resume)
+
+    todo = [k for k in range(n_chunks) if not done[k]]
+    n_done = sum(min((k + 1) * chunk_size, n_runs) - k * chunk_size for k in range(n_chunks) if done[k])
+    bar = _progress(n_runs, n_done, progress, f"fit_chunked {out.name}")
+    fit_block = functools.partial(
+        engine.fit,
+        loss,
+        optimizer,
+        data=data,
+        steps=steps,
+        key=key,
+        batch_size=batch_size,
+        shared_order=shared_order,
+        record_every=record_every,
+        record_params=record_params,
+        unroll=unroll,
+    )
+    n_blocks = -(-n_runs // block)
+    n_slots = len(local) * jax.process_count()
+    cache: dict[int, dict[str, np.ndarray]] = {}
+
+    def compute(first: int) -> None:
+        """Blocks ``first, first + 1, ...``, one per device of every process (past the end: the last)."""
+        blocks = [min(b, n_blocks - 1) for b in range(first, first + n_slots)]
+        mine = blocks[jax.process_index() * len(local) :][: len(local)]
+        inputs = [_inputs(layout, source, b) for b in mine]  # made before any device is busy
+        pending = []
+        for device, (params0, hp, run_ids) in zip(local, inputs, strict=True):
+            # The same one-device program on every device; the argument checks run on that device
+            # too, so that dispatching to the next device never waits for this one's work.
+            with jax.default_device(device):
+                pending.append(
+                    fit_block(
+                        params0,
+                        hyperparams=hp or None,
+                        _run_ids=jnp.asarray(run_ids),
+                        mesh=_shard.run_mesh([device]),
+                        gather=False,
+                    )
+                )
+        hosts = [_host(r) for r in pending]
+        arrays = _allgather({name: np.concatenate([h[name] for h in hosts]) for name in hosts[0]})
+        cache.clear()
+        for j, b in enumerate(blocks):
+            cache[b] = {name: a[j * block : (j + 1) * block] for name, a in arrays.items()}
+
+    try:
+        for k in todo:
+            lo, hi = k * chunk_size, min((k + 1) * chunk_size, n_runs)
+            parts = []
+            for b in range(lo // block, (hi - 1) // block + 1):
+                if b not in cache:
+                    compute(b)
+                a, z = max(lo, b * block) - b * block, min(hi, (b + 1) * block) - b * block
+                parts.append({name: v[a:z] for name, v in cache[b].items()})
+            chunk = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+            if jax.process_index() == 0:
+                _save(out / _chunk_name(k, n_chunks), {**chunk, "runs": np.array([lo, hi], np.int64)})
+            if bar is not None:
+                bar.update(hi - lo)
+    finally:
+        if bar is not None:
+            bar.close()
+    return ChunkedSweep(out, n_runs, n_chunks, tuple(todo))
+
+
+def _open_everywhere(out: Path, fingerprint: dict, n_chunks: int, *args: Any) -> np.ndarray:
+    """:func:`_open` on process 0; every process gets its verdict and the chunks already done.
+
+    Every process also checks that it was called with the same arguments as process 0,
+    and all of them refuse together, so that none is left waiting for the others.
+    """
+    if jax.process_count() == 1:
+        return _open(out, fingerprint, n_chunks, *args)
+    from jax.experimental import multihost_utils
+
+    done, refusal = np.zeros(n_chunks, dtype=bool), None
+    if jax.process_index() == 0:
+        try:
+            done = _open(out, fingerprint, n_chunks, *args)
+        except ValueError as err:
+            refusal = err
+    text = json.dumps(fingerprint, sort_keys=True).encode()
+    digest = np.frombuffer(hashlib.sha256(text).digest(), np.uint8)
+    same = np.array_equal(_agree(digest), digest)
+    verdict = np.asarray(multihost_utils.process_allgather(np.array([refusal is None, same], np.int32)))
+    if refusal is not None:
+        raise refusal
+    if not verdict[:, 0].all():
+        raise ValueError(f"process 0 refused out_dir {str(out)!r}; its error says why")
+    if not verdict[:, 1].all():
+        raise ValueError(
+            f"processes {np.flatnonzero(verdict[:, 1] == 0).tolist()} were called with other arguments "
+            "than process 0 (their fingerprints differ); every process must call fit_chunked alike"
+        )
+    return _agree(done.astype(np.uint8)).astype(bool)
+
+
+def _open(
+    out: Path,
+    fingerprint: dict,
+    n_chunks: int,
+    layout: _Layout,
+    example: PyTree,
+    steps: int,
+    record_every: int | None,
+    resume: bool,
+) -> np.ndarray:
+    """Check or create ``out``'s manifest; the chunks already complete."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"out_dir {str(out)!r} cannot be created: {err.strerror or err}") from None
+    manifest = _read_manifest(out)
+    if manifest is None:
+        if any(out.glob("chunk-*.npz")):
+            raise ValueError(
+                f"out_dir {str(out)!r} holds chunk files but no {MANIFEST}; choose an empty folder"
+            )
+        manifest = {
+            "format": FORMAT,
+            "fingerprint": fingerprint,
+            "n_runs": layout.n_runs,
+            "n_starts": layout.n_starts,
+            "grid": {k: v.tolist() for k, v in layout.grid.items()},
+            "chunk_size": layout.chunk_size,
+            "n_chunks": n_chunks,
+            "block": layout.block,
+            "steps": steps,
+            "record_every": record_every,
+            "params": {
+                "structure": _structure(example),
+                "paths": [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(example)],
+            },
+        }
+        _write_json(out / MANIFEST, manifest)
+        return np.zeros(n_chunks, dtype=bool)
+    done = _done(out, manifest["n_chunks"])
+    if not resume:
+        raise ValueError(
+            f"out_dir {str(out)!r} already holds a sweep ({int(done.sum())} of {done.size} chunks done); "
+            "pass resume=True to continue it, or choose another folder"
+        )
+    diff = _differences(manifest["fingerprint"], fingerprint)
+    if diff:
+        raise ValueError(
+            f"out_dir {str(out)!r} holds a sweep made with other arguments, so it cannot be resumed: "
+            + "; ".join(diff)
+            + ". Call again with the stored arguments to continue it, or choose another out_dir "
+            "for a new sweep."
+        )
+    for stale in out.glob(".chunk-*.npz.tmp-*"):  # left by a run that was killed while writing
+        stale.unlink(missing_ok=True)
+    return done
+
+
+# ----------------------------------------------------------------------------- reading back
+
+
+def _manifest_and_check(out_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    out = Path(out_dir)
+    manifest = _read_manifest(out)
+    if manifest is None:
+        raise ValueError(f"{str(out)!r} holds no {MANIFEST}: not a chunked sweep made by fitjax.fit_chunked")
+    return out, manifest
+
+
+def iter_chunks(out_dir: str | os.PathLike) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+    """Each complete chunk of a sweep, in order: ``(runs, arrays)``, one chunk in memory at a time.
+
+    ``runs`` is the slice of global run indices the chunk holds; ``arrays`` maps the
+    saved names (``params.<leaf>``, ``loss``, ``diverged_step``, ``history.*``) to
+    arrays with one row per run. Chunks not yet computed are skipped.
+    """
+    out, manifest = _manifest_and_check(out_dir)
+    n_chunks = manifest["n_chunks"]
+    for k in range(n_chunks):
+        path = out / _chunk_name(k, n_chunks)
+        if not path.exists():
+            continue
+        with np.load(path) as f:
+            arrays = {name: f[name] for name in f.files}
+        lo, hi = arrays.pop("runs").tolist()
+        yield slice(lo, hi), arrays
+
+
+def load_chunked(out_dir: str | os.PathLike, *, mmap: bool = False) -> FitResult | SweepResult:
+    """All runs of a finished chunked sweep, as :func:`fitjax.fit` or :func:`fitjax.sweep` returns them.
+
+    Arrays are numpy arrays (``opt_state`` is None). For a grid sweep the result is a
+    :class:`fitjax.SweepResult` with leading axes ``grid shape + (starts,)``.
+
+    Args:
+      out_dir: the sweep's folder.
+      mmap: instead of reading everything into memory, gather each array once into
+        ``out_dir/merged/<name>.npy`` (one chunk in memory at a time) and return
+        read-only memory maps of those files.
+
+    Raises:
+      ValueError: when chunks are missing (finish the sweep by calling
+        :func:`fit_chunked` again with the same arguments).
+    """
+    out, manifest = _manifest_and_check(out_dir)
+    n_chunks, n_runs = manifest["n_chunks"], manifest["n_runs"]
+    missing = [k for k in range(n_chunks) if not (out / _chunk_name(k, n_chunks)).exists()]
+    if missing:
+        raise ValueError(
+            f"{str(out)!r}: {len(missing)} of {n_chunks} chunks are missing (first: chunk {missing[0]}); "
+            "call fit_chunked again with the same arguments to finish the sweep, or use iter_chunks"
+        )
+    arrays = _merged(out, n_runs) if mmap else _concatenated(out, n_runs)
+    paths = manifest["params"]["paths"]
+    structure = manifest["params"]["structure"]
+    grid = {k: np.asarray(v) for k, v in manifest["grid"].items()}
+    lead = tuple(len(v) for v in grid.values()) + (manifest["n_starts"],)
+
+    def shaped(a):
+        return a.reshape(lead + a.shape[1:])
+
+    def leaves(prefix):
+        return [shaped(arrays[f"{prefix}{j}"]) for j in range(len(paths))]
+
+    history = None
+    if manifest["record_every"] is not None:
+        k = manifest["record_every"]
+        hist_params = (
+            _rebuild(structure, leaves("history.params."), paths) if "history.params.0" in arrays else None
+        )
+        history = History(
+            np.arange(manifest["steps"] // k) * k,
+            shaped(arrays["history.loss"]),
+            shaped(arrays["history.grad_norm"]),
+            hist_params,
+        )
+    result = FitResult(
+        _rebuild(structure, leaves("params."), paths),
+        shaped(arrays["loss"]),
+        shaped(arrays["diverged_step"]),
+        history,
+        None,
+        manifest["steps"],
+    )
+    return SweepResult(grid, result) if grid else result
+
+
+def _fill(
+    out: Path, allocate: Callable[[str, tuple[int, ...], np.dtype], np.ndarray]
+) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for runs, chunk in iter_chunks(out):
+        for name, a in chunk.items():
+            if name not in arrays:
+                arrays[name] = allocate(name, a.shape[1:], a.dtype)
+            arrays[name][runs] = a
+    return arrays
+
+
+def _concatenated(out: Path, n_runs: int) -> dict[str, np.ndarray]:
+    return _fill(out, lambda name, shape, dtype: np.empty((n_runs, *shape), dtype))
+
+
+def _merged(out: Path, n_runs: int) -> dict[str, np.ndarray]:
+    merged = out / "merged"
+    done = merged / "complete.json"
+    if not done.exists():
+        merged.mkdir(exist_ok=True)
+        maps = _fill(
+            out,
+            lambda name, shape, dtype: np.lib.format.open_memmap(
+                merged / f"{name}.npy", mode="w+", dtype=dtype, shape=(n_runs, *shape)
+            ),
+        )
+        for a in maps.values():
+            a.flush()
+        del maps
+        _write_json(done, {"n_runs": n_runs})
+    return {p.stem: np.load(p, mmap_mode="r") for p in sorted(merged.glob("*.npy"))}
