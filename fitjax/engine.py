@@ -64,8 +64,10 @@ class FitResult(NamedTuple):
     Attributes:
       params: final reported parameters of each run.
       loss: final full-data loss of each run.
-      diverged_step: the step at which each run's loss or parameters became
-        non-finite, or -1. A diverged run keeps its last finite parameters.
+      diverged_step: the first step whose gradient or updated parameters were not
+        finite (the run then keeps its last finite parameters and rule state), or
+        ``steps`` for a run whose parameters stayed finite but whose final loss is
+        not, or -1. Recording does not change it.
       history: the recorded :class:`History`, or ``None`` for final values only.
       opt_state: each run's final optimizer state.
       steps: the number of steps run.
@@ -125,8 +127,16 @@ class _Plan:
 
 
 def _all_finite(tree: PyTree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    # A scalar needs no reduction (and the fused kernel's Triton lowering has no reduce_and).
+    leaves = [jnp.isfinite(x) if jnp.ndim(x) == 0 else jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
     return functools.reduce(jnp.logical_and, leaves, jnp.asarray(True))
+
+
+def _norm(tree: PyTree) -> jax.Array:
+    """Global norm √(Σ g²) of real leaves: ``optax.tree.norm``'s value, without its
+    ``g.imag`` term (a constant that the fused kernel's Triton lowering cannot take)."""
+    squares = [jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)]
+    return jnp.sqrt(functools.reduce(lambda a, b: a + b, squares, 0))
 
 
 def _select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
@@ -155,8 +165,8 @@ def _make_step(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Ar
     The loss value is computed only where it is used (``with_value``, or for an
     optimizer that reads it): XLA duplicates the model's elementwise work into every
     reduction that consumes it, so an unused value would cost a second forward pass.
-    Without it, divergence is detected from the new parameters, which carry any
-    non-finite gradient.
+    Divergence is detected from the gradient and the new parameters alone, so it
+    does not depend on where the loss happens to be evaluated.
     """
 
     def step(carry, t, with_value):
@@ -177,16 +187,17 @@ def _make_step(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Ar
         updates, new_state = update(grads, state, params, **extra)
         new_params = optax.apply_updates(params, updates)
         alive = diverged_step < 0
-        keep = alive & _all_finite(new_params)
-        if value is not None:
-            keep = keep & jnp.isfinite(value)
+        # Diverged: the gradient or the new parameters are not finite. The loss value
+        # is not consulted even where it was computed, so what is recorded never
+        # changes which step a run is flagged at.
+        keep = alive & _all_finite(grads) & _all_finite(new_params)
         carry = (
             _select(keep, new_params, params),
             _keep(keep, new_state, state),
             perm,
             jnp.where(alive & ~keep, t, diverged_step),
         )
-        return carry, (value, optax.tree.norm(grads))
+        return carry, (value, _norm(grads))
 
     return step
 
@@ -228,7 +239,7 @@ def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _P
     params, state, _, diverged_step = carry
     final = _report(update, params, state)
     final_loss = loss(final, data)
-    # A loss that overflows while the parameters stay finite is caught here at the latest.
+    # A loss that overflows while gradient and parameters stay finite is flagged at the end.
     diverged_step = jnp.where((diverged_step < 0) & ~jnp.isfinite(final_loss), plan.steps, diverged_step)
     return final, final_loss, diverged_step, history, state
 
@@ -445,6 +456,7 @@ def fit(
     unroll: int = 1,
     mesh: jax.sharding.Mesh | None = None,
     gather: bool = True,
+    backend: Any = "xla",
     _run_ids: jax.Array | None = None,
 ) -> FitResult:
     r"""Fit ``loss`` from every starting point in ``params0`` in one compiled call.
@@ -477,6 +489,10 @@ def fit(
         not divide the device count are padded, and the padding dropped.
       gather: bring sharded results back to the host of every process (True), or
         leave them on their devices (False).
+      backend: ``"xla"`` (this module's program), ``"fused"`` or a
+        :class:`fitjax.fused.Fused` (one GPU kernel per block of runs; a problem it
+        cannot take runs here, with a :class:`fitjax.fused.FallbackWarning` saying
+        why), or ``"auto"`` (the fused path on a GPU when it can take the problem).
 
     Returns:
       A :class:`FitResult` with one entry per run.
@@ -525,6 +541,15 @@ def fit(
         extra_args=_uses_loss(optimizer),
         unroll=unroll,
     )
+    if backend != "xla":
+        from fitjax import fused  # imported here: the fused path builds on this module
+
+        result = fused.dispatch(
+            backend, loss, optimizer, params0, data,
+            plan=plan, hp_shared=hp_shared, hp_run=hp_run, key=key, jit=jit, mesh=mesh,
+        )
+        if result is not None:
+            return result
     run_ids = jnp.arange(n_runs, dtype=jnp.uint32) if _run_ids is None else _run_ids
     init = None if isinstance(optimizer.update, _Update) else optimizer.init
     try:
