@@ -173,12 +173,13 @@ def as_array(name: str, value: Any) -> Any:
         raise TypeError(f"{name} must be an array of numbers, got {value!r}") from None
 
 
-def finite(name: str, tree: Any, fix: str, *, axis: str | None = None) -> None:
+def finite(name: str, tree: Any, fix: str, *, axis: str | None = None, offset: int = 0) -> None:
     """Every floating-point element of ``tree`` is finite; else name the first that is not.
 
     The test runs where the arrays live; only a failing leaf is copied to the host
     to find the offending entry. ``axis`` names the leading axis in the message
-    (``"run"``, ``"example"``).
+    (``"run"``, ``"example"``); ``offset`` is added to the leading index, for rows
+    ``offset, offset + 1, ...`` of a larger array checked a slice at a time.
     """
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         arr = as_array(leaf_name(name, path), leaf)
@@ -187,8 +188,9 @@ def finite(name: str, tree: Any, fix: str, *, axis: str | None = None) -> None:
         host = np.asarray(arr)
         bad = ~np.isfinite(host.astype(np.complex128 if np.iscomplexobj(host) else np.float64))
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        where = leaf_name(name, path) + (f"[{', '.join(map(str, index))}]" if index else "")
-        lead = f" ({axis} {index[0]})" if axis and index else ""
+        shown = (index[0] + offset, *index[1:]) if index else index
+        where = leaf_name(name, path) + (f"[{', '.join(map(str, shown))}]" if shown else "")
+        lead = f" ({axis} {shown[0]})" if axis and shown else ""
         raise ValueError(
             f"{where} is {host[index]}{lead}, one of {int(bad.sum())} non-finite value(s) in "
             f"{leaf_name(name, path)}; {fix}"

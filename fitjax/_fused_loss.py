@@ -159,8 +159,12 @@ def _describe(value: Any) -> str:
 
 
 def _bind(eqn: Any, args: Sequence[Any], env: _Env) -> Any:
-    name = eqn.primitive.name
-    fast = env.substitutes.get(name)
+    if not any(isinstance(a, jax.core.Tracer) for a in args):
+        # Constants only (``1.0 - 2.0`` in the trace): folded here, as Triton takes no
+        # constant operand in some of its lowering rules.
+        with jax.ensure_compile_time_eval():
+            return eqn.primitive.bind(*args, **eqn.params)
+    fast = env.substitutes.get(eqn.primitive.name)
     if fast is not None and all(jnp.result_type(a) == jnp.float32 for a in args):
         return fast(*args)
     return eqn.primitive.bind(*args, **eqn.params)
@@ -181,9 +185,27 @@ def _elementwise(eqn: Any, vals: Sequence[Any], env: _Env) -> Any:
         if len({s.size for s in splats}) > 1:
             raise Unsupported(f"the loss broadcasts values to different sizes in `{what}`")
         return _Splat(_bind(eqn, [v.value if isinstance(v, _Splat) else v for v in vals], env), splats[0].size)
-    if any(isinstance(v, _Const) for v in vals):
-        raise Unsupported(f"the loss computes with a closed-over array on its own (in `{what}`)")
+    consts = [v for v in vals if isinstance(v, _Const)]
+    if consts:
+        return _on_consts(eqn, vals, consts, env)
     return _bind(eqn, vals, env)
+
+
+def _on_consts(eqn: Any, vals: Sequence[Any], consts: Sequence[_Const], env: _Env) -> Any:
+    """An elementwise operation on closed-over arrays (and scalars), e.g. a dtype cast."""
+    what = eqn.primitive.name
+    if len({c.array.shape for c in consts}) > 1:
+        raise Unsupported(f"the loss combines closed-over arrays of different sizes in `{what}`")
+    points = None
+    if all(c.points is not None for c in consts):
+        points = _bind(eqn, [v.points if isinstance(v, _Const) else v for v in vals], env)
+    if any(isinstance(v, jax.core.Tracer) for v in vals):
+        if points is None:
+            raise Unsupported(f"the loss combines a closed-over array with a traced value in `{what}`")
+        return _Points(points)
+    with jax.ensure_compile_time_eval():
+        array = eqn.primitive.bind(*[v.array if isinstance(v, _Const) else v for v in vals], **eqn.params)
+    return _Const(np.asarray(array), points)
 
 
 def _reduce(eqn: Any, vals: Sequence[Any], env: _Env) -> Any:

@@ -206,6 +206,10 @@ def basin_map(
       ((8, 8), True)
     """
     steps = _checks.positive_int("steps", steps)
+    # the labelling's settings are checked here too, so that a bad one is refused before the fit runs
+    _checks.positive("tol", tol)
+    _checks.non_negative("rtol", rtol)
+    _checks.non_negative("atol", atol)
     if record_every is None:
         record_every = max(1, steps // 100)
     starts = inits.grid(values0, values1, base=base, index=index)

@@ -222,7 +222,7 @@ def _as_starts(starts: Any) -> Starts:
     counts = {}
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         name = _checks.leaf_name("starts", path)
-        if leaf.ndim < 1 or not np.issubdtype(leaf.dtype, np.floating):
+        if leaf.ndim < 1 or not jnp.issubdtype(leaf.dtype, jnp.floating):
             raise TypeError(
                 f"{name} must be a floating-point array with a leading run axis, "
                 f"got dtype {leaf.dtype} and shape {leaf.shape}"
@@ -233,7 +233,22 @@ def _as_starts(starts: Any) -> Starts:
     n = next(iter(counts.values()))
     if n < 1:
         raise ValueError("starts has 0 runs along its leading axis; pass at least one starting point")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        step = _rows_per_read(leaf)
+        for lo in range(0, n, step):  # in bounded memory, for large (memory-mapped) starts
+            _checks.finite(
+                _checks.leaf_name("starts", path),
+                leaf[lo : lo + step],
+                "every starting point must be finite",
+                axis="run",
+                offset=lo,
+            )
     return ArrayStarts(tree, n)
+
+
+def _rows_per_read(arr: np.ndarray) -> int:
+    """How many rows of ``arr`` make about 4 MiB: the unit in which large starts are read."""
+    return max(1, (1 << 22) // max(1, arr[:1].nbytes))
 
 
 # ----------------------------------------------------------------------------- fingerprints
@@ -252,12 +267,12 @@ def _array(a: Any, rows: bool = False) -> dict[str, Any]:
     if arr.size <= 16:
         out["values"] = (
             [v if math.isfinite(v) else repr(v) for v in arr.astype(np.float64).ravel().tolist()]
-            if np.issubdtype(arr.dtype, np.number)
+            if jnp.issubdtype(arr.dtype, jnp.number)
             else arr.ravel().tolist()
         )
         return out
     digest = hashlib.sha256()
-    step = max(1, (1 << 22) // max(1, arr[:1].nbytes)) if rows and arr.ndim else None
+    step = _rows_per_read(arr) if rows and arr.ndim else None
     if step is None:
         digest.update(np.ascontiguousarray(arr).tobytes())
     else:
@@ -861,9 +876,16 @@ def iter_chunks(out_dir: str | os.PathLike) -> Iterator[tuple[slice, dict[str, n
         if not path.exists():
             continue
         with np.load(path) as f:
-            arrays = {name: f[name] for name in f.files}
+            arrays = {name: _as_saved(name, f[name], manifest) for name in f.files}
         lo, hi = arrays.pop("runs").tolist()
         yield slice(lo, hi), arrays
+
+
+def _as_saved(name: str, a: np.ndarray, manifest: dict[str, Any]) -> np.ndarray:
+    """A parameter array in its own dtype: ``.npy`` files keep bfloat16 only as raw bytes (``V2``)."""
+    if a.dtype.kind != "V" or not name.startswith(("params.", "history.params.")):
+        return a
+    return a.view(jnp.dtype(manifest["fingerprint"]["dtype"][int(name.rsplit(".", 1)[1])]))
 
 
 def load_chunked(out_dir: str | os.PathLike, *, mmap: bool = False) -> FitResult | SweepResult:
@@ -900,7 +922,8 @@ def load_chunked(out_dir: str | os.PathLike, *, mmap: bool = False) -> FitResult
         return a.reshape(lead + a.shape[1:])
 
     def leaves(prefix):
-        return [shaped(arrays[f"{prefix}{j}"]) for j in range(len(paths))]
+        names = [f"{prefix}{j}" for j in range(len(paths))]
+        return [shaped(_as_saved(name, arrays[name], manifest)) for name in names]
 
     history = None
     if manifest["record_every"] is not None:

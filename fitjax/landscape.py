@@ -142,6 +142,7 @@ def _check_center(center: PyTree, directions: Sequence[PyTree]) -> None:
     for leaf in leaves:
         if not jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating):
             raise TypeError(f"center must hold floating-point arrays, got dtype {jnp.asarray(leaf).dtype}")
+    _checks.finite("center", center, "the plane's centre must be finite")
     if not 1 <= len(directions) <= 2:
         raise ValueError(f"directions must hold one or two pytrees, got {len(directions)}")
     shapes = jax.tree.map(jnp.shape, center)
@@ -151,15 +152,17 @@ def _check_center(center: PyTree, directions: Sequence[PyTree]) -> None:
                 f"directions[{k}] must have the structure and shapes of center {shapes}, "
                 f"got {jax.tree.map(jnp.shape, d)}"
             )
+        _checks.finite(f"directions[{k}]", d, "every direction must be finite")
 
 
 def _axis(name: str, values: Any, dtype: np.dtype) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1 or arr.size < 1:
         raise ValueError(f"{name} must be a non-empty 1-D array of coordinates, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf; every coordinate must be finite")
-    return arr.astype(dtype)
+    with np.errstate(over="ignore"):  # a coordinate past the dtype's range is refused as inf
+        held = arr.astype(dtype)
+    _checks.finite(name, held, f"every coordinate must be finite in {np.dtype(dtype).name}, not NaN or inf")
+    return held
 
 
 def loss_plane(
@@ -209,6 +212,7 @@ def loss_plane(
             f"axes must give one array of coordinates per direction ({len(directions)}), got {len(axes)}"
         )
     chunk_size = _checks.positive_int("chunk_size", chunk_size)
+    _checks.finite("data", data, "clean or drop those examples")
     dtype = _float_dtype(center)
     axes = tuple(_axis(f"axes[{k}]", a, dtype) for k, a in enumerate(axes))
     _check_loss(loss, jax.tree.map(lambda a: jnp.asarray(a)[None], center), data)
@@ -258,7 +262,9 @@ def _flat_base(base: Any, index: Sequence[int], name: str) -> jax.Array:
             f"{name} must name different coordinates of base (length {arr.shape[0]}), got {tuple(index)}"
         )
     # the chosen coordinates come from the grid alone
-    return arr.at[jnp.asarray(index)].set(0)
+    arr = arr.at[jnp.asarray(index)].set(0)
+    _checks.finite("base", arr, f"the coordinates other than {tuple(index)} must be finite")
+    return arr
 
 
 def loss_grid(
@@ -359,13 +365,7 @@ def filter_normalize(direction: PyTree, params: PyTree, *, bias: Literal["zero",
              [0., 0.]], dtype=float32), Array([0., 0.], dtype=float32))
     """
     _check_bias(bias)
-    if jax.tree.structure(direction) != jax.tree.structure(params):
-        raise ValueError("direction and params must have the same pytree structure")
-    for d, w in zip(jax.tree.leaves(direction), jax.tree.leaves(params), strict=True):
-        if jnp.shape(d) != jnp.shape(w):
-            raise ValueError(
-                f"direction leaf of shape {jnp.shape(d)} does not match params leaf {jnp.shape(w)}"
-            )
+    _checks.same_tree("direction", direction, params, "params", "pass a direction shaped like the parameters")
     return _filter_normalize(direction, params, bias)
 
 
@@ -399,6 +399,7 @@ def random_directions(
       >>> d0["layers"][0]["w"].shape
       (1, 8)
     """
+    key = _checks.prng_key("key", key)
     n = _checks.positive_int("n", n)
     _check_bias(bias)
     return _random_directions(key, params, n, bias)
@@ -459,12 +460,15 @@ def pca_directions(trajectory: PyTree, center: PyTree | None = None) -> PCAPlane
       >>> plane.coords.shape, round(float(plane.explained.sum()), 6)
       ((50, 2), 1.0)
     """
+    fix = "pass the steps before the run diverged"
+    _checks.finite("trajectory", trajectory, fix, axis="step")
     flat, unravel = _ravel_steps(trajectory)
     if flat.shape[0] < 3:
         raise ValueError(f"trajectory must hold at least 3 steps along its leading axis, got {flat.shape[0]}")
+    if center is not None:
+        _check_like_a_point("center", center, trajectory, "trajectory")
+        _checks.finite("center", center, "the plane's centre must be finite")
     c = flat[-1] if center is None else ravel_pytree(center)[0]
-    if c.shape != flat.shape[1:]:
-        raise ValueError(f"center has {c.shape[0]} parameters, the trajectory {flat.shape[1]}")
     if flat.shape[1] < 2:
         raise ValueError("the trajectory has fewer than two parameters; a plane needs two")
     vt, explained = _principal_axes(flat, c)
@@ -487,11 +491,36 @@ def project(points: PyTree, center: PyTree, directions: Sequence[PyTree]) -> np.
 
     ``points`` has a leading axis over points; returns shape ``(n, len(directions))``.
     For orthonormal directions (:func:`pca_directions`) these are dot products.
+
+    Example:
+      >>> import jax.numpy as jnp, fitjax
+      >>> points = jnp.array([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]])
+      >>> directions = (jnp.array([1.0, 0.0, 0.0]), jnp.array([0.0, 1.0, 1.0]))
+      >>> fitjax.project(points, jnp.zeros(3), directions).round(4)   # (1, 2.5): 2.5 is the mean of 2 and 3
+      array([[1. , 2.5],
+             [0. , 0.5]], dtype=float32)
     """
+    _check_like_a_point("center", center, points, "points")
+    for k, d in enumerate(directions):
+        _check_like_a_point(f"directions[{k}]", d, points, "points")
     flat, _ = _ravel_steps(points)
     c = ravel_pytree(center)[0]
     basis = jnp.stack([ravel_pytree(d)[0] for d in directions], axis=1)  # (P, k)
     return np.asarray(_least_squares(basis, flat - c))
+
+
+def _check_like_a_point(name: str, tree: PyTree, points: PyTree, points_name: str) -> None:
+    """``tree`` holds as many parameters as one of ``points`` (each leaf without its leading axis)."""
+    leaves = jax.tree.leaves(points)
+    size = sum(int(np.size(a)) for a in jax.tree.leaves(tree))
+    need = sum(math.prod(np.shape(a)[1:]) for a in leaves)
+    if size != need:
+        one = jax.tree.map(lambda a: np.shape(a)[1:], points)
+        raise ValueError(
+            f"{name} has {size} parameters (shape {jax.tree.map(np.shape, tree)}), but one point of "
+            f"{points_name} has {need} (shape {one}, after the leading axis of {np.shape(leaves[0])[0]} "
+            f"points); pass {name} shaped like one point"
+        )
 
 
 @jax.jit

@@ -1,0 +1,528 @@
+r"""The fused execution path: each run's whole fit inside one GPU kernel.
+
+``fitjax.fit(..., backend="fused")`` runs the same fit as the XLA path (same
+optimizer rules, same divergence rule, same history, the same :class:`~fitjax.FitResult`)
+as one Pallas kernel. Each program instance of the kernel takes a block of runs,
+loads the data once, and loops over all :math:`T` steps with the runs' parameters and
+optimizer state held in registers; per step it evaluates the user's own loss and its
+``jax.grad`` (traced inside the kernel, one run per lane, the parameters split into
+their components: :mod:`fitjax._fused_loss`) and applies the optimizer's own update
+rule (``optimizer.update``, called as in the engine's step). The XLA path instead
+launches the per-point work step after step; for small models with many runs that
+launch-and-reload pattern is its ceiling.
+
+What the kernel takes, and why the rest falls back to the XLA path:
+
+* the lecture's optimizers: ``gd``/``sgd``, ``momentum``, ``nesterov`` (look-ahead form),
+  ``nesterov_classical``, ``normalized``, ``adam``, with fixed or scheduled learning
+  rates and swept hyperparameters; any other optimizer (optax chains, line searches,
+  ``reduce_on_plateau``, rules of your own) runs on the XLA path;
+* one parameter array per run, shape ``(runs, P)`` or ``(runs,)``, float32 or float64;
+* a loss made of elementwise operations on one-dimensional data arrays and reductions
+  over them (see :mod:`fitjax._fused_loss` for the exact rules), at most
+  ``Fused.max_points`` points per evaluation;
+* full batch, or mini-batches in one order shared by all runs (``shared_order=True``):
+  the batches' indices come from :mod:`fitjax._sampler` exactly as on the XLA path,
+  drawn before the kernel starts into a table of ``steps × batch_size`` indices. With
+  one order per run (the default) the table would be ``runs × steps × batch_size``
+  and drawing a permutation inside a kernel is not practical, so that case runs on
+  the XLA path;
+* one device; ``jit=True``.
+
+``Fused(precision="fast")`` swaps ``sin``, ``cos``, ``exp`` and ``log`` for the GPU's
+approximate instructions (:mod:`fitjax._fused_math`). Without a GPU the kernel runs in
+Pallas interpret mode: correct and slow, for tests; ``backend="auto"`` therefore picks
+the fused path only on a GPU.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from fitjax import _checks, _fused_math, _sampler, _shard, optimizers
+from fitjax._base import OptState, _Update
+from fitjax._fused_loss import KernelLoss, Unsupported, pad_size, rewrite
+from fitjax.engine import FitResult, History, _make_step, _Plan, _report
+
+__all__ = ["FallbackWarning", "Fused", "Unsupported", "trace_count"]
+
+_TRACES: collections.Counter[str] = collections.Counter()
+
+_RULES = {
+    optimizers._gd_rule: "gd",
+    optimizers._momentum_rule: "momentum",
+    optimizers._nesterov_rule: "nesterov",
+    optimizers._nesterov_classical_rule: "nesterov_classical",
+    optimizers._normalized_rule: "normalized",
+    optimizers._adam_rule: "adam",
+}
+_PRECISIONS = ("full", "fast")
+
+
+class FallbackWarning(UserWarning):
+    """``backend="fused"`` could not take the problem; the XLA path ran instead."""
+
+
+def trace_count() -> int:
+    """How many times a fused program has been traced (and so compiled)."""
+    return _TRACES["fused"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Fused:
+    """Settings of the fused path; pass as ``fit(..., backend=Fused(...))``.
+
+    Attributes:
+      precision: ``"full"`` (the platform's precise ``sin``/``cos``/``exp``/``log``, results
+        equal to the XLA path's up to float32 rounding) or ``"fast"`` (the GPU's
+        approximate instructions, float32 only; see :mod:`fitjax._fused_math`).
+      block_runs: runs per program instance, a power of two (default: about 4096
+        lanes per program, between 16 and 256 runs, no more than the runs given).
+      num_warps: warps per program instance on the GPU (default 4).
+      interpret: run the kernel in Pallas interpret mode (default: when the default
+        backend is not a GPU).
+      max_points: the largest number of data points (per evaluation) the kernel holds
+        in registers; larger problems run on the XLA path.
+      max_params: the largest parameter vector the kernel holds in registers.
+
+    Example:
+      >>> import fitjax
+      >>> fitjax.fused.Fused(precision="fast", block_runs=128)
+      Fused(precision='fast', block_runs=128, num_warps=None, interpret=None, max_points=4096, max_params=16)
+    """
+
+    precision: str = "full"
+    block_runs: int | None = None
+    num_warps: int | None = None
+    interpret: bool | None = None
+    max_points: int = 4096
+    max_params: int = 16
+
+    def __post_init__(self) -> None:
+        if self.precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
+        if self.block_runs is not None:
+            _checks.positive_int("block_runs", self.block_runs)
+            if self.block_runs & (self.block_runs - 1):
+                raise ValueError(f"block_runs must be a power of two (e.g. 128), got {self.block_runs}")
+        if self.num_warps is not None:
+            _checks.positive_int("num_warps", self.num_warps)
+        if self.interpret not in (None, True, False):
+            raise TypeError(f"interpret must be True, False or None, got {self.interpret!r}")
+        _checks.positive_int("max_points", self.max_points)
+        _checks.positive_int("max_params", self.max_params)
+
+
+def resolve_backend(backend: Any) -> tuple[Fused | None, bool]:
+    """``(settings, explicit)`` for ``fit``'s ``backend`` argument.
+
+    ``"xla"`` gives no settings; ``"fused"`` and a :class:`Fused` ask for the fused path
+    (``explicit``: a fallback is reported); ``"auto"`` takes it only when the default
+    backend is a GPU, and falls back silently.
+    """
+    if isinstance(backend, Fused):
+        return backend, True
+    if backend == "xla":
+        return None, False
+    if backend == "fused":
+        return Fused(), True
+    if backend == "auto":
+        return (Fused(), False) if jax.default_backend() == "gpu" else (None, False)
+    raise ValueError(
+        f"backend must be 'xla', 'fused', 'auto' or a fitjax.fused.Fused(...), got {backend!r}"
+    )
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kernel:
+    """Everything static about a fused run: what one compiled program is specialised on."""
+
+    loss: Callable
+    update: _Update
+    full: KernelLoss
+    batch: KernelLoss | None
+    n_params: int | None  # None: one scalar parameter per run
+    plan: _Plan
+    hp_run: tuple[str, ...]
+    hp_shared: tuple[str, ...]
+    block_runs: int
+    num_warps: int
+    interpret: bool
+    fast: bool
+
+
+@functools.lru_cache(maxsize=64)
+def _rewrite_cached(loss: Callable, shape: tuple, dtype: Any, batch: Any) -> KernelLoss:
+    treedef, leaves = batch
+    structs = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in leaves])
+    return rewrite(loss, jax.ShapeDtypeStruct(shape, dtype), structs)
+
+
+def _rewrite(loss: Callable, param: jax.ShapeDtypeStruct, batch: Any) -> KernelLoss:
+    leaves, treedef = jax.tree.flatten(batch)
+    key = (treedef, tuple((tuple(np.shape(x)), jnp.result_type(x)) for x in leaves))
+    try:
+        return _rewrite_cached(loss, tuple(param.shape), param.dtype, key)
+    except TypeError as err:  # an unhashable loss: rewrite without the cache
+        if "unhashable" not in str(err):
+            raise
+        return rewrite(loss, param, batch)
+
+
+def _default_block(options: Fused, n_pad: int, n_runs: int) -> int:
+    if options.block_runs is not None:
+        return options.block_runs
+    return min(max(16, min(256, 4096 // max(n_pad, 1))), pad_size(n_runs))
+
+
+def _plan(loss, optimizer, params0, data, plan: _Plan, hp_shared, hp_run, options: Fused, jit, mesh) -> _Kernel:
+    """Check that the kernel can take the problem (else :class:`Unsupported`) and describe it."""
+    if not jit:
+        raise Unsupported("jit=False runs the XLA path op by op")
+    if mesh is not None or _shard.default_mesh() is not None:
+        raise Unsupported("the runs are split over several devices; the fused kernel runs on one")
+    update = optimizer.update
+    if not isinstance(update, _Update) or update.rule not in _RULES:
+        raise Unsupported(
+            f"the optimizer ({type(optimizer).__name__}) is not one the kernel runs: "
+            f"fitjax {', '.join(sorted(set(_RULES.values())))}"
+        )
+    leaves = jax.tree.leaves(params0)
+    if len(leaves) != 1 or not isinstance(params0, (jax.Array, np.ndarray)):
+        raise Unsupported(
+            f"params0 is a pytree of {len(leaves)} arrays; the kernel takes one array of shape (runs, P)"
+        )
+    params0 = jnp.asarray(params0)
+    if params0.dtype not in (jnp.float32, jnp.float64):
+        raise Unsupported(f"params0 has dtype {params0.dtype}; the kernel takes float32 or float64")
+    if params0.ndim > 2:
+        raise Unsupported(f"params0 has shape {params0.shape}; the kernel takes (runs, P) or (runs,)")
+    n_params = params0.shape[1] if params0.ndim == 2 else None
+    if (n_params or 1) > options.max_params:
+        raise Unsupported(f"each run has {n_params} parameters, more than max_params={options.max_params}")
+    if plan.batch_size is not None and not plan.shared_order:
+        raise Unsupported(
+            "mini-batches in one order per run (shared_order=False) would need a permutation per run and "
+            "epoch inside the kernel; pass shared_order=True for the fused path"
+        )
+    param = jax.ShapeDtypeStruct(params0.shape[1:], params0.dtype)
+    full = _rewrite(loss, param, data)
+    batch = None
+    if plan.batch_size is not None:
+        sizes = jax.tree.map(lambda x: jax.ShapeDtypeStruct((plan.batch_size, *np.shape(x)[1:]), x.dtype), data)
+        batch = _rewrite(loss, param, sizes)
+    for kl in (full, batch):
+        if kl is not None and kl.n_pad > options.max_points:
+            raise Unsupported(f"{kl.n} data points take {kl.n_pad} lanes, more than max_points={options.max_points}")
+    if batch is not None and batch.point_consts:
+        raise Unsupported("the loss closes over an array as long as the mini-batch")
+    interpret = options.interpret if options.interpret is not None else jax.default_backend() != "gpu"
+    n_pad = (batch or full).n_pad
+    return _Kernel(
+        loss=loss,
+        update=update,
+        full=full,
+        batch=batch,
+        n_params=n_params,
+        plan=plan,
+        hp_run=tuple(sorted(hp_run)),
+        hp_shared=tuple(sorted(hp_shared)),
+        block_runs=_default_block(options, n_pad, params0.shape[0]),
+        num_warps=options.num_warps or 4,
+        interpret=interpret,
+        fast=options.precision == "fast" and params0.dtype == jnp.float32,
+    )
+
+
+# ----------------------------------------------------------------------------- the kernel
+
+
+def _split(x: jax.Array, n_params: int | None) -> list[jax.Array]:
+    """``(runs, P)`` -> P arrays ``(runs,)``; ``(runs,)`` -> itself."""
+    return [x] if n_params is None else [x[:, j] for j in range(n_params)]
+
+
+def _join(parts: Any, n_params: int | None) -> jax.Array:
+    return parts[0] if n_params is None else jnp.stack(parts, axis=-1)
+
+
+def _per_run(value: Any, n_params: int | None) -> tuple:
+    """A run's parameters (or a state leaf) in the kernel: P values, or one."""
+    return (value,) if n_params is None else tuple(value)
+
+
+def _batch_table(key: jax.Array, n: int, batch_size: int, steps: int) -> jax.Array:
+    """Mini-batch ``t``'s example indices, row ``t``: the XLA path's, epoch by epoch."""
+    per_epoch = _sampler.steps_per_epoch(n, batch_size)
+    epochs = -(-steps // per_epoch)
+    perms = jax.vmap(lambda e: _sampler.epoch_permutation(key, e, n))(jnp.arange(epochs, dtype=jnp.int32))
+    rows = jax.vmap(lambda p: jax.vmap(lambda j: _sampler.batch_indices(p, j, batch_size))(jnp.arange(per_epoch)))(perms)
+    return rows.reshape(epochs * per_epoch, batch_size)[:steps]
+
+
+def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
+    """One program instance: a block of runs through all steps."""
+    from jax.experimental import pallas as pl
+
+    P = 1 if k.n_params is None else k.n_params
+    plan, update = k.plan, k.update
+    it = iter(refs)
+    p_refs = [next(it) for _ in range(P)]
+    run_refs = {name: next(it) for name in k.hp_run}
+    shared_refs = {name: next(it) for name in k.hp_shared}
+    lr_ref = next(it) if update.schedule is not None else None
+    full_refs = [next(it) for _ in range(len(k.full.closed.in_avals) - 1)]
+    full_const_refs = [next(it) for _ in k.full.point_consts]
+    batch_refs = [next(it) for _ in range(len(full_refs))] if k.batch is not None else []
+    out_p = [next(it) for _ in range(P)]
+    out_inner = [next(it) for _ in range(n_inner * P)]
+    out_div = next(it)
+    h_loss = h_gnorm = None
+    h_params: list = []
+    if plan.record_every is not None:
+        h_loss, h_gnorm = next(it), next(it)
+        if plan.record_params:
+            h_params = [next(it) for _ in range(P)]
+
+    if lr_ref is not None:  # the schedule's values, computed outside the kernel, by step
+        update = dataclasses.replace(update, schedule=lambda step: lr_ref[step])
+    subs = _fused_math.functions(gpu=not k.interpret) if k.fast else None
+    shared = {name: ref[0] for name, ref in shared_refs.items()}
+    per_run = {name: ref[...] for name, ref in run_refs.items()}
+    full_lanes = tuple(ref[...] for ref in full_refs)  # the data, loaded once
+    full_consts = tuple(ref[...] for ref in full_const_refs)
+
+    def params_of(parts):
+        return parts if k.n_params is not None else parts[0]
+
+    # A traced 1: the loss times it is the loss, bit for bit, and jax.grad's cotangent
+    # seed becomes a traced value (Triton lowers no `neg` of a constant such as `neg 1.0`).
+    one = lax.convert_element_type(pl.program_id(0) * 0 + 1, p_refs[0].dtype)
+
+    def full_loss(p, lanes):
+        return k.full(p, lanes, full_consts, subs) * one
+
+    def batch_loss(p, lanes):
+        return full_loss(p, lanes) if k.batch is None else k.batch(p, lanes, (), subs) * one
+    lanes_plan = dataclasses.replace(plan, batch_size=None, extra_args=False)
+    no_perm = jnp.zeros((), jnp.int32)
+
+    def state_of(t, inner, hp):
+        return OptState(t, {**shared, **hp}, inner)
+
+    def lanes_at(t):
+        if k.batch is None:
+            return full_lanes
+        width = k.batch.n_pad
+        return tuple(ref[_ds(t * width, width)] for ref in batch_refs)
+
+    def advance(carry, t, with_value):
+        """Step ``t`` of every run in the block: the engine's step, one run per lane."""
+        step = _make_step(batch_loss, update, lanes_plan, lanes_at(t), None)
+
+        def one(p, inner, hp, diverged):
+            (p, state, _, diverged), out = step((p, state_of(t, inner, hp), no_perm, diverged), t, with_value)
+            return (p, state.inner, diverged), out
+
+        return jax.vmap(one)(*carry[:2], per_run, carry[2])
+
+    def steps(carry, start, count):
+        return lax.fori_loop(0, count, lambda j, c: advance(c, start + j, False)[0], carry)
+
+    params0 = params_of(tuple(ref[...] for ref in p_refs))
+    inner0 = jax.vmap(lambda p, hp: update.init(p, {**shared, **hp}).inner)(params0, per_run)
+    carry = (params0, inner0, jnp.full(p_refs[0].shape, -1, jnp.int32))
+
+    if plan.record_every is not None:
+        every = plan.record_every
+        reuse = k.batch is None and update.report_rule is None
+
+        def block(b, carry):
+            t0 = b * every
+            shown = jax.vmap(lambda p, inner, hp: _report(update, p, state_of(t0, inner, hp)))(
+                carry[0], carry[1], per_run
+            )
+            carry, (val, grad_norm) = advance(carry, t0, reuse)
+            rec = val if reuse else jax.vmap(lambda p: full_loss(p, full_lanes))(shown)
+            h_loss[b, :] = rec
+            h_gnorm[b, :] = grad_norm
+            for ref, part in zip(h_params, _per_run(shown, k.n_params)):
+                ref[b, :] = part
+            return steps(carry, t0 + 1, every - 1)
+
+        n_blocks = plan.steps // every
+        carry = lax.fori_loop(0, n_blocks, block, carry)
+        carry = steps(carry, n_blocks * every, plan.steps - n_blocks * every)
+    else:
+        carry = steps(carry, 0, plan.steps)
+
+    params, inner, diverged = carry
+    for ref, part in zip(out_p, _per_run(params, k.n_params)):
+        ref[...] = part
+    leaves = inner_def.flatten_up_to(inner)
+    for i, leaf in enumerate(leaves):
+        for j, part in enumerate(_per_run(leaf, k.n_params)):
+            out_inner[i * P + j][...] = part
+    out_div[...] = diverged
+
+
+def _ds(start, size):
+    from jax.experimental import pallas as pl
+
+    return pl.ds(pl.multiple_of(start, size) if size > 1 else start, size)
+
+
+def _program(k: _Kernel) -> Callable:
+    """The jitted fused fit for these static settings."""
+    from jax.experimental import pallas as pl
+
+    plan, update, P = k.plan, k.update, (1 if k.n_params is None else k.n_params)
+    one_param = jax.ShapeDtypeStruct(() if k.n_params is None else (k.n_params,), k.full.closed.in_avals[0].dtype)
+    inner_def = jax.tree.structure(jax.eval_shape(update.init_inner, one_param))
+    n_inner = inner_def.num_leaves
+
+    def run(params0, hp_shared, hp_run, key, data):
+        _TRACES["fused"] += 1
+        n_runs, br = params0.shape[0], k.block_runs
+        padded = -(-n_runs // br) * br
+
+        def pad_runs(x):
+            return jnp.pad(x, [(0, padded - n_runs)] + [(0, 0)] * (x.ndim - 1), mode="edge")
+
+        dtype = params0.dtype
+        blocked = pl.BlockSpec((br,), lambda i: (i,))
+
+        def whole(x):
+            return pl.BlockSpec(x.shape, lambda i: (0,) * x.ndim)
+
+        inputs, specs = [], []
+        for part in _split(pad_runs(params0), k.n_params):
+            inputs.append(part), specs.append(blocked)
+        for name in k.hp_run:
+            inputs.append(pad_runs(hp_run[name])), specs.append(blocked)
+        for name in k.hp_shared:
+            inputs.append(jnp.reshape(hp_shared[name], (1,))), specs.append(pl.BlockSpec((1,), lambda i: (0,)))
+        if update.schedule is not None:
+            table = jax.vmap(lambda t: jnp.asarray(update.schedule(t)))(jnp.arange(plan.steps + 1, dtype=jnp.int32))
+            inputs.append(table), specs.append(whole(table))
+        leaves = jax.tree.leaves(data)
+        for x in (*k.full.pad(leaves), *k.full.padded_consts()):
+            inputs.append(x), specs.append(whole(x))
+        if k.batch is not None:
+            idx = _batch_table(key, k.full.n, plan.batch_size, plan.steps)
+            for leaf in leaves:
+                x = k.batch.pad([jnp.take(leaf, idx, axis=0)])[0].reshape(-1)
+                inputs.append(x), specs.append(whole(x))
+
+        out_shapes = [jax.ShapeDtypeStruct((padded,), dtype)] * (P * (1 + n_inner))
+        out_shapes.append(jax.ShapeDtypeStruct((padded,), jnp.int32))
+        out_specs = [blocked] * len(out_shapes)
+        n_rec = 0
+        if plan.record_every is not None:
+            n_rec = plan.steps // plan.record_every
+            n_hist = 2 + (P if plan.record_params else 0)
+            out_shapes += [jax.ShapeDtypeStruct((n_rec, padded), dtype)] * n_hist
+            out_specs += [pl.BlockSpec((n_rec, br), lambda i: (0, i))] * n_hist
+
+        compiler_params = None
+        if not k.interpret:
+            from jax.experimental.pallas import triton as pltriton
+
+            compiler_params = pltriton.CompilerParams(num_warps=k.num_warps, num_stages=1)
+        outs = pl.pallas_call(
+            lambda *refs: _body(k, n_inner, inner_def, refs),
+            out_shape=out_shapes,
+            grid=(padded // br,),
+            in_specs=specs,
+            out_specs=out_specs,
+            interpret=k.interpret,
+            compiler_params=compiler_params,
+            name="fitjax_fused_fit",
+        )(*inputs)
+
+        outs = [o[..., :n_runs] for o in outs]
+        params = _join(outs[:P], k.n_params)
+        inner = inner_def.unflatten(
+            [_join(outs[P * (1 + i) : P * (2 + i)], k.n_params) for i in range(n_inner)]
+        )
+        diverged = outs[P * (1 + n_inner)]
+        hyper = {name: jnp.broadcast_to(v, (n_runs,)) for name, v in hp_shared.items()}
+        state = OptState(jnp.full((n_runs,), plan.steps, jnp.int32), {**hyper, **hp_run}, inner)
+        final = jax.vmap(lambda p, s: _report(update, p, s))(params, state)
+        final_loss = jax.vmap(k.loss, (0, None))(final, data)
+        diverged = jnp.where((diverged < 0) & ~jnp.isfinite(final_loss), plan.steps, diverged)
+        history = None
+        if plan.record_every is not None:
+            rest = outs[P * (1 + n_inner) + 1 :]
+            h_params = _join([h.T for h in rest[2:]], k.n_params) if plan.record_params else None
+            history = (rest[0].T, rest[1].T, h_params)
+        return final, final_loss, diverged, history, state
+
+    return run
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(k: _Kernel) -> Callable:
+    return jax.jit(_program(k))
+
+
+def run(
+    loss: Callable,
+    optimizer: optax.GradientTransformation,
+    params0: Any,
+    data: Any,
+    *,
+    plan: _Plan,
+    hp_shared: dict[str, jax.Array],
+    hp_run: dict[str, jax.Array],
+    key: jax.Array,
+    options: Fused,
+    jit: bool = True,
+    mesh: Any = None,
+) -> FitResult:
+    """The fused fit of an already checked problem (called by :func:`fitjax.fit`).
+
+    Raises :class:`Unsupported` with the reason when the kernel cannot take it.
+    """
+    k = _plan(loss, optimizer, params0, data, plan, hp_shared, hp_run, options, jit, mesh)
+    try:
+        program = _compiled(k)
+    except TypeError:  # an unhashable loss: compile without the cache
+        program = jax.jit(_program(k))
+    params, final_loss, diverged, hist, state = program(jnp.asarray(params0), hp_shared, hp_run, key, data)
+    history = None
+    if hist is not None:
+        every = plan.record_every
+        history = History(jnp.arange(plan.steps // every) * every, *hist)
+    return FitResult(params, final_loss, diverged, history, state, plan.steps)
+
+
+def dispatch(backend: Any, loss: Callable, optimizer: optax.GradientTransformation, params0: Any, data: Any, **kwargs: Any):
+    """The fused fit for ``fit(..., backend=backend)``, or None for the XLA path.
+
+    A problem the kernel cannot take gives None, with a :class:`FallbackWarning`
+    naming the reason when the fused path was asked for explicitly.
+    """
+    options, explicit = resolve_backend(backend)
+    if options is None:
+        return None
+    try:
+        return run(loss, optimizer, params0, data, options=options, **kwargs)
+    except Unsupported as why:
+        if explicit:
+            warnings.warn(f"backend={backend!r}: running the XLA path because {why}", FallbackWarning, stacklevel=3)
+        return None

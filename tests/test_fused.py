@@ -1,0 +1,359 @@
+"""The fused execution path (``fit(..., backend="fused")``), in Pallas interpret mode.
+
+Each fused fit is compared run by run with the XLA path (the engine's own program,
+which ``test_engine.py`` and ``test_optax_equivalence.py`` check against optax and
+NumPy), in float32 to a few float32 roundings and in float64 to 1e-12. The kernel's
+GPU form is checked as far as a machine without a GPU allows: it must lower to a
+Triton kernel, with the precise libdevice functions or the approximate PTX ones.
+"""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import fitjax
+from fitjax import _fused_loss, _fused_math, _sampler, engine, fused
+
+LINE = fitjax.least_squares(fitjax.line)
+GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
+OPTIMIZERS = {
+    "gd": lambda: fitjax.gd(0.002),
+    "momentum": lambda: fitjax.momentum(0.005, 0.8),
+    "nesterov": lambda: fitjax.nesterov(0.002, 0.8),
+    "nesterov_classical": lambda: fitjax.nesterov_classical(0.001, 0.8),
+    "normalized": lambda: fitjax.normalized(0.05),
+    "adam": lambda: fitjax.adam(0.05),
+}
+PROBLEMS = {
+    "line": (LINE, fitjax.datasets.line, ([-1.0, -1.0], [1.0, 1.0])),
+    "gabor": (GABOR, fitjax.datasets.gabor, ([-10.0, 2.5], [10.0, 22.5])),
+}
+
+
+def _starts(problem, n=6, seed=0):
+    low, high = PROBLEMS[problem][2]
+    return fitjax.inits.uniform(jax.random.key(seed), n, low, high)
+
+
+def _fused_fit(*args, options=None, **kwargs):
+    """A fused fit that must not fall back to the XLA path."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fused.FallbackWarning)
+        return fitjax.fit(*args, backend=options or fused.Fused(interpret=True), **kwargs)
+
+
+def _assert_same(ours, ref, rtol=2e-5, atol=2e-5):
+    """Run by run: parameters, loss, divergence, history and optimizer state."""
+    np.testing.assert_array_equal(ours.diverged_step, ref.diverged_step)
+    np.testing.assert_allclose(ours.params, ref.params, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(ours.loss, ref.loss, rtol=rtol, atol=atol)
+    assert ours.steps == ref.steps
+    assert jax.tree.structure(ours.opt_state) == jax.tree.structure(ref.opt_state)
+    for a, b in zip(jax.tree.leaves(ours.opt_state), jax.tree.leaves(ref.opt_state)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+    assert (ours.history is None) == (ref.history is None)
+    if ref.history is not None:
+        np.testing.assert_array_equal(ours.history.step, ref.history.step)
+        for name in ("loss", "grad_norm", "params"):
+            a, b = getattr(ours.history, name), getattr(ref.history, name)
+            assert (a is None) == (b is None), name
+            if b is not None:
+                np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b))
+                np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=name)
+
+
+# ----------------------------------------------------------------------------- equal to the XLA path
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+def test_full_batch_equals_xla_path_run_by_run(name, problem):
+    loss, data, _ = PROBLEMS[problem]
+    starts = _starts(problem)
+    kwargs = dict(steps=40, record_every=7, record_params=name in ("nesterov", "adam"))
+    ref = fitjax.fit(loss, OPTIMIZERS[name](), starts, data(), **kwargs)
+    ours = _fused_fit(loss, OPTIMIZERS[name](), starts, data(), **kwargs)
+    _assert_same(ours, ref)
+
+
+@pytest.mark.parametrize("name", ["adam", "nesterov"])
+def test_float64_equals_xla_path_to_1e12(x64, name):
+    # A scheduled learning rate and per-run hyperparameters; without float32 rounding
+    # in the way, any difference in the step's algebra shows.
+    opt = {"adam": fitjax.adam(optax.exponential_decay(0.05, 10, 0.7)), "nesterov": fitjax.nesterov(0.002, 0.8)}[name]
+    starts = _starts("gabor", n=5)
+    kwargs = dict(steps=30, record_every=4, hyperparams={"beta": jnp.linspace(0.5, 0.95, 5)})
+    ref = fitjax.fit(GABOR, opt, starts, fitjax.datasets.gabor(), **kwargs)
+    ours = _fused_fit(GABOR, opt, starts, fitjax.datasets.gabor(), **kwargs)
+    assert ours.params.dtype == jnp.float64
+    _assert_same(ours, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_divergence_flags_and_frozen_runs_match():
+    # Learning rates from stable to explosive: some runs overflow at different steps.
+    starts = _starts("line", n=12)
+    lr = jnp.logspace(-2, -0.3, 12)
+    kwargs = dict(steps=120, record_every=10, hyperparams={"learning_rate": lr})
+    for opt in (fitjax.gd(0.1), fitjax.nesterov(0.1)):
+        ref = fitjax.fit(LINE, opt, starts, fitjax.datasets.line(), **kwargs)
+        ours = _fused_fit(LINE, opt, starts, fitjax.datasets.line(), **kwargs)
+        assert ref.diverged.any() and not ref.diverged.all()
+        _assert_same(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_sweep_through_the_fused_path():
+    grid = {"learning_rate": jnp.array([0.01, 0.05]), "gamma": jnp.array([0.9, 0.999])}
+    starts = _starts("gabor", n=3)
+    ref = fitjax.sweep(GABOR, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), grid=grid, steps=25)
+    ours = fitjax.sweep(
+        GABOR, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), grid=grid, steps=25, backend="fused"
+    )
+    assert ours.result.params.shape == (2, 2, 3, 2)
+    _assert_same(ours.result, ref.result)
+
+
+def test_scalar_parameter_and_no_data():
+    starts = _starts("line", n=5)
+    ref = fitjax.fit(fitjax.toy_loss, fitjax.adam(0.1), starts, None, steps=30, record_every=5)
+    _assert_same(_fused_fit(fitjax.toy_loss, fitjax.adam(0.1), starts, None, steps=30, record_every=5), ref)
+
+    def scalar_loss(a, batch):
+        x, y = batch
+        return jnp.mean((jnp.sin(a * x) - y) ** 2)
+
+    ref = fitjax.fit(scalar_loss, fitjax.momentum(0.05), starts[:, 0], fitjax.datasets.gabor(), steps=30)
+    ours = _fused_fit(scalar_loss, fitjax.momentum(0.05), starts[:, 0], fitjax.datasets.gabor(), steps=30)
+    assert ours.params.shape == (5,)
+    _assert_same(ours, ref)
+
+
+# ----------------------------------------------------------------------------- mini-batches
+
+
+def test_batch_table_equals_the_samplers_indices():
+    key = jax.random.key(7)
+    n, batch_size, steps = 11, 3, 17  # 3 steps per epoch, 2 examples unused each epoch
+    table = fused._batch_table(key, n, batch_size, steps)
+    expected = np.stack([_sampler.indices_at(key, jnp.int32(t), n, batch_size) for t in range(steps)])
+    np.testing.assert_array_equal(table, expected)
+
+
+@pytest.mark.parametrize("name", ["gd", "nesterov", "adam"])
+def test_shared_order_minibatches_equal_xla_path(name):
+    starts = _starts("gabor", n=5)
+    kwargs = dict(steps=30, batch_size=7, shared_order=True, key=jax.random.key(3), record_every=6)
+    ref = fitjax.fit(GABOR, OPTIMIZERS[name](), starts, fitjax.datasets.gabor(), **kwargs)
+    ours = _fused_fit(GABOR, OPTIMIZERS[name](), starts, fitjax.datasets.gabor(), **kwargs)
+    _assert_same(ours, ref)
+
+
+# ----------------------------------------------------------------------------- what falls back, and why
+
+
+def _mlp_loss(params, batch):
+    x, y = batch
+    return jnp.sum((fitjax.mlp(params, x) - y) ** 2)
+
+
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("per_run_order", "shared_order=True"),
+        ("optax_optimizer", "not one the kernel runs"),
+        ("pytree_params", "pytree of"),
+        ("slices_data", "`slice` to the data"),
+        ("relu_on_data", "own derivative rule"),
+        ("no_jit", "jit=False"),
+    ],
+)
+def test_unsupported_problems_fall_back_with_the_reason(case, reason):
+    data = fitjax.datasets.gabor()
+    starts = _starts("gabor", n=4)
+    loss, opt, kwargs = GABOR, fitjax.adam(0.05), dict(steps=2)
+    if case == "per_run_order":
+        kwargs.update(batch_size=5, key=jax.random.key(0))
+    elif case == "optax_optimizer":
+        opt = optax.adam(0.05)
+    elif case == "pytree_params":
+        loss = _mlp_loss
+        starts = jax.vmap(lambda k: fitjax.init_mlp(k, [1, 4, 1]))(jax.random.split(jax.random.key(0), 4))
+    elif case == "slices_data":
+        loss = lambda p, b: jnp.sum((fitjax.line(p, b[0][1:]) - b[1][1:]) ** 2)  # noqa: E731
+    elif case == "relu_on_data":
+        loss = lambda p, b: jnp.sum(jax.nn.relu(fitjax.line(p, b[0]) - b[1]))  # noqa: E731
+    elif case == "no_jit":
+        kwargs.update(jit=False)
+    ref = fitjax.fit(loss, opt, starts, data, **kwargs)
+    with pytest.warns(fused.FallbackWarning, match=reason):
+        ours = fitjax.fit(loss, opt, starts, data, backend="fused", **kwargs)
+    # The fallback is the XLA path itself: the same numbers, bit for bit.
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_auto_runs_the_xla_path_quietly_without_a_gpu():
+    if jax.default_backend() == "gpu":
+        pytest.skip("on a GPU, auto takes the fused path")
+    before = fused.trace_count()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitjax.fit(GABOR, fitjax.adam(0.05), _starts("gabor"), fitjax.datasets.gabor(), steps=5, backend="auto")
+    assert fused.trace_count() == before
+
+
+def test_bad_settings_are_refused_by_name():
+    with pytest.raises(ValueError, match="backend must be"):
+        fitjax.fit(LINE, fitjax.gd(0.1), _starts("line"), fitjax.datasets.line(), steps=2, backend="gpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        fused.Fused(precision="approx")
+    with pytest.raises(ValueError, match="block_runs must be a power of two"):
+        fused.Fused(block_runs=100)
+    with pytest.raises(ValueError, match="max_points"):
+        fused.Fused(max_points=0)
+
+
+def test_too_many_points_fall_back():
+    with pytest.warns(fused.FallbackWarning, match="more than max_points=16"):
+        fitjax.fit(
+            GABOR, fitjax.adam(0.05), _starts("gabor"), fitjax.datasets.gabor(), steps=2,
+            backend=fused.Fused(max_points=16, interpret=True),
+        )
+
+
+def test_no_recompile_for_new_starts_or_hyperparameter_values():
+    data = fitjax.datasets.line()
+    _fused_fit(LINE, fitjax.adam(0.05), _starts("line", seed=1), data, steps=9)
+    before = fused.trace_count()
+    _fused_fit(LINE, fitjax.adam(0.01, beta=0.5), _starts("line", seed=2), data, steps=9)
+    assert fused.trace_count() == before
+
+
+# ----------------------------------------------------------------------------- precision
+
+
+def test_fast_mode_plumbing_in_interpret_mode():
+    # Without a GPU the fast functions are the same reformulations (argument reduction,
+    # exp through exp2) with precise hardware functions: results move by a few roundings.
+    starts = _starts("gabor")
+    full = _fused_fit(GABOR, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), steps=30)
+    fast = _fused_fit(
+        GABOR, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), steps=30,
+        options=fused.Fused(precision="fast", interpret=True),
+    )
+    assert not np.array_equal(fast.params, full.params)  # the fast functions were used
+    np.testing.assert_allclose(fast.params, full.params, rtol=1e-4, atol=1e-4)
+
+
+def test_fast_functions_against_float64():
+    fast = _fused_math.functions(gpu=False)
+    x = np.linspace(-60.0, 60.0, 4001, dtype=np.float32)
+    for name, ref in (("sin", np.sin), ("cos", np.cos)):
+        err = np.abs(np.asarray(fast[name](jnp.asarray(x)), np.float64) - ref(x.astype(np.float64)))
+        assert err.max() < 2e-6, name  # the 2π reduction loses little up to |x| = 60
+    z = np.linspace(-80.0, 20.0, 2001, dtype=np.float32)
+    rel = np.abs(np.asarray(fast["exp"](jnp.asarray(z)), np.float64) / np.exp(z.astype(np.float64)) - 1)
+    assert rel.max() < 1e-5  # rounding x·log2(e) costs about |x|·2^-24
+    w = np.geomspace(1e-3, 50.0, 101).astype(np.float32)
+    np.testing.assert_allclose(fast["log"](jnp.asarray(w)), np.log(w.astype(np.float64)), atol=1e-6)
+    # their derivatives are the fast functions' own
+    g = jax.grad(lambda v: jnp.sum(fast["sin"](v) + fast["exp"](v) + fast["log"](v)))(jnp.asarray(w))
+    np.testing.assert_allclose(g, np.cos(w) + np.exp(w) + 1 / w, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- the GPU form (no GPU needed)
+
+
+def _lowered(loss, opt, starts, data, precision="full", **kwargs):
+    """The fused program lowered for CUDA, as XLA would receive it on a GPU."""
+    plan = engine._Plan(
+        steps=kwargs.get("steps", 10),
+        record_every=kwargs.get("record_every"),
+        record_params=kwargs.get("record_params", False),
+        batch_size=kwargs.get("batch_size"),
+        n_data=0 if data is None else len(data[0]),
+        shared_order=True,
+        extra_args=False,
+    )
+    shared, per_run = engine._hyperparams(opt, starts, starts.shape[0], kwargs.get("hyperparams"))
+    options = fused.Fused(precision=precision, interpret=False)
+    kernel = fused._plan(loss, opt, starts, data, plan, shared, per_run, options, True, None)
+    traced = jax.jit(fused._program(kernel)).trace(starts, shared, per_run, jax.random.key(0), data)
+    return traced.lower(lowering_platforms=("cuda",)).as_text()
+
+
+@pytest.mark.parametrize("precision", ["full", "fast"])
+def test_lowers_to_a_triton_kernel_with_the_chosen_functions(precision):
+    text = _lowered(GABOR, fitjax.adam(0.05), _starts("gabor", n=300), fitjax.datasets.gabor(), precision)
+    assert "__gpu$xla.gpu.triton" in text
+    precise = ("__nv_sinf", "__nv_cosf", "__nv_expf")
+    approx = ("sin.approx.ftz.f32", "cos.approx.ftz.f32", "ex2.approx.ftz.f32")
+    expected, absent = (precise, approx) if precision == "full" else (approx, precise)
+    assert all(name in text for name in expected)
+    assert not any(name in text for name in absent)
+
+
+@pytest.mark.parametrize(
+    "opt, kwargs",
+    [
+        (fitjax.nesterov(optax.cosine_decay_schedule(0.01, 10)), dict(record_every=3, record_params=True)),
+        (fitjax.gd(0.01), dict(batch_size=7, record_every=3, hyperparams={"learning_rate": jnp.full(300, 0.01)})),
+        (fitjax.normalized(0.01), {}),
+    ],
+)
+def test_history_schedules_minibatches_lower_to_triton(opt, kwargs):
+    text = _lowered(GABOR, opt, _starts("gabor", n=300), fitjax.datasets.gabor(), **kwargs)
+    assert "__gpu$xla.gpu.triton" in text
+
+
+# ----------------------------------------------------------------------------- the loss rewrite
+
+
+WEIGHTS = jnp.linspace(0.5, 1.5, 30)
+
+
+def _everything(p, batch):
+    x, y = batch
+    z = jnp.where(x > 0, p[0] * x, 0.0)
+    flat = jax.lax.stop_gradient(p[1]) * jnp.ones_like(x) + jnp.zeros(x.shape[0])
+    return (
+        jnp.dot(z - y, z - y)
+        + jnp.max(flat * x)
+        + jnp.min(jnp.cos(x * p[1]))
+        + jnp.square(p).sum()
+        + p @ jnp.array([1.0, 2.0])
+        + jnp.clip(p[0], 0, 1)
+        + jnp.logaddexp(p[0], p[1])
+        + jnp.mean(WEIGHTS * (p[0] - y) ** 2)
+    )
+
+
+@pytest.mark.parametrize("loss", [GABOR, fitjax.least_squares(fitjax.line, "mean"), _everything])
+def test_rewritten_loss_equals_the_loss_and_its_gradient(x64, loss):
+    x, y = fitjax.datasets.gabor()
+    kloss = _fused_loss.rewrite(loss, jax.ShapeDtypeStruct((2,), jnp.float64), (x, y))
+    assert (kloss.n, kloss.n_pad) == (30, 32)
+    for phi in (jnp.array([0.3, 11.0]), jnp.array([-2.0, 4.0])):
+        lanes, consts = kloss.pad([x, y]), kloss.padded_consts()
+        value, grad = jax.value_and_grad(lambda p: kloss(p, lanes, consts))((phi[0], phi[1]))
+        ref_value, ref_grad = jax.value_and_grad(loss)(phi, (x, y))
+        np.testing.assert_allclose(value, ref_value, rtol=1e-13)
+        np.testing.assert_allclose(jnp.stack(grad), ref_grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "loss, reason",
+    [
+        (lambda p, b: jnp.sum(jnp.cumsum(b[0]) * p[0]), "`cumsum`"),
+        (lambda p, b: jnp.sum(jnp.outer(b[0], b[1])) * p[0], "the data"),
+        (lambda p, b: jnp.sum((p[0] * b[0] - b[1])[::2]), "`slice` to the data"),
+    ],
+)
+def test_rewrite_refuses_what_it_cannot_represent(loss, reason):
+    x, y = fitjax.datasets.gabor()
+    with pytest.raises(_fused_loss.Unsupported, match=reason):
+        _fused_loss.rewrite(loss, jax.ShapeDtypeStruct((2,), jnp.float32), (x, y))
