@@ -296,6 +296,21 @@ def _make_starts(prob: Problem, starts: Starts, box: Any, key: jax.Array) -> tup
 # ----------------------------------------------------------------------------- sweep
 
 
+
+def _sweep_header(args, prob, starts, box, batch_size, values, grid) -> dict:
+    """What a sweep was asked to do: the part of sweep.json both sweep paths share."""
+    return {
+        "command": "sweep",
+        "model": prob.name,
+        "optimizer": args.optimizer,
+        "steps": args.steps,
+        "batch_size": batch_size,
+        "seed": args.seed,
+        "starts": {"kind": starts.kind, "shape": list(starts.shape), "box": box},
+        "hyperparams": {k: list(v) for k, v in values.items()},
+        "grid": list(grid),
+    }
+
 def _sweep(args: argparse.Namespace) -> int:
     if args.chunk_size is not None:
         return _sweep_chunked(args)
@@ -373,15 +388,7 @@ def _sweep(args: argparse.Namespace) -> int:
     bar.update()
 
     summary = {
-        "command": "sweep",
-        "model": prob.name,
-        "optimizer": args.optimizer,
-        "steps": args.steps,
-        "batch_size": batch_size,
-        "seed": args.seed,
-        "starts": {"kind": starts.kind, "shape": list(starts.shape), "box": box},
-        "hyperparams": {k: list(v) for k, v in values.items()},
-        "grid": list(grid),
+        **_sweep_header(args, prob, starts, box, batch_size, values, grid),
         "seconds": seconds,
         "settings": rows,
         "basins": basin_info,
@@ -451,15 +458,7 @@ def _sweep_chunked(args: argparse.Namespace) -> int:
             best, best_run = float(np.min(loss)), runs.start + int(np.argmin(loss))
     best_hp = _settings(values, grid)[best_run // starts.runs] if best_run is not None else None
     summary = {
-        "command": "sweep",
-        "model": prob.name,
-        "optimizer": args.optimizer,
-        "steps": args.steps,
-        "batch_size": batch_size,
-        "seed": args.seed,
-        "starts": {"kind": starts.kind, "shape": list(starts.shape), "box": box},
-        "hyperparams": {k: list(v) for k, v in values.items()},
-        "grid": list(grid),
+        **_sweep_header(args, prob, starts, box, batch_size, values, grid),
         "chunks": {"path": str(run.path), "chunk_size": args.chunk_size, "n_chunks": run.n_chunks,
                    "computed": len(run.computed)},
         "seconds": seconds,
