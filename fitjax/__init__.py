@@ -8,7 +8,7 @@ The public API is flat::
     result = fitjax.fit(loss, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), steps=1000)
 """
 
-from fitjax import datasets, inits
+from fitjax import datasets, fused, inits
 from fitjax._base import OptState, Optimizer, make_optimizer, reported_params
 from fitjax._shard import run_mesh
 from fitjax.basins import DIVERGED, BasinMap, basin_map, convergence_step, label_minima

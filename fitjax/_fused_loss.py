@@ -184,7 +184,9 @@ def _elementwise(eqn: Any, vals: Sequence[Any], env: _Env) -> Any:
     if splats:
         if len({s.size for s in splats}) > 1:
             raise Unsupported(f"the loss broadcasts values to different sizes in `{what}`")
-        return _Splat(_bind(eqn, [v.value if isinstance(v, _Splat) else v for v in vals], env), splats[0].size)
+        return _Splat(
+            _bind(eqn, [v.value if isinstance(v, _Splat) else v for v in vals], env), splats[0].size
+        )
     consts = [v for v in vals if isinstance(v, _Const)]
     if consts:
         return _on_consts(eqn, vals, consts, env)
@@ -234,7 +236,9 @@ def _dot(eqn: Any, vals: Sequence[Any], env: _Env) -> Any:
     a, b = vals
     (ca, cb), (ba, bb) = eqn.params["dimension_numbers"]
     if tuple(ca) != (0,) or tuple(cb) != (0,) or ba or bb or _ndim(a) != 1 or _ndim(b) != 1:
-        raise Unsupported("the loss uses a matrix product (`dot_general`) other than a dot product of vectors")
+        raise Unsupported(
+            "the loss uses a matrix product (`dot_general`) other than a dot product of vectors"
+        )
     dtype = eqn.params.get("preferred_element_type") or eqn.outvars[0].aval.dtype
     if isinstance(a, _Parts) or isinstance(b, _Parts):
         k = len((a if isinstance(a, _Parts) else b).parts)
@@ -273,7 +277,7 @@ def _structural(eqn: Any, vals: Sequence[Any], env: _Env) -> Any:
             return x
     if name == "concatenate":
         pieces = []
-        for v, var in zip(vals, eqn.invars):
+        for v, var in zip(vals, eqn.invars, strict=True):
             size = var.aval.shape[0]
             pieces += [_part(v, i, size, "concatenate") for i in range(size)]
         return _Parts(tuple(pieces))
@@ -286,11 +290,18 @@ def _call(eqn: Any, vals: Sequence[Any], env: _Env) -> list[Any]:
     return _eval(jaxpr, [_const(c, None) for c in consts], vals, env)
 
 
+def _name(eqn: Any) -> str:
+    """The function a custom-derivative equation wraps (``relu``), else the primitive's name."""
+    closed = eqn.params.get("call_jaxpr")
+    info = getattr(getattr(closed, "jaxpr", closed), "debug_info", None)
+    return getattr(info, "func_name", None) or eqn.primitive.name
+
+
 def _custom(eqn: Any, vals: Sequence[Any], env: _Env) -> list[Any]:
     if any(isinstance(v, (_Points, _Parts, _Splat, _Const)) or np.ndim(v) for v in vals):
         raise Unsupported(
-            f"the loss applies a function with its own derivative rule (`{eqn.params.get('name', eqn.primitive)}`) "
-            "to arrays; only scalar arguments keep that rule exact in the kernel"
+            f"the loss applies a function with its own derivative rule (`{_name(eqn)}`) to arrays; "
+            "only scalar arguments keep that rule exact in the kernel"
         )
     params = eqn.primitive.get_bind_params(eqn.params)
     if isinstance(params, tuple):  # older jax: (subfuns, params)
@@ -332,12 +343,12 @@ def _eval(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], env: _Env) -> 
     def read(var):
         return var.val if isinstance(var, jex_core.Literal) else values[var]
 
-    for var, value in zip(jaxpr.constvars, consts):
+    for var, value in zip(jaxpr.constvars, consts, strict=True):
         values[var] = value
-    for var, value in zip(jaxpr.invars, args):
+    for var, value in zip(jaxpr.invars, args, strict=True):
         values[var] = value
     for eqn in jaxpr.eqns:
-        for var, value in zip(eqn.outvars, _apply(eqn, [read(v) for v in eqn.invars], env)):
+        for var, value in zip(eqn.outvars, _apply(eqn, [read(v) for v in eqn.invars], env), strict=True):
             values[var] = value
     return [read(v) for v in jaxpr.outvars]
 
@@ -382,7 +393,7 @@ class KernelLoss:
         substitutes: Mapping[str, Callable[[jax.Array], jax.Array]] | None = None,
     ) -> jax.Array:
         env = _Env(self.n, self.n_pad, substitutes or {})
-        by_index = dict(zip(self.point_consts, const_lanes))
+        by_index = dict(zip(self.point_consts, const_lanes, strict=True))
         consts = [_const(c, by_index.get(i)) for i, c in enumerate(self.closed.consts)]
         phi = params if self.n_params is None else _Parts(tuple(params))
         [out] = _eval(self.closed.jaxpr, consts, [phi, *(_Points(x) for x in lanes)], env)
@@ -418,7 +429,7 @@ def rewrite(loss: Callable, param: jax.ShapeDtypeStruct, batch: Any) -> KernelLo
       >>> loss = fitjax.least_squares(fitjax.line)
       >>> k = rewrite(loss, jax.ShapeDtypeStruct((2,), jnp.float32), (x, y))
       >>> k.n, k.n_pad
-      (10, 16)
+      (12, 16)
       >>> phi = jnp.array([0.6, -0.2])
       >>> bool(jnp.allclose(k((phi[0], phi[1]), k.pad([x, y])), loss(phi, (x, y))))
       True
@@ -429,18 +440,24 @@ def rewrite(loss: Callable, param: jax.ShapeDtypeStruct, batch: Any) -> KernelLo
     sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
     if any(np.ndim(leaf) != 1 for leaf in leaves):
         shapes = [tuple(np.shape(leaf)) for leaf in leaves]
-        raise Unsupported(f"the data arrays have shapes {shapes}; the kernel takes one-dimensional arrays (n,)")
+        raise Unsupported(
+            f"the data arrays have shapes {shapes}; the kernel takes one-dimensional arrays (n,)"
+        )
     n = sizes.pop() if leaves else 0
     treedef = jax.tree.structure(batch)
 
     def flat(phi, *data):
         return loss(phi, jax.tree.unflatten(treedef, data))
 
-    closed = jax.make_jaxpr(flat)(param, *(jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)) for x in leaves))
+    closed = jax.make_jaxpr(flat)(
+        param, *(jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)) for x in leaves)
+    )
     point_consts = tuple(
         i for i, c in enumerate(closed.consts) if np.ndim(c) == 1 and leaves and np.shape(c)[0] == n
     )
-    kloss = KernelLoss(closed, n, pad_size(n) if leaves else 0, param.shape[0] if param.ndim else None, point_consts)
+    kloss = KernelLoss(
+        closed, n, pad_size(n) if leaves else 0, param.shape[0] if param.ndim else None, point_consts
+    )
     _check(kloss, param, [jax.ShapeDtypeStruct((kloss.n_pad,), jnp.result_type(x)) for x in leaves])
     return kloss
 
@@ -450,7 +467,10 @@ def _check(kloss: KernelLoss, param: jax.ShapeDtypeStruct, lanes: Sequence[jax.S
     represent is found now rather than inside the kernel."""
     scalar = jax.ShapeDtypeStruct((), param.dtype)
     parts = scalar if kloss.n_params is None else (scalar,) * kloss.n_params
-    consts = [jax.ShapeDtypeStruct((kloss.n_pad,), jnp.result_type(kloss.closed.consts[i])) for i in kloss.point_consts]
+    consts = [
+        jax.ShapeDtypeStruct((kloss.n_pad,), jnp.result_type(kloss.closed.consts[i]))
+        for i in kloss.point_consts
+    ]
     out = jax.eval_shape(lambda p, x, c: jax.value_and_grad(kloss)(p, x, c), parts, lanes, consts)
     if out[0].shape != ():
         raise Unsupported(f"the loss returns shape {out[0].shape}")

@@ -3,22 +3,23 @@ r"""Fast approximate transcendentals for the fused kernel (``Fused(precision="fa
 On an NVIDIA GPU each function is one PTX instruction of the special-function unit,
 emitted as inline assembly in the Triton kernel, after a cheap argument reduction:
 
-==========  ===================================================================  ==============================
-function    computed as                                                          PTX
-==========  ===================================================================  ==============================
-``sin(x)``  ``sin.approx(r)``, :math:`r = x - 2\pi k`, :math:`k = \lfloor x/2\pi + 1/2 \rfloor`  ``sin.approx.ftz.f32``
-``cos(x)``  ``cos.approx(r)``, same :math:`r`                                     ``cos.approx.ftz.f32``
-``exp(x)``  :math:`2^{x \log_2 e}`                                               ``ex2.approx.ftz.f32``
-``log(x)``  :math:`\ln 2 \cdot \log_2 x`                                         ``lg2.approx.ftz.f32``
-==========  ===================================================================  ==============================
+* ``sin(x)``: ``sin.approx.ftz.f32`` of :math:`r = x - 2\pi k`, with :math:`k = \lfloor x/2\pi + 1/2 \rfloor`;
+* ``cos(x)``: ``cos.approx.ftz.f32`` of the same :math:`r`;
+* ``exp(x)``: ``ex2.approx.ftz.f32`` of :math:`x \log_2 e`;
+* ``log(x)``: :math:`\ln 2` times ``lg2.approx.ftz.f32`` of :math:`x`.
 
-``sin.approx``/``cos.approx`` are accurate to about :math:`2^{-20.9}` in absolute terms on
-:math:`[-\pi, \pi]` and degrade outside it, hence the reduction (2π split in two
-float32 constants so that ``x − 2πk`` loses little for moderate ``k``). ``ex2.approx``
-and ``lg2.approx`` have a relative error of about :math:`2^{-22}`; rounding
-:math:`x\log_2 e` adds a relative error of about :math:`|x| \cdot 2^{-24}` to ``exp``.
-``.ftz`` flushes results below :math:`2^{-126}` to zero. ``tanh.approx`` (error about
-:math:`2^{-11}`) is too coarse for fitting and is not used: ``tanh`` stays precise.
+These are the instructions behind CUDA's ``__sinf``, ``__cosf``, ``__expf`` and ``__logf``
+intrinsics (what ``nvcc --use_fast_math`` emits). NVIDIA gives ``sin.approx`` and
+``cos.approx`` an absolute error of about :math:`2^{-21}` on :math:`[-\pi, \pi]`, growing
+outside it, hence the reduction (2π split in two float32 constants so that ``x − 2πk``
+loses little for moderate ``k``); ``ex2.approx`` and ``lg2.approx`` are accurate to a few
+units in the last place, and rounding :math:`x\log_2 e` adds a relative error of about
+:math:`|x| \cdot 2^{-24}` to ``exp``. ``.ftz`` flushes results below :math:`2^{-126}` to
+zero. ``tanh.approx`` (error about :math:`2^{-11}`) is too coarse for fitting and is not
+used: ``tanh`` stays precise. JAX's own ``accuracy=`` argument of ``lax.sin``/``lax.exp``
+is not a way to get these: the Pallas Triton lowering ignores it (it always calls
+libdevice's precise ``__nv_sinf``/``__nv_expf``), and XLA's GPU build of the plain path
+was measured to ignore it too.
 
 Each function carries its own derivative (``d sin = cos``, ``d exp = exp``, ...) made of
 the same fast functions, so ``jax.grad`` of a loss built from them stays fast.

@@ -128,7 +128,9 @@ class _Plan:
 
 def _all_finite(tree: PyTree) -> jax.Array:
     # A scalar needs no reduction (and the fused kernel's Triton lowering has no reduce_and).
-    leaves = [jnp.isfinite(x) if jnp.ndim(x) == 0 else jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    leaves = [
+        jnp.isfinite(x) if jnp.ndim(x) == 0 else jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+    ]
     return functools.reduce(jnp.logical_and, leaves, jnp.asarray(True))
 
 

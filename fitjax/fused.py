@@ -38,6 +38,7 @@ the fused path only on a GPU.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import warnings
@@ -58,6 +59,7 @@ from fitjax.engine import FitResult, History, _make_step, _Plan, _report
 __all__ = ["FallbackWarning", "Fused", "Unsupported", "trace_count"]
 
 _TRACES: collections.Counter[str] = collections.Counter()
+_FAILED: dict[Any, str] = {}  # kernels that did not lower or compile, with the reason
 
 _RULES = {
     optimizers._gd_rule: "gd",
@@ -68,6 +70,18 @@ _RULES = {
     optimizers._adam_rule: "adam",
 }
 _PRECISIONS = ("full", "fast")
+
+
+def _build_errors() -> tuple[type[BaseException], ...]:
+    """What a kernel that does not lower or compile for the GPU raises."""
+    errors: list[type[BaseException]] = [NotImplementedError, jax.errors.JaxRuntimeError]
+    try:
+        from jax._src.pallas.triton.lowering import LoweringError
+    except ImportError:  # another jax layout: the two above still cover the common cases
+        pass
+    else:
+        errors.append(LoweringError)
+    return tuple(errors)
 
 
 class FallbackWarning(UserWarning):
@@ -87,8 +101,8 @@ class Fused:
       precision: ``"full"`` (the platform's precise ``sin``/``cos``/``exp``/``log``, results
         equal to the XLA path's up to float32 rounding) or ``"fast"`` (the GPU's
         approximate instructions, float32 only; see :mod:`fitjax._fused_math`).
-      block_runs: runs per program instance, a power of two (default: about 4096
-        lanes per program, between 16 and 256 runs, no more than the runs given).
+      block_runs: runs per program instance, a power of two (default: about 1024
+        lanes, runs × points, per program; at most 256 runs and no more than the runs given).
       num_warps: warps per program instance on the GPU (default 4).
       interpret: run the kernel in Pallas interpret mode (default: when the default
         backend is not a GPU).
@@ -139,9 +153,7 @@ def resolve_backend(backend: Any) -> tuple[Fused | None, bool]:
         return Fused(), True
     if backend == "auto":
         return (Fused(), False) if jax.default_backend() == "gpu" else (None, False)
-    raise ValueError(
-        f"backend must be 'xla', 'fused', 'auto' or a fitjax.fused.Fused(...), got {backend!r}"
-    )
+    raise ValueError(f"backend must be 'xla', 'fused', 'auto' or a fitjax.fused.Fused(...), got {backend!r}")
 
 
 # ----------------------------------------------------------------------------- planning
@@ -186,10 +198,15 @@ def _rewrite(loss: Callable, param: jax.ShapeDtypeStruct, batch: Any) -> KernelL
 def _default_block(options: Fused, n_pad: int, n_runs: int) -> int:
     if options.block_runs is not None:
         return options.block_runs
-    return min(max(16, min(256, 4096 // max(n_pad, 1))), pad_size(n_runs))
+    # About 1024 lanes (runs × points) per program: with 4 warps, 8 values per thread for
+    # each live (runs, points) tensor, so a small model's forward and backward pass stay
+    # in registers. To be tuned per GPU (benchmarks/fused_bench.py tries several).
+    return min(max(1, min(256, 1024 // max(n_pad, 1))), pad_size(n_runs))
 
 
-def _plan(loss, optimizer, params0, data, plan: _Plan, hp_shared, hp_run, options: Fused, jit, mesh) -> _Kernel:
+def _plan(
+    loss, optimizer, params0, data, plan: _Plan, hp_shared, hp_run, options: Fused, jit, mesh
+) -> _Kernel:
     """Check that the kernel can take the problem (else :class:`Unsupported`) and describe it."""
     if not jit:
         raise Unsupported("jit=False runs the XLA path op by op")
@@ -223,14 +240,21 @@ def _plan(loss, optimizer, params0, data, plan: _Plan, hp_shared, hp_run, option
     full = _rewrite(loss, param, data)
     batch = None
     if plan.batch_size is not None:
-        sizes = jax.tree.map(lambda x: jax.ShapeDtypeStruct((plan.batch_size, *np.shape(x)[1:]), x.dtype), data)
+        sizes = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct((plan.batch_size, *np.shape(x)[1:]), jnp.result_type(x)), data
+        )
         batch = _rewrite(loss, param, sizes)
     for kl in (full, batch):
         if kl is not None and kl.n_pad > options.max_points:
-            raise Unsupported(f"{kl.n} data points take {kl.n_pad} lanes, more than max_points={options.max_points}")
+            raise Unsupported(
+                f"{kl.n} data points take {kl.n_pad} lanes, more than max_points={options.max_points}"
+            )
     if batch is not None and batch.point_consts:
         raise Unsupported("the loss closes over an array as long as the mini-batch")
-    interpret = options.interpret if options.interpret is not None else jax.default_backend() != "gpu"
+    on_gpu = jax.default_backend() == "gpu"
+    interpret = options.interpret if options.interpret is not None else not on_gpu
+    if not interpret and not on_gpu:
+        raise Unsupported(f"interpret=False needs a GPU; the default backend is {jax.default_backend()}")
     n_pad = (batch or full).n_pad
     return _Kernel(
         loss=loss,
@@ -270,7 +294,9 @@ def _batch_table(key: jax.Array, n: int, batch_size: int, steps: int) -> jax.Arr
     per_epoch = _sampler.steps_per_epoch(n, batch_size)
     epochs = -(-steps // per_epoch)
     perms = jax.vmap(lambda e: _sampler.epoch_permutation(key, e, n))(jnp.arange(epochs, dtype=jnp.int32))
-    rows = jax.vmap(lambda p: jax.vmap(lambda j: _sampler.batch_indices(p, j, batch_size))(jnp.arange(per_epoch)))(perms)
+    rows = jax.vmap(
+        lambda p: jax.vmap(lambda j: _sampler.batch_indices(p, j, batch_size))(jnp.arange(per_epoch))
+    )(perms)
     return rows.reshape(epochs * per_epoch, batch_size)[:steps]
 
 
@@ -311,13 +337,14 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
 
     # A traced 1: the loss times it is the loss, bit for bit, and jax.grad's cotangent
     # seed becomes a traced value (Triton lowers no `neg` of a constant such as `neg 1.0`).
-    one = lax.convert_element_type(pl.program_id(0) * 0 + 1, p_refs[0].dtype)
+    unit = lax.convert_element_type(pl.program_id(0) * 0 + 1, p_refs[0].dtype)
 
     def full_loss(p, lanes):
-        return k.full(p, lanes, full_consts, subs) * one
+        return k.full(p, lanes, full_consts, subs) * unit
 
     def batch_loss(p, lanes):
-        return full_loss(p, lanes) if k.batch is None else k.batch(p, lanes, (), subs) * one
+        return full_loss(p, lanes) if k.batch is None else k.batch(p, lanes, (), subs) * unit
+
     lanes_plan = dataclasses.replace(plan, batch_size=None, extra_args=False)
     no_perm = jnp.zeros((), jnp.int32)
 
@@ -334,11 +361,11 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
         """Step ``t`` of every run in the block: the engine's step, one run per lane."""
         step = _make_step(batch_loss, update, lanes_plan, lanes_at(t), None)
 
-        def one(p, inner, hp, diverged):
+        def one_run(p, inner, hp, diverged):
             (p, state, _, diverged), out = step((p, state_of(t, inner, hp), no_perm, diverged), t, with_value)
             return (p, state.inner, diverged), out
 
-        return jax.vmap(one)(*carry[:2], per_run, carry[2])
+        return jax.vmap(one_run)(*carry[:2], per_run, carry[2])
 
     def steps(carry, start, count):
         return lax.fori_loop(0, count, lambda j, c: advance(c, start + j, False)[0], carry)
@@ -360,8 +387,9 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
             rec = val if reuse else jax.vmap(lambda p: full_loss(p, full_lanes))(shown)
             h_loss[b, :] = rec
             h_gnorm[b, :] = grad_norm
-            for ref, part in zip(h_params, _per_run(shown, k.n_params)):
-                ref[b, :] = part
+            if plan.record_params:
+                for ref, part in zip(h_params, _per_run(shown, k.n_params), strict=True):
+                    ref[b, :] = part
             return steps(carry, t0 + 1, every - 1)
 
         n_blocks = plan.steps // every
@@ -371,7 +399,7 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
         carry = steps(carry, 0, plan.steps)
 
     params, inner, diverged = carry
-    for ref, part in zip(out_p, _per_run(params, k.n_params)):
+    for ref, part in zip(out_p, _per_run(params, k.n_params), strict=True):
         ref[...] = part
     leaves = inner_def.flatten_up_to(inner)
     for i, leaf in enumerate(leaves):
@@ -391,7 +419,9 @@ def _program(k: _Kernel) -> Callable:
     from jax.experimental import pallas as pl
 
     plan, update, P = k.plan, k.update, (1 if k.n_params is None else k.n_params)
-    one_param = jax.ShapeDtypeStruct(() if k.n_params is None else (k.n_params,), k.full.closed.in_avals[0].dtype)
+    one_param = jax.ShapeDtypeStruct(
+        () if k.n_params is None else (k.n_params,), k.full.closed.in_avals[0].dtype
+    )
     inner_def = jax.tree.structure(jax.eval_shape(update.init_inner, one_param))
     n_inner = inner_def.num_leaves
 
@@ -406,27 +436,31 @@ def _program(k: _Kernel) -> Callable:
         dtype = params0.dtype
         blocked = pl.BlockSpec((br,), lambda i: (i,))
 
-        def whole(x):
-            return pl.BlockSpec(x.shape, lambda i: (0,) * x.ndim)
-
         inputs, specs = [], []
+
+        def add(x, spec=None):
+            inputs.append(x)
+            specs.append(spec or pl.BlockSpec(x.shape, lambda i: (0,) * x.ndim))  # the whole array
+
         for part in _split(pad_runs(params0), k.n_params):
-            inputs.append(part), specs.append(blocked)
+            add(part, blocked)
         for name in k.hp_run:
-            inputs.append(pad_runs(hp_run[name])), specs.append(blocked)
+            add(pad_runs(hp_run[name]), blocked)
         for name in k.hp_shared:
-            inputs.append(jnp.reshape(hp_shared[name], (1,))), specs.append(pl.BlockSpec((1,), lambda i: (0,)))
-        if update.schedule is not None:
-            table = jax.vmap(lambda t: jnp.asarray(update.schedule(t)))(jnp.arange(plan.steps + 1, dtype=jnp.int32))
-            inputs.append(table), specs.append(whole(table))
+            add(jnp.reshape(hp_shared[name], (1,)))
+        if update.schedule is not None:  # the learning rate at steps 0..T, by step
+            add(
+                jax.vmap(lambda t: jnp.asarray(update.schedule(t)))(
+                    jnp.arange(plan.steps + 1, dtype=jnp.int32)
+                )
+            )
         leaves = jax.tree.leaves(data)
         for x in (*k.full.pad(leaves), *k.full.padded_consts()):
-            inputs.append(x), specs.append(whole(x))
-        if k.batch is not None:
+            add(x)
+        if k.batch is not None:  # every step's mini-batch, a row of n_pad lanes each
             idx = _batch_table(key, k.full.n, plan.batch_size, plan.steps)
             for leaf in leaves:
-                x = k.batch.pad([jnp.take(leaf, idx, axis=0)])[0].reshape(-1)
-                inputs.append(x), specs.append(whole(x))
+                add(k.batch.pad([jnp.take(leaf, idx, axis=0)])[0].reshape(-1))
 
         out_shapes = [jax.ShapeDtypeStruct((padded,), dtype)] * (P * (1 + n_inner))
         out_shapes.append(jax.ShapeDtypeStruct((padded,), jnp.int32))
@@ -500,10 +534,22 @@ def run(
     """
     k = _plan(loss, optimizer, params0, data, plan, hp_shared, hp_run, options, jit, mesh)
     try:
-        program = _compiled(k)
+        program, failed = _compiled(k), _FAILED.get(k)
     except TypeError:  # an unhashable loss: compile without the cache
-        program = jax.jit(_program(k))
-    params, final_loss, diverged, hist, state = program(jnp.asarray(params0), hp_shared, hp_run, key, data)
+        program, failed = jax.jit(_program(k)), None
+    if failed is not None:
+        raise Unsupported(failed)
+    try:
+        out = program(jnp.asarray(params0), hp_shared, hp_run, key, data)
+    except Exception as err:
+        if k.interpret or not isinstance(err, _build_errors()):
+            raise
+        first = f"{type(err).__name__}: {err}".splitlines()[0]
+        reason = f"the kernel could not be built for this device ({first})"
+        with contextlib.suppress(TypeError):
+            _FAILED[k] = reason  # not tried again for the same settings
+        raise Unsupported(reason) from err
+    params, final_loss, diverged, hist, state = out
     history = None
     if hist is not None:
         every = plan.record_every
@@ -511,7 +557,14 @@ def run(
     return FitResult(params, final_loss, diverged, history, state, plan.steps)
 
 
-def dispatch(backend: Any, loss: Callable, optimizer: optax.GradientTransformation, params0: Any, data: Any, **kwargs: Any):
+def dispatch(
+    backend: Any,
+    loss: Callable,
+    optimizer: optax.GradientTransformation,
+    params0: Any,
+    data: Any,
+    **kwargs: Any,
+):
     """The fused fit for ``fit(..., backend=backend)``, or None for the XLA path.
 
     A problem the kernel cannot take gives None, with a :class:`FallbackWarning`
@@ -524,5 +577,7 @@ def dispatch(backend: Any, loss: Callable, optimizer: optax.GradientTransformati
         return run(loss, optimizer, params0, data, options=options, **kwargs)
     except Unsupported as why:
         if explicit:
-            warnings.warn(f"backend={backend!r}: running the XLA path because {why}", FallbackWarning, stacklevel=3)
+            warnings.warn(
+                f"backend={backend!r}: running the XLA path because {why}", FallbackWarning, stacklevel=3
+            )
         return None
