@@ -9,7 +9,7 @@ The public API is flat::
 """
 
 from fitjax import datasets, fused, inits
-from fitjax._base import OptState, Optimizer, make_optimizer, reported_params
+from fitjax._base import Optimizer, OptState, make_optimizer, reported_params
 from fitjax._shard import run_mesh
 from fitjax.basins import DIVERGED, BasinMap, basin_map, convergence_step, label_minima
 from fitjax.chunked import ChunkedSweep, fit_chunked, iter_chunks, load_chunked
@@ -55,6 +55,7 @@ from fitjax.plateau import PlateauState, reduce_on_plateau
 __version__ = "0.1.0"
 
 __all__ = [
+    "fused",
     "DIVERGED",
     "BasinMap",
     "CriticalPoints",

@@ -296,7 +296,6 @@ def _make_starts(prob: Problem, starts: Starts, box: Any, key: jax.Array) -> tup
 # ----------------------------------------------------------------------------- sweep
 
 
-
 def _sweep_header(args, prob, starts, box, batch_size, values, grid) -> dict:
     """What a sweep was asked to do: the part of sweep.json both sweep paths share."""
     return {
@@ -310,6 +309,7 @@ def _sweep_header(args, prob, starts, box, batch_size, values, grid) -> dict:
         "hyperparams": {k: list(v) for k, v in values.items()},
         "grid": list(grid),
     }
+
 
 def _sweep(args: argparse.Namespace) -> int:
     if args.chunk_size is not None:
@@ -445,9 +445,20 @@ def _sweep_chunked(args: argparse.Namespace) -> int:
     grid = {k: jnp.asarray(v) for k, v in values.items() if len(v) > 1}
     start_time = time.perf_counter()
     run = fitjax.fit_chunked(
-        prob.loss, opt, params0, prob.data, steps=args.steps, key=key, batch_size=batch_size,
-        record_every=args.record_every, grid=grid or None, chunk_size=args.chunk_size, out_dir=out / "chunks",
-        resume=args.resume, devices=_devices(args), progress=False if args.quiet else None,
+        prob.loss,
+        opt,
+        params0,
+        prob.data,
+        steps=args.steps,
+        key=key,
+        batch_size=batch_size,
+        record_every=args.record_every,
+        grid=grid or None,
+        chunk_size=args.chunk_size,
+        out_dir=out / "chunks",
+        resume=args.resume,
+        devices=_devices(args),
+        progress=False if args.quiet else None,
     )
     seconds = time.perf_counter() - start_time
     best, best_run, diverged = math.inf, None, 0  # one pass over the chunks, one in memory at a time
@@ -459,13 +470,18 @@ def _sweep_chunked(args: argparse.Namespace) -> int:
     best_hp = _settings(values, grid)[best_run // starts.runs] if best_run is not None else None
     summary = {
         **_sweep_header(args, prob, starts, box, batch_size, values, grid),
-        "chunks": {"path": str(run.path), "chunk_size": args.chunk_size, "n_chunks": run.n_chunks,
-                   "computed": len(run.computed)},
+        "chunks": {
+            "path": str(run.path),
+            "chunk_size": args.chunk_size,
+            "n_chunks": run.n_chunks,
+            "computed": len(run.computed),
+        },
         "seconds": seconds,
         "runs": run.n_runs,
         "diverged": diverged,
         "best": {"run": best_run, "start": best_run % starts.runs, "hyperparams": best_hp, "loss": best}
-        if best_run is not None else None,
+        if best_run is not None
+        else None,
     }
     _write_json(out / "sweep.json", summary)
     print(

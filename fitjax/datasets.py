@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from fitjax import _checks
-from fitjax.models import GABOR_W_NOTEBOOK, Gabor, line as line_model
+from fitjax.models import GABOR_W_NOTEBOOK, Gabor
+from fitjax.models import line as line_model
 
 Data = tuple[jax.Array, jax.Array]
 
@@ -51,9 +52,7 @@ def gabor() -> Data:
     return _pair("gabor")
 
 
-def synthetic_line(
-    key: jax.Array, n: int, phi: tuple[float, float] = (0.5, 0.6), noise: float = 0.1
-) -> Data:
+def synthetic_line(key: jax.Array, n: int, phi: tuple[float, float] = (0.5, 0.6), noise: float = 0.1) -> Data:
     """``n`` points on ``φ0 + φ1·x`` with Gaussian noise, x uniform in [0, 2]."""
     key = _checks.prng_key("key", key)
     n = _checks.positive_int("n", n)

@@ -293,7 +293,9 @@ def _hyperparams(
     values = dict(values or {})
     unknown = set(values) - set(defaults)
     if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; this optimizer has {sorted(defaults)}")
+        raise ValueError(
+            f"unknown hyperparameter(s) {sorted(unknown)}; this optimizer has {sorted(defaults)}"
+        )
     per_run = {}
     for name, value in values.items():
         _checks.hyperparam(name, value)
@@ -435,7 +437,9 @@ def _check_grid(grid: Mapping[str, Any]) -> dict[str, jax.Array]:
 def _batch_struct(data: Any, batch_size: int | None) -> Any:
     if data is None or batch_size is None:
         return data
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch_size, *jnp.shape(a)[1:]), jnp.asarray(a).dtype), data)
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct((batch_size, *jnp.shape(a)[1:]), jnp.asarray(a).dtype), data
+    )
 
 
 # ----------------------------------------------------------------------------- public
@@ -512,7 +516,9 @@ def fit(
     if not callable(loss):
         raise TypeError(f"loss must be a function loss(params, batch) -> scalar, got {loss!r}")
     if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
-        raise TypeError(f"optimizer must be a fitjax optimizer or optax GradientTransformation, got {optimizer!r}")
+        raise TypeError(
+            f"optimizer must be a fitjax optimizer or optax GradientTransformation, got {optimizer!r}"
+        )
     n_runs = _check_params0(params0)
     n_data = _check_data(data)
     steps = _checks.positive_int("steps", steps)
@@ -522,7 +528,9 @@ def fit(
     if batch_size is not None:
         if data is None:
             raise ValueError("batch_size needs data to draw mini-batches from; got data=None")
-        batch_size = _checks.positive_int("batch_size", batch_size, upper=n_data, upper_name="the number of examples")
+        batch_size = _checks.positive_int(
+            "batch_size", batch_size, upper=n_data, upper_name="the number of examples"
+        )
         if key is None:
             raise ValueError(
                 f"key is needed to draw mini-batches (batch_size={batch_size}), got key=None: "
@@ -547,8 +555,17 @@ def fit(
         from fitjax import fused  # imported here: the fused path builds on this module
 
         result = fused.dispatch(
-            backend, loss, optimizer, params0, data,
-            plan=plan, hp_shared=hp_shared, hp_run=hp_run, key=key, jit=jit, mesh=mesh,
+            backend,
+            loss,
+            optimizer,
+            params0,
+            data,
+            plan=plan,
+            hp_shared=hp_shared,
+            hp_run=hp_run,
+            key=key,
+            jit=jit,
+            mesh=mesh,
         )
         if result is not None:
             return result
@@ -612,7 +629,8 @@ def sweep(
       >>> starts = fitjax.inits.uniform(jax.random.key(0), 10, [-1.0, -1.0], [1.0, 1.0])
       >>> out = fitjax.sweep(fitjax.least_squares(fitjax.line), fitjax.momentum(0.01), starts,
       ...                    fitjax.datasets.line(), steps=100,
-      ...                    grid={"learning_rate": jnp.logspace(-3, -1, 16), "beta": jnp.array([0.0, 0.5, 0.9, 0.99])})
+      ...                    grid={"learning_rate": jnp.logspace(-3, -1, 16),
+      ...                          "beta": jnp.array([0.0, 0.5, 0.9, 0.99])})
       >>> out.result.loss.shape
       (16, 4, 10)
     """
@@ -621,8 +639,10 @@ def sweep(
     shape = tuple(v.shape[0] for v in values.values())
     n_settings = math.prod(shape)
     mesh = jnp.meshgrid(*values.values(), indexing="ij")
-    per_run = {name: jnp.repeat(m.ravel(), n_runs) for name, m in zip(values, mesh)}
-    tiled = jax.tree.map(lambda a: jnp.tile(jnp.asarray(a), (n_settings,) + (1,) * (jnp.ndim(a) - 1)), params0)
+    per_run = {name: jnp.repeat(m.ravel(), n_runs) for name, m in zip(values, mesh, strict=False)}
+    tiled = jax.tree.map(
+        lambda a: jnp.tile(jnp.asarray(a), (n_settings,) + (1,) * (jnp.ndim(a) - 1)), params0
+    )
     run_ids = jnp.tile(jnp.arange(n_runs, dtype=jnp.uint32), n_settings)
     res = fit(loss, optimizer, tiled, data, steps=steps, hyperparams=per_run, _run_ids=run_ids, **kwargs)
     lead = shape + (n_runs,)

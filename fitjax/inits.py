@@ -25,7 +25,9 @@ def _as_tree(value: Any) -> PyTree:
             return jnp.asarray(np.asarray(value, dtype=float), dtype=float)
         except ValueError:
             pass  # ragged: a genuine pytree
-    return jax.tree.map(lambda a: jnp.asarray(a, dtype=float) if not hasattr(a, "dtype") else jnp.asarray(a), value)
+    return jax.tree.map(
+        lambda a: jnp.asarray(a, dtype=float) if not hasattr(a, "dtype") else jnp.asarray(a), value
+    )
 
 
 def _leaf_keys(key: jax.Array, tree: PyTree) -> PyTree:
@@ -52,7 +54,7 @@ def uniform(key: jax.Array, n: int, low: PyTree, high: PyTree) -> PyTree:
             f"low and high must have the same pytree structure, got {jax.tree.structure(low_t)} "
             f"and {jax.tree.structure(high_t)}"
         )
-    for lo, hi in zip(jax.tree.leaves(low_t), jax.tree.leaves(high_t)):
+    for lo, hi in zip(jax.tree.leaves(low_t), jax.tree.leaves(high_t), strict=False):
         if lo.shape != hi.shape or not bool(jnp.all(lo < hi)):
             raise ValueError(f"low must be below high elementwise with equal shapes, got {lo} and {hi}")
     return jax.tree.map(
@@ -69,7 +71,11 @@ def normal(key: jax.Array, n: int, mean: PyTree, std: float | PyTree = 1.0) -> P
     n = _checks.positive_int("n", n)
     mean_t = _as_tree(mean)
     _checks.finite("mean", mean_t, "the mean must be finite")
-    std_t = jax.tree.map(lambda _: std, mean_t) if np.ndim(std) == 0 and not isinstance(std, (dict, list, tuple)) else std
+    std_t = (
+        jax.tree.map(lambda _: std, mean_t)
+        if np.ndim(std) == 0 and not isinstance(std, (dict, list, tuple))
+        else std
+    )
     for s in jax.tree.leaves(std_t):
         _checks.non_negative("std", s)
     return jax.tree.map(
@@ -101,7 +107,9 @@ def grid(values0: Any, values1: Any, base: Any = None, index: tuple[int, int] = 
     base_arr = jnp.zeros(2, v0.dtype) if base is None else jnp.asarray(base, v0.dtype)
     _checks.finite("base", base_arr, "every coordinate must be finite")
     if base_arr.ndim != 1 or not all(0 <= i < base_arr.shape[0] for i in index) or index[0] == index[1]:
-        raise ValueError(f"index must name two different coordinates of base (length {base_arr.shape}), got {index}")
+        raise ValueError(
+            f"index must name two different coordinates of base (length {base_arr.shape}), got {index}"
+        )
     g0, g1 = jnp.meshgrid(v0, v1, indexing="ij")
     starts = jnp.broadcast_to(base_arr, (g0.size, base_arr.shape[0]))
     return starts.at[:, index[0]].set(g0.ravel()).at[:, index[1]].set(g1.ravel())

@@ -41,7 +41,9 @@ class LeastSquares:
         return total / r.shape[0] if self.reduction == "mean" else total
 
 
-def least_squares(model: Callable[[Any, jax.Array], jax.Array], reduction: Literal["sum", "mean"] = "sum") -> LeastSquares:
+def least_squares(
+    model: Callable[[Any, jax.Array], jax.Array], reduction: Literal["sum", "mean"] = "sum"
+) -> LeastSquares:
     r"""The lecture's least-squares loss :math:`L[\phi] = \sum_{i=1}^I (f[x_i,\phi] - y_i)^2` of ``model``.
 
     Example:

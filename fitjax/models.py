@@ -98,6 +98,6 @@ def init_mlp(key: jax.Array, sizes: Sequence[int], dtype: jnp.dtype | None = Non
             "w": jax.random.normal(k, (d_in, d_out), dtype) / jnp.sqrt(jnp.asarray(d_in, dtype)),
             "b": jnp.zeros((d_out,), dtype),
         }
-        for k, d_in, d_out in zip(keys, sizes[:-1], sizes[1:])
+        for k, d_in, d_out in zip(keys, sizes[:-1], sizes[1:], strict=False)
     ]
     return {"layers": layers}

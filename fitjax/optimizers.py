@@ -205,9 +205,7 @@ def momentum(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
       >>> updates   # m = 0.5·g, step −α·m
       Array([-0.25,  0.25], dtype=float32)
     """
-    return make_optimizer(
-        _momentum_rule, _momentum_init, learning_rate=learning_rate, beta=beta
-    )
+    return make_optimizer(_momentum_rule, _momentum_init, learning_rate=learning_rate, beta=beta)
 
 
 def nesterov(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
@@ -237,6 +235,11 @@ def nesterov(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
     i.e. β = 1, so no optax ``sgd`` setting equals the lecture's form. The lecture's
     look-ahead moves by the whole of :math:`\alpha m_t`; Sutskever's form, which
     optax implements, by :math:`\beta\,\alpha m_t` (see :func:`nesterov_classical`).
+
+    Use it on its own rather than inside ``optax.chain``: a chain hides the
+    look-ahead from :func:`fitjax.reported_params`, so ψ would be reported instead
+    of φ, and a transformation chained after it would scale the ψ-steps rather than
+    α. To vary α, give ``learning_rate`` a schedule.
 
     Args:
       learning_rate: α > 0, a number, array or schedule.
@@ -338,5 +341,3 @@ def adam(
     return make_optimizer(
         _adam_rule, _adam_init, learning_rate=learning_rate, beta=beta, gamma=gamma, eps=eps
     )
-
-

@@ -80,8 +80,9 @@ def test_bfloat16_starts_are_saved_and_read_back_as_bfloat16(tmp_path):
     """``.npz`` files keep bfloat16 only as raw bytes; the sweep reads them back in their dtype."""
     loss, data = fitjax.least_squares(fitjax.line), fitjax.datasets.line()
     starts = jnp.array([[1.0, -0.5], [0.25, 2.0], [-1.5, 0.75]], jnp.bfloat16)
-    fitjax.fit_chunked(loss, fitjax.gd(0.01), starts, data, steps=5, chunk_size=2, block=3, out_dir=tmp_path,
-                       progress=False)
+    fitjax.fit_chunked(
+        loss, fitjax.gd(0.01), starts, data, steps=5, chunk_size=2, block=3, out_dir=tmp_path, progress=False
+    )
     ref = fitjax.fit(loss, fitjax.gd(0.01), starts, data, steps=5)
     for got in (fitjax.load_chunked(tmp_path), fitjax.load_chunked(tmp_path, mmap=True)):
         assert got.params.dtype == jnp.bfloat16

@@ -83,8 +83,22 @@ def test_no_recompile_for_new_starts_or_hyperparameters():
     assert fitjax.trace_count() == before
     # Per-run values are a different program (the run axis moves onto the
     # hyperparameter), compiled once and reused for any new values.
-    fitjax.fit(GABOR, fitjax.gd(0.01), starts, data, steps=20, hyperparams={"learning_rate": jnp.linspace(0.01, 0.02, 64)})
-    fitjax.fit(GABOR, fitjax.gd(0.01), starts, data, steps=20, hyperparams={"learning_rate": jnp.linspace(0.02, 0.05, 64)})
+    fitjax.fit(
+        GABOR,
+        fitjax.gd(0.01),
+        starts,
+        data,
+        steps=20,
+        hyperparams={"learning_rate": jnp.linspace(0.01, 0.02, 64)},
+    )
+    fitjax.fit(
+        GABOR,
+        fitjax.gd(0.01),
+        starts,
+        data,
+        steps=20,
+        hyperparams={"learning_rate": jnp.linspace(0.02, 0.05, 64)},
+    )
     assert fitjax.trace_count() == before + 1
     fitjax.fit(GABOR, fitjax.gd(0.01), starts, data, steps=21)  # a new step count is a new program
     assert fitjax.trace_count() == before + 2
@@ -97,7 +111,9 @@ def test_history_every_k_steps():
     np.testing.assert_array_equal(res.history.step, [0, 10])
     assert res.history.loss.shape == (3, 2) and res.history.params.shape == (3, 2, 2)
     np.testing.assert_allclose(res.history.params[:, 0], starts)
-    np.testing.assert_allclose(res.history.loss[:, 1], jax.vmap(LINE, (0, None))(res.history.params[:, 1], data), rtol=1e-6)
+    np.testing.assert_allclose(
+        res.history.loss[:, 1], jax.vmap(LINE, (0, None))(res.history.params[:, 1], data), rtol=1e-6
+    )
     full = fitjax.fit(LINE, fitjax.gd(0.01), starts, data, steps=25, record_every=1, record_params=True)
     np.testing.assert_allclose(full.history.params[:, 10], res.history.params[:, 1], rtol=1e-6)
     g = jax.vmap(jax.grad(LINE), (0, None))(starts, data)
@@ -138,14 +154,18 @@ def test_one_diverging_run_is_flagged_and_others_unchanged():
     starts = fitjax.inits.uniform(jax.random.key(6), 16, [-1.0, -1.0], [1.0, 1.0])
     lrs = jnp.full(16, 0.01).at[5].set(1.0)  # far past 2/λ_max of the line's quadratic loss
     base = fitjax.fit(LINE, fitjax.gd(0.01), starts, data, steps=200, record_every=10)
-    mixed = fitjax.fit(LINE, fitjax.gd(0.01), starts, data, steps=200, record_every=10, hyperparams={"learning_rate": lrs})
+    mixed = fitjax.fit(
+        LINE, fitjax.gd(0.01), starts, data, steps=200, record_every=10, hyperparams={"learning_rate": lrs}
+    )
     div = np.asarray(mixed.diverged_step)
     assert 10 < div[5] < 200 and (np.delete(div, 5) == -1).all()
     assert bool(mixed.diverged[5])
     others = np.arange(16) != 5
     np.testing.assert_array_equal(np.asarray(mixed.params)[others], np.asarray(base.params)[others])
     np.testing.assert_array_equal(np.asarray(mixed.loss)[others], np.asarray(base.loss)[others])
-    np.testing.assert_array_equal(np.asarray(mixed.history.loss)[others], np.asarray(base.history.loss)[others])
+    np.testing.assert_array_equal(
+        np.asarray(mixed.history.loss)[others], np.asarray(base.history.loss)[others]
+    )
     # The diverged run keeps its last finite parameters and stops changing.
     assert np.isfinite(np.asarray(mixed.params)[5]).all()
     assert np.asarray(mixed.history.loss)[5, -1] == np.asarray(mixed.history.loss)[5, -2]
@@ -180,14 +200,23 @@ def test_sweep_grid_matches_individual_fits():
     data = fitjax.datasets.gabor()
     starts = fitjax.inits.uniform(jax.random.key(8), 5, [-10.0, 2.5], [10.0, 22.5])
     lrs, betas = jnp.array([0.01, 0.05, 0.1]), jnp.array([0.0, 0.9])
-    out = fitjax.sweep(GABOR, fitjax.momentum(0.01), starts, data, steps=30, grid={"learning_rate": lrs, "beta": betas})
+    out = fitjax.sweep(
+        GABOR, fitjax.momentum(0.01), starts, data, steps=30, grid={"learning_rate": lrs, "beta": betas}
+    )
     assert out.result.loss.shape == (3, 2, 5)
     for i, lr in enumerate(lrs):
         for j, b in enumerate(betas):
             single = fitjax.fit(GABOR, fitjax.momentum(float(lr), float(b)), starts, data, steps=30)
             np.testing.assert_allclose(out.result.params[i, j], single.params, rtol=2e-5, atol=1e-6)
     before = fitjax.trace_count()
-    fitjax.sweep(GABOR, fitjax.momentum(0.01), starts, data, steps=30, grid={"learning_rate": lrs * 2, "beta": betas / 2})
+    fitjax.sweep(
+        GABOR,
+        fitjax.momentum(0.01),
+        starts,
+        data,
+        steps=30,
+        grid={"learning_rate": lrs * 2, "beta": betas / 2},
+    )
     assert fitjax.trace_count() == before
 
 
@@ -203,7 +232,8 @@ def test_same_key_same_result_for_minibatches():
 
 
 @pytest.mark.parametrize(
-    "build", [fitjax.gd, fitjax.momentum, fitjax.nesterov, fitjax.nesterov_classical, fitjax.normalized, fitjax.adam]
+    "build",
+    [fitjax.gd, fitjax.momentum, fitjax.nesterov, fitjax.nesterov_classical, fitjax.normalized, fitjax.adam],
 )
 def test_new_hyperparameter_values_share_one_update_function(build):
     """The compiled program is keyed on the update function: it must not depend on the values."""

@@ -24,7 +24,7 @@ def test_uniform_over_a_pytree():
 def test_normal_around_a_point():
     params = fitjax.init_mlp(jax.random.key(0), [1, 4, 1])
     s = fitjax.inits.normal(jax.random.key(1), 5, params, std=0.0)
-    for leaf, ref in zip(jax.tree.leaves(s), jax.tree.leaves(params)):
+    for leaf, ref in zip(jax.tree.leaves(s), jax.tree.leaves(params), strict=False):
         np.testing.assert_array_equal(leaf, jnp.broadcast_to(ref, leaf.shape))
     s = fitjax.inits.normal(jax.random.key(1), 2000, [1.0, -1.0], std=0.5)
     np.testing.assert_allclose(np.asarray(s).mean(0), [1.0, -1.0], atol=0.05)

@@ -10,7 +10,9 @@ import fitjax
 
 def test_stated_losses_of_the_companion_notebooks():
     phi = jnp.array([0.6, -0.2])
-    assert float(fitjax.least_squares(fitjax.line)(phi, fitjax.datasets.line())) == pytest.approx(12.367, abs=5e-4)
+    assert float(fitjax.least_squares(fitjax.line)(phi, fitjax.datasets.line())) == pytest.approx(
+        12.367, abs=5e-4
+    )
     gabor_data = fitjax.datasets.gabor()
     assert float(fitjax.least_squares(fitjax.Gabor(32.0))(phi, gabor_data)) == pytest.approx(16.419, abs=5e-4)
     assert float(fitjax.least_squares(fitjax.gabor)(phi, gabor_data)) == pytest.approx(15.545, abs=5e-4)
@@ -69,7 +71,11 @@ def test_mlp_over_a_pytree_of_weights():
 
 
 def test_synthetic_generators_are_seeded():
-    for gen in (fitjax.datasets.synthetic_line, fitjax.datasets.synthetic_gabor, fitjax.datasets.synthetic_regression):
+    for gen in (
+        fitjax.datasets.synthetic_line,
+        fitjax.datasets.synthetic_gabor,
+        fitjax.datasets.synthetic_regression,
+    ):
         a = gen(jax.random.key(3), 50)
         b = gen(jax.random.key(3), 50)
         c = gen(jax.random.key(4), 50)

@@ -55,8 +55,11 @@ def _gd_divergence(phi0, lr, steps: int, check_loss: bool) -> tuple[int, np.ndar
 def _assert_runs_equal(a: fitjax.FitResult, b: fitjax.FitResult, runs) -> None:
     """Runs ``runs`` of ``a`` and ``b`` are identical, bit for bit, in everything they return."""
     runs = np.asarray(runs)
-    for x, y in zip(jax.tree.leaves((a.params, a.loss, a.diverged_step, a.opt_state.inner)),
-                    jax.tree.leaves((b.params, b.loss, b.diverged_step, b.opt_state.inner)), strict=True):
+    for x, y in zip(
+        jax.tree.leaves((a.params, a.loss, a.diverged_step, a.opt_state.inner)),
+        jax.tree.leaves((b.params, b.loss, b.diverged_step, b.opt_state.inner)),
+        strict=True,
+    ):
         np.testing.assert_array_equal(np.asarray(x)[runs], np.asarray(y)[runs])
     if a.history is not None:
         for x, y in zip(jax.tree.leaves(a.history[1:]), jax.tree.leaves(b.history[1:]), strict=True):
@@ -126,15 +129,28 @@ def test_a_loss_that_overflows_while_the_parameters_stay_finite_is_flagged():
 
 def test_a_sweep_flags_only_the_settings_that_overflow():
     starts = fitjax.inits.uniform(jax.random.key(2), 3, [-1.0, -1.0], [1.0, 1.0])
-    bad = fitjax.sweep(LINE, fitjax.momentum(0.01), starts, fitjax.datasets.line(), steps=STEPS,
-                       grid={"learning_rate": jnp.array([0.01, 1e6, 0.02]), "beta": jnp.array([0.0, 0.9])})
-    good = fitjax.sweep(LINE, fitjax.momentum(0.01), starts, fitjax.datasets.line(), steps=STEPS,
-                        grid={"learning_rate": jnp.array([0.01, 0.015, 0.02]), "beta": jnp.array([0.0, 0.9])})
+    bad = fitjax.sweep(
+        LINE,
+        fitjax.momentum(0.01),
+        starts,
+        fitjax.datasets.line(),
+        steps=STEPS,
+        grid={"learning_rate": jnp.array([0.01, 1e6, 0.02]), "beta": jnp.array([0.0, 0.9])},
+    )
+    good = fitjax.sweep(
+        LINE,
+        fitjax.momentum(0.01),
+        starts,
+        fitjax.datasets.line(),
+        steps=STEPS,
+        grid={"learning_rate": jnp.array([0.01, 0.015, 0.02]), "beta": jnp.array([0.0, 0.9])},
+    )
     flagged = np.asarray(bad.result.diverged)
     assert flagged[1].all() and not flagged[[0, 2]].any()
     for name in ("params", "loss", "diverged_step"):
-        np.testing.assert_array_equal(np.asarray(getattr(bad.result, name))[[0, 2]],
-                                      np.asarray(getattr(good.result, name))[[0, 2]])
+        np.testing.assert_array_equal(
+            np.asarray(getattr(bad.result, name))[[0, 2]], np.asarray(getattr(good.result, name))[[0, 2]]
+        )
     # with β = 0 momentum is gradient descent: the flagged step is the float32 reference's
     for i in range(3):
         assert bad.result.diverged_step[1, 0, i] == _gd_divergence(starts[i], 1e6, STEPS, False)[0]
@@ -181,8 +197,9 @@ def test_eps_zero_and_a_component_whose_gradient_is_exactly_zero(x64, optimizer,
     """
     start = np.array([[0.0, 0.0]])
     assert _toy_grad(start[0])[1] == 0.0
-    res = fitjax.fit(fitjax.toy_loss, optimizer, jnp.asarray(start), None, steps=25, record_every=1,
-                     record_params=True)
+    res = fitjax.fit(
+        fitjax.toy_loss, optimizer, jnp.asarray(start), None, steps=25, record_every=1, record_params=True
+    )
     path = _reference_adam(start[0], steps=25, **reference)
     assert res.diverged_step[0] == -1
     np.testing.assert_array_equal(np.asarray(res.history.params)[0, :, 1], 0.0)
@@ -196,9 +213,16 @@ MINIMUM = jnp.array([0.7, 0.0], jnp.float32)  # the toy loss's minimum, where �
 
 @pytest.mark.parametrize(
     "optimizer",
-    [fitjax.gd(0.1), fitjax.momentum(0.1), fitjax.nesterov(0.1), fitjax.nesterov_classical(0.1),
-     fitjax.normalized(0.1, eps=0.0), fitjax.adam(0.1, eps=0.0), fitjax.backtracking_armijo(),
-     fitjax.gd_line_search(max_iter=3)],
+    [
+        fitjax.gd(0.1),
+        fitjax.momentum(0.1),
+        fitjax.nesterov(0.1),
+        fitjax.nesterov_classical(0.1),
+        fitjax.normalized(0.1, eps=0.0),
+        fitjax.adam(0.1, eps=0.0),
+        fitjax.backtracking_armijo(),
+        fitjax.gd_line_search(max_iter=3),
+    ],
     ids=["gd", "momentum", "nesterov", "nesterov_classical", "normalized", "adam", "armijo", "line_search"],
 )
 def test_a_run_started_at_a_zero_gradient_stays_exactly_put(optimizer):
@@ -252,16 +276,18 @@ def test_low_precision_parameters_keep_their_dtype_and_still_fit(name, dtype):
     x, y = _line_data(np.float64)
     solution = np.linalg.lstsq(np.stack([np.ones_like(x), x], axis=1), y, rcond=None)[0]
     starts = jnp.array([[0.0, 0.0], [1.5, -0.5], [0.2, 1.0]], dtype)
-    res = fitjax.fit(LINE, LOW[name](), starts, fitjax.datasets.line(), steps=600, record_every=100,
-                     record_params=True)
+    res = fitjax.fit(
+        LINE, LOW[name](), starts, fitjax.datasets.line(), steps=600, record_every=100, record_params=True
+    )
     assert res.params.dtype == dtype and res.history.params.dtype == dtype
     floats = [a for a in jax.tree.leaves(res.opt_state) if jnp.issubdtype(a.dtype, jnp.floating)]
     assert floats and all(a.dtype == dtype for a in floats)
     assert not res.diverged.any()
     # the steps stall once α·g is below half an ulp of φ: a few ulps from the solution
     ulps = float(jnp.finfo(dtype).eps) * np.abs(solution).max()
-    np.testing.assert_allclose(np.asarray(res.params, np.float64), np.broadcast_to(solution, (3, 2)),
-                               rtol=0, atol=8 * ulps)
+    np.testing.assert_allclose(
+        np.asarray(res.params, np.float64), np.broadcast_to(solution, (3, 2)), rtol=0, atol=8 * ulps
+    )
 
 
 def test_float64_is_kept_end_to_end_and_matches_the_float64_reference(x64):
@@ -269,8 +295,15 @@ def test_float64_is_kept_end_to_end_and_matches_the_float64_reference(x64):
     starts = jnp.array([[1.6, -0.5], [0.0, 0.0], [-1.0, 2.0]], jnp.float64)
     opt = fitjax.adam(0.05, beta=0.8, gamma=0.99, eps=1e-10)
     res = fitjax.fit(LINE, opt, starts, (x, y), steps=30, record_every=1, record_params=True)
-    for leaf in (res.params, res.loss, res.history.loss, res.history.grad_norm, res.history.params,
-                 *jax.tree.leaves(res.opt_state.inner), *res.opt_state.hyperparams.values()):
+    for leaf in (
+        res.params,
+        res.loss,
+        res.history.loss,
+        res.history.grad_norm,
+        res.history.params,
+        *jax.tree.leaves(res.opt_state.inner),
+        *res.opt_state.hyperparams.values(),
+    ):
         assert leaf.dtype == jnp.float64, leaf.dtype
     xn, yn = np.asarray(x), np.asarray(y)
     for i in range(3):
@@ -313,10 +346,24 @@ def test_a_huge_learning_rate_for_adam_is_flagged_when_its_loss_overflows():
     in float32, so the run keeps stepping and is flagged at the end for its non-finite loss."""
     starts = jnp.array([[0.5, 0.5], [1.0, -1.0], [0.1, 0.2]])
     lrs = jnp.array([0.01, 1e30, 0.01])
-    res = fitjax.fit(LINE, fitjax.adam(0.01), starts, fitjax.datasets.line(), steps=20, record_every=1,
-                     hyperparams={"learning_rate": lrs})
-    base = fitjax.fit(LINE, fitjax.adam(0.01), starts, fitjax.datasets.line(), steps=20, record_every=1,
-                      hyperparams={"learning_rate": jnp.full(3, 0.01)})
+    res = fitjax.fit(
+        LINE,
+        fitjax.adam(0.01),
+        starts,
+        fitjax.datasets.line(),
+        steps=20,
+        record_every=1,
+        hyperparams={"learning_rate": lrs},
+    )
+    base = fitjax.fit(
+        LINE,
+        fitjax.adam(0.01),
+        starts,
+        fitjax.datasets.line(),
+        steps=20,
+        record_every=1,
+        hyperparams={"learning_rate": jnp.full(3, 0.01)},
+    )
     np.testing.assert_array_equal(res.diverged_step, [-1, 20, -1])
     history = np.asarray(res.history.loss)[1]
     assert np.isfinite(history[0]) and np.isinf(history[1:]).all()  # the record shows the overflow

@@ -27,8 +27,12 @@ from hypothesis import strategies as st
 import fitjax
 from fitjax import _sampler
 
-FAST = settings(max_examples=10, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FAST = settings(
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 FEW = settings(FAST, max_examples=3)
 
 LAYOUTS = [  # pytree layouts (leaf shapes); few, so that compiled kernels are reused across examples
@@ -71,8 +75,10 @@ def _like(tree, seed: int, scale: float = 1.0):
     leaves, treedef = jax.tree.flatten(tree)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
     return treedef.unflatten(
-        [(scale * (1.0 + jax.random.uniform(k, jnp.shape(a)))).astype(a.dtype)
-         for k, a in zip(keys, leaves, strict=True)]
+        [
+            (scale * (1.0 + jax.random.uniform(k, jnp.shape(a)))).astype(a.dtype)
+            for k, a in zip(keys, leaves, strict=True)
+        ]
     )
 
 
@@ -128,8 +134,12 @@ def test_a_zero_gradient_moves_nothing_where_the_rule_says_so(params, seed, lr, 
         _, state = opt.update(_like(params, seed, scale=3.0), state, params)
         _assert_unmoved(opt, params, state, steps=2)
     # rules with a memory: from their initial state (m = 0, and v = 0 for Adam; ε = 0 gives 0/0 = 0)
-    for opt in (fitjax.momentum(lr, beta=beta), fitjax.nesterov(lr, beta=beta),
-                fitjax.nesterov_classical(lr, momentum=beta), fitjax.adam(lr, beta=beta, eps=eps)):
+    for opt in (
+        fitjax.momentum(lr, beta=beta),
+        fitjax.nesterov(lr, beta=beta),
+        fitjax.nesterov_classical(lr, momentum=beta),
+        fitjax.adam(lr, beta=beta, eps=eps),
+    ):
         state = opt.init(params)
         _assert_unmoved(opt, params, state, steps=3)
         for a, b in zip(jax.tree.leaves(opt.report(params, state)), jax.tree.leaves(params), strict=True):
@@ -164,8 +174,11 @@ def test_a_batch_of_runs_equals_the_runs_one_at_a_time(one, seed):
     for i in range(runs):
         one_start = jax.tree.map(lambda a, i=i: a[i : i + 1], starts)
         single = fitjax.fit(_bumpy, opt, one_start, None, steps=8, record_every=4)
-        for a, b in zip(jax.tree.leaves((single.params, single.loss, single.history.loss)),
-                        jax.tree.leaves((batched.params, batched.loss, batched.history.loss)), strict=True):
+        for a, b in zip(
+            jax.tree.leaves((single.params, single.loss, single.history.loss)),
+            jax.tree.leaves((batched.params, batched.loss, batched.history.loss)),
+            strict=True,
+        ):
             np.testing.assert_allclose(np.asarray(a)[0], np.asarray(b)[i], rtol=1e-6, atol=1e-6)
 
 
@@ -190,10 +203,26 @@ def test_permuting_the_runs_permutes_the_results_bit_for_bit(starts, order, lrs)
     starts = jnp.asarray(np.reshape(starts, (RUNS, 2)), jnp.float32)
     lrs, order = jnp.asarray(lrs), np.asarray(order)
     for kw in (dict(), dict(batch_size=5, key=jax.random.key(1), shared_order=True)):
-        a = fitjax.fit(loss, fitjax.momentum(0.01), starts, data, steps=12, record_every=3,
-                       hyperparams={"learning_rate": lrs}, **kw)
-        b = fitjax.fit(loss, fitjax.momentum(0.01), starts[order], data, steps=12, record_every=3,
-                       hyperparams={"learning_rate": lrs[order]}, **kw)
+        a = fitjax.fit(
+            loss,
+            fitjax.momentum(0.01),
+            starts,
+            data,
+            steps=12,
+            record_every=3,
+            hyperparams={"learning_rate": lrs},
+            **kw,
+        )
+        b = fitjax.fit(
+            loss,
+            fitjax.momentum(0.01),
+            starts[order],
+            data,
+            steps=12,
+            record_every=3,
+            hyperparams={"learning_rate": lrs[order]},
+            **kw,
+        )
         for x, y in zip(_outputs(a), _outputs(b), strict=True):
             np.testing.assert_array_equal(np.asarray(x)[order], np.asarray(y))
 
@@ -241,14 +270,22 @@ def test_the_engine_draws_its_mini_batches_from_the_sampler(n, batch, seed):
     batch = min(batch, n)
     per_epoch = n // batch
     key = jax.random.key(seed)
-    res = fitjax.fit(_picks, fitjax.gd(1.0), jnp.zeros((2, n)), (jnp.arange(n),), steps=2 * per_epoch,
-                     batch_size=batch, key=key)
+    res = fitjax.fit(
+        _picks,
+        fitjax.gd(1.0),
+        jnp.zeros((2, n)),
+        (jnp.arange(n),),
+        steps=2 * per_epoch,
+        batch_size=batch,
+        key=key,
+    )
     used = -np.asarray(res.params)
     assert used.sum(axis=1).tolist() == [2 * per_epoch * batch] * 2 and used.max() <= 2
     if n % batch == 0:
         np.testing.assert_array_equal(used, 2.0)
     for run in range(2):
         run_key = jax.random.fold_in(key, jnp.uint32(run))
-        drawn = np.concatenate([np.asarray(_sampler.indices_at(run_key, jnp.asarray(s), n, batch))
-                                for s in range(2 * per_epoch)])
+        drawn = np.concatenate(
+            [np.asarray(_sampler.indices_at(run_key, jnp.asarray(s), n, batch)) for s in range(2 * per_epoch)]
+        )
         np.testing.assert_array_equal(used[run], np.bincount(drawn, minlength=n))

@@ -24,8 +24,9 @@ SCRIPT = textwrap.dedent(
     assert len(left.params.sharding.device_set) == {n}, left.params.sharding
     assert left.params.sharding.spec[0] == "runs", left.params.sharding
     np.testing.assert_array_equal(np.asarray(left.params), np.asarray(one.params)[:32])
-    sw = fitjax.sweep(loss, fitjax.momentum(0.01), starts, data, steps=20, grid={{"learning_rate": jnp.array([0.01, 0.1])}})
-    ref = fitjax.sweep(loss, fitjax.momentum(0.01), starts, data, steps=20, grid={{"learning_rate": jnp.array([0.01, 0.1])}},
+    grid = {{"learning_rate": jnp.array([0.01, 0.1])}}
+    sw = fitjax.sweep(loss, fitjax.momentum(0.01), starts, data, steps=20, grid=grid)
+    ref = fitjax.sweep(loss, fitjax.momentum(0.01), starts, data, steps=20, grid=grid,
                        mesh=fitjax.run_mesh(jax.devices()[:1]))
     np.testing.assert_array_equal(np.asarray(sw.result.params), np.asarray(ref.result.params))
     # A pytree model: XLA may simplify a division by a per-step scalar differently once the
@@ -33,7 +34,8 @@ SCRIPT = textwrap.dedent(
     # one-device fit to float32 rounding, not bit for bit (fitjax.fit_chunked is bit-exact).
     mlp = fitjax.least_squares(fitjax.mlp, "mean")
     mdata = fitjax.datasets.synthetic_regression(jax.random.key(2), 32)
-    mstarts = fitjax.inits.normal(jax.random.key(3), 13, fitjax.init_mlp(jax.random.key(4), [1, 8, 1]), std=0.3)
+    center = fitjax.init_mlp(jax.random.key(4), [1, 8, 1])
+    mstarts = fitjax.inits.normal(jax.random.key(3), 13, center, std=0.3)
     a = fitjax.fit(mlp, fitjax.adam(0.01), mstarts, mdata, steps=20, mesh=fitjax.run_mesh(jax.devices()[:1]))
     b = fitjax.fit(mlp, fitjax.adam(0.01), mstarts, mdata, steps=20)
     for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
