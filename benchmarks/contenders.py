@@ -6,6 +6,9 @@ measured against:
 
 * ``expert_optax``: hand-written optax + ``jax.vmap`` + ``lax.scan`` in one
   ``jax.jit`` (the expert baseline).
+* ``fitjax``: ``fitjax.fit`` with ``fitjax.adam``; ``fitjax_record10`` the same
+  with ``record_every=10``; ``fitjax_auto`` with ``backend="auto"`` (the fused
+  GPU kernel where it applies; run only on a GPU).
 * ``optax_loop``: a Python loop over starts, one jitted optax step per call.
 * ``torch_batched_eager`` / ``torch_batched_compiled``: PyTorch with the
   starts as a batch dimension and ``torch.optim.Adam``.
@@ -27,7 +30,10 @@ available.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+import fitjax
 
 # --- Workload definition -----------------------------------------------------
 
@@ -237,30 +245,136 @@ def _optax_step(
     return optax.apply_updates(phi, updates), opt_state
 
 
-def _fit_one_scan(phi: jax.Array, x: jax.Array, y: jax.Array, steps: int) -> tuple[jax.Array, jax.Array]:
-    """``steps`` Adam steps on one run with ``lax.scan``; returns (phi, loss)."""
+def _scan_fit(
+    optimizer: optax.GradientTransformation,
+    extra_args: bool,
+    phi: jax.Array,
+    x: jax.Array,
+    y: jax.Array,
+    steps: int,
+) -> tuple[jax.Array, jax.Array]:
+    """``steps`` steps of ``optimizer`` on one run with ``lax.scan``; returns (phi, loss).
+
+    With ``extra_args`` the update also gets ``value``, ``grad`` and ``value_fn``, as
+    optax's line searches take them.
+    """
 
     def body(carry, _):
-        return _optax_step(*carry, x, y), None
+        phi, state = carry
+        if extra_args:
+            value, grad = jax.value_and_grad(loss_jax)(phi, x, y)
+            extra = {"value": value, "grad": grad, "value_fn": lambda p: loss_jax(p, x, y)}
+        else:
+            grad, extra = jax.grad(loss_jax)(phi, x, y), {}
+        updates, state = optimizer.update(grad, state, phi, **extra)
+        return (optax.apply_updates(phi, updates), state), None
 
-    (phi, _), _ = jax.lax.scan(body, (phi, _adam_optax().init(phi)), None, length=steps)
+    (phi, _), _ = jax.lax.scan(body, (phi, optimizer.init(phi)), None, length=steps)
     return phi, loss_jax(phi, x, y)
+
+
+def expert_scan(
+    name: str,
+    optimizer: optax.GradientTransformation,
+    starts: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    steps: int,
+    repeat: int = 1,
+    extra_args: bool = False,
+) -> ContenderResult:
+    """The expert's program for any optax transformation: vmap over starts of a
+    scanned loop, one jit.
+
+    ``compile_s`` is lower + compile; the first call of the compiled function is an
+    untimed warm-up and the following ``repeat`` calls are timed.
+    """
+    one = functools.partial(_scan_fit, optimizer, extra_args)
+    fit = jax.jit(jax.vmap(one, in_axes=(0, None, None, None)), static_argnums=3)
+    args = jax.device_put((starts, x, y))
+    compiled, compile_s = _timed(lambda: fit.lower(*args, steps).compile())
+    jax.block_until_ready(compiled(*args))
+    (params, losses), run_times = _timed_repeats(lambda: jax.block_until_ready(compiled(*args)), repeat)
+    return _result(name, params, losses, compile_s, run_times, len(starts))
 
 
 def expert_optax(
     starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
 ) -> ContenderResult:
-    """Expert baseline: vmap over starts of a scanned optax loop, one jit.
+    """Expert baseline: vmap over starts of a scanned ``optax.adam`` loop, one jit."""
+    return expert_scan("expert_optax", _adam_optax(), starts, x, y, steps, repeat)
 
-    ``compile_s`` is lower + compile; the first call of the compiled function
-    is an untimed warm-up and the following ``repeat`` calls are timed.
+
+# --- fitjax contenders -------------------------------------------------------
+
+FITJAX_LOSS = fitjax.least_squares(fitjax.Gabor(8.0))
+"""The workload's loss in fitjax: ``Gabor(8.0)`` is ``gabor_jax`` (u = phi0 + 0.06 phi1 x,
+envelope exp(-u**2 / 8)) and ``least_squares`` sums the squared residuals."""
+
+
+def fitjax_adam() -> optax.GradientTransformation:
+    return fitjax.adam(ADAM.lr, ADAM.b1, ADAM.b2, ADAM.eps)
+
+
+def fitjax_fit(
+    name: str,
+    optimizer: optax.GradientTransformation,
+    starts: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    steps: int,
+    repeat: int = 1,
+    **fit_kwargs: Any,
+) -> ContenderResult:
+    """``fitjax.fit`` end to end, as a user calls it (argument checks included).
+
+    The first call traces, compiles and runs; the next ``repeat`` calls are timed.
+    ``compile_s`` is the first call's wall time minus the best timed call. If the
+    first call compiled nothing (the engine had already built this program: its
+    ``trace_count`` did not move) the note says so.
     """
-    fit = jax.jit(jax.vmap(_fit_one_scan, in_axes=(0, None, None, None)), static_argnums=3)
-    args = jax.device_put((starts, x, y))
-    compiled, compile_s = _timed(lambda: fit.lower(*args, steps).compile())
-    jax.block_until_ready(compiled(*args))
-    (params, losses), run_times = _timed_repeats(lambda: jax.block_until_ready(compiled(*args)), repeat)
-    return _result("expert_optax", params, losses, compile_s, run_times, len(starts))
+    starts_d, data = jax.device_put((starts, (x, y)))
+
+    def call() -> fitjax.FitResult:
+        res = fitjax.fit(FITJAX_LOSS, optimizer, starts_d, data, steps=steps, **fit_kwargs)
+        return jax.block_until_ready(res)
+
+    def traces() -> int:
+        return fitjax.trace_count() + fitjax.fused.trace_count()
+
+    before = traces()
+    _, first_s = _timed(call)
+    res, run_times = _timed_repeats(call, repeat)
+    note = "" if traces() > before else "program already compiled before the first call"
+    compile_s = max(first_s - min(run_times.wall), 0.0)
+    return _result(name, res.params, res.loss, compile_s, run_times, len(starts), note=note)
+
+
+def fitjax_final(
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
+) -> ContenderResult:
+    """``fitjax.fit(least_squares(Gabor(8.0)), adam(0.05, 0.9, 0.999, 1e-8), starts, (x, y), steps=T)``."""
+    return fitjax_fit("fitjax", fitjax_adam(), starts, x, y, steps, repeat)
+
+
+def fitjax_record10(
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
+) -> ContenderResult:
+    """As ``fitjax`` with ``record_every=10``: loss and gradient norm every 10 steps."""
+    return fitjax_fit("fitjax_record10", fitjax_adam(), starts, x, y, steps, repeat, record_every=10)
+
+
+def fitjax_auto(
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
+) -> ContenderResult:
+    """As ``fitjax`` with ``backend="auto"``: the fused GPU kernel where it takes the
+    problem, else the XLA path (the note says which ran)."""
+    fused_traces = fitjax.fused.trace_count()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fitjax.fused.FallbackWarning)
+        res = fitjax_fit("fitjax_auto", fitjax_adam(), starts, x, y, steps, repeat, backend="auto")
+    path = "fused kernel" if fitjax.fused.trace_count() > fused_traces else "XLA path"
+    return dataclasses.replace(res, note="; ".join(filter(None, [path, res.note])))
 
 
 def optax_loop(
@@ -322,6 +436,7 @@ def _torch_fit(
     repeat: int,
     compile_model: bool,
     warmup_steps: int = 3,
+    max_starts: int | None = None,
 ) -> ContenderResult:
     """Batched PyTorch Adam over all starts; the parameter tensor is ``(I, 2)``.
 
@@ -330,11 +445,14 @@ def _torch_fit(
     warm-up steps (which trigger ``torch.compile`` when ``compile_model``) are
     timed as ``compile_s``; before each timed run of ``steps`` steps the
     parameters and the Adam state are reset in place, so compiled code is
-    reused.
+    reused. With ``max_starts`` only that many starts are run and ``run_s`` is
+    scaled to all of them.
     """
     torch, reason = import_torch()
     if torch is None:
         return ContenderResult.skipped(name, reason)
+    total = len(starts)
+    starts = starts[:max_starts]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def sync() -> None:
@@ -391,23 +509,37 @@ def _torch_fit(
         losses.cpu().numpy(),
         compile_s,
         run_times,
-        len(starts),
+        total,
         note=note,
     )
 
 
 def torch_batched_eager(
-    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
+    starts: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    steps: int,
+    repeat: int = 1,
+    max_starts: int | None = None,
 ) -> ContenderResult:
     """PyTorch eager, starts as a batch dimension, ``torch.optim.Adam``."""
-    return _torch_fit("torch_batched_eager", starts, x, y, steps, repeat, compile_model=False)
+    return _torch_fit(
+        "torch_batched_eager", starts, x, y, steps, repeat, compile_model=False, max_starts=max_starts
+    )
 
 
 def torch_batched_compiled(
-    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
+    starts: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    steps: int,
+    repeat: int = 1,
+    max_starts: int | None = None,
 ) -> ContenderResult:
     """As ``torch_batched_eager`` with the loss and the Adam step ``torch.compile``d."""
-    return _torch_fit("torch_batched_compiled", starts, x, y, steps, repeat, compile_model=True)
+    return _torch_fit(
+        "torch_batched_compiled", starts, x, y, steps, repeat, compile_model=True, max_starts=max_starts
+    )
 
 
 # --- NumPy contender ---------------------------------------------------------
@@ -429,13 +561,21 @@ def gabor_loss_and_grad_numpy(phi: np.ndarray, x: np.ndarray, y: np.ndarray) -> 
 
 
 def numpy_vectorised(
-    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
+    starts: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    steps: int,
+    repeat: int = 1,
+    max_starts: int | None = None,
 ) -> ContenderResult:
     """Vectorised float32 NumPy Adam over all starts (optax's update order).
 
     There is nothing to compile; ``compile_s`` is one loss-and-gradient
-    evaluation as a warm-up.
+    evaluation as a warm-up. With ``max_starts`` only that many starts are run
+    and ``run_s`` is scaled to all of them.
     """
+    total = len(starts)
+    starts = starts[:max_starts]
     lr, b1, b2, eps = (np.float32(v) for v in (ADAM.lr, ADAM.b1, ADAM.b2, ADAM.eps))
     one = np.float32(1.0)
 
@@ -454,14 +594,23 @@ def numpy_vectorised(
 
     _, compile_s = _timed(lambda: gabor_loss_and_grad_numpy(starts, x, y))
     (params, losses), run_times = _timed_repeats(fit, repeat)
-    return _result("numpy_vectorised", params, losses, compile_s, run_times, len(starts))
+    return _result("numpy_vectorised", params, losses, compile_s, run_times, total)
 
 
 CONTENDERS: dict[str, Callable[..., ContenderResult]] = {
     "expert_optax": expert_optax,
+    "fitjax": fitjax_final,
+    "fitjax_record10": fitjax_record10,
+    "fitjax_auto": fitjax_auto,
     "optax_loop": optax_loop,
     "torch_batched_eager": torch_batched_eager,
     "torch_batched_compiled": torch_batched_compiled,
     "numpy_vectorised": numpy_vectorised,
 }
 """All contenders by name; ``expert_optax`` is the reference."""
+
+SUBSET_CONTENDERS = frozenset(
+    {"optax_loop", "torch_batched_eager", "torch_batched_compiled", "numpy_vectorised"}
+)
+"""Contenders that take ``max_starts``: they may run a subset of the starts, their
+run time scaled linearly to all of them (and so noted)."""

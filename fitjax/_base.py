@@ -145,12 +145,23 @@ def make_optimizer(
 
     update = _Update(rule, schedule, report, init_inner)
 
-    def init(params: PyTree) -> OptState:
-        dtype = _float_dtype(params)
-        for name, value in values.items():
-            _checks.held_in(name, value, {dtype, *_checks.float_dtypes(params)})
-        return update.init(params, {k: jnp.asarray(v, dtype=dtype) for k, v in values.items()})
+    memo: dict[tuple, dict[str, jax.Array]] = {}
 
+    def hyperparams_for(params: PyTree) -> dict[str, jax.Array]:
+        """The hyperparameters as arrays in ``params``' float dtype (checked, then memoised)."""
+        dtype = _float_dtype(params)
+        dtypes = frozenset({dtype, *_checks.float_dtypes(params)})
+        key = (dtype, dtypes)
+        if key not in memo:
+            for name, value in values.items():
+                _checks.held_in(name, value, set(dtypes))
+            memo[key] = {k: jnp.asarray(v, dtype=dtype) for k, v in values.items()}
+        return memo[key]
+
+    def init(params: PyTree) -> OptState:
+        return update.init(params, hyperparams_for(params))
+
+    init.hyperparams_for = hyperparams_for  # read by the engine without building a state
     return Optimizer(init, update)
 
 

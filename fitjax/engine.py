@@ -211,10 +211,18 @@ def _steps(start: int, stop: int) -> jax.Array:
 def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _Plan):
     step = _make_step(loss, update, plan, data, key)
 
-    def steps(carry, ts):
-        if ts.shape[0] == 0:
+    def steps(carry, start, count):
+        # The step index travels in the carry (not as scanned-over input): the loop then
+        # has no per-step read of an index array, which measurably slows small programs.
+        if count == 0:
             return carry
-        return lax.scan(lambda c, t: (step(c, t, False)[0], None), carry, ts, unroll=plan.unroll)[0]
+
+        def body(c, _):
+            inner, t = c
+            return (step(inner, t, False)[0], t + 1), None
+
+        t0 = jnp.asarray(start, jnp.int32)
+        return lax.scan(body, (carry, t0), None, length=count, unroll=plan.unroll)[0][0]
 
     carry = (params, state, _steps(0, plan.n_data), jnp.asarray(-1, jnp.int32))
     # The step's own value is the full-data loss at the reported parameters unless
@@ -222,7 +230,7 @@ def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _P
     reuse = plan.batch_size is None and not (isinstance(update, _Update) and update.report_rule)
     history = None
     if plan.record_every is None:
-        carry = steps(carry, _steps(0, plan.steps))
+        carry = steps(carry, 0, plan.steps)
     else:
         k = plan.record_every
         n_blocks = plan.steps // k
@@ -232,11 +240,11 @@ def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _P
             shown = _report(update, carry[0], carry[1])
             carry, (value, grad_norm) = step(carry, t0, reuse)
             rec_loss = value if reuse else loss(shown, data)
-            carry = steps(carry, t0 + 1 + _steps(0, k - 1))
+            carry = steps(carry, t0 + 1, k - 1)
             return carry, (rec_loss, grad_norm, shown if plan.record_params else None)
 
         carry, (h_loss, h_gnorm, h_params) = lax.scan(block, carry, _steps(0, n_blocks))
-        carry = steps(carry, _steps(n_blocks * k, plan.steps))
+        carry = steps(carry, n_blocks * k, plan.steps - n_blocks * k)
         history = (h_loss, h_gnorm, h_params)
     params, state, _, diverged_step = carry
     final = _report(update, params, state)
@@ -259,13 +267,18 @@ def _program(loss: Loss, update: Callable, init: Callable | None, plan: _Plan) -
 
     def batched(params, hp_shared, hp_run, key, run_ids, data):
         _TRACES["fit"] += 1
-        keys = key if plan.shared_order else jax.vmap(jax.random.fold_in, (None, 0))(key, run_ids)
+        if plan.batch_size is None:  # no randomness in a full-batch run
+            keys, per_run_keys = None, False
+        elif plan.shared_order:
+            keys, per_run_keys = key, False
+        else:
+            keys, per_run_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, run_ids), True
 
         def one(p, hp, k):
             state = update.init(p, {**hp_shared, **hp}) if init is None else init(p)
             return run(p, state, k, data)
 
-        return jax.vmap(one, (0, 0, None if plan.shared_order else 0))(params, hp_run, keys)
+        return jax.vmap(one, (0, 0, 0 if per_run_keys else None))(params, hp_run, keys)
 
     return batched, jax.jit(batched)
 
@@ -289,7 +302,11 @@ def _hyperparams(
                 f"as arrays); got {type(optimizer).__name__}. Build the optimizer with fitjax instead."
             )
         return {}, {}
-    defaults = optimizer.init(jax.tree.map(lambda a: a[0], params0)).hyperparams
+    hyperparams_for = getattr(optimizer.init, "hyperparams_for", None)
+    if hyperparams_for is not None:
+        defaults = hyperparams_for(params0)
+    else:
+        defaults = optimizer.init(jax.tree.map(lambda a: a[0], params0)).hyperparams
     values = dict(values or {})
     unknown = set(values) - set(defaults)
     if unknown:
@@ -376,8 +393,21 @@ def _check_data(data: Any) -> int:
     return n
 
 
+_LOSS_CHECKED: set[tuple] = set()
+
+
 def _check_loss(loss: Loss, params0: PyTree, batch: Any) -> None:
+    """``loss`` runs on one run's params and returns a scalar (traced abstractly, once per
+    loss and argument shapes: later calls with the same shapes skip the trace)."""
     one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[1:], jnp.asarray(a).dtype), params0)
+    leaves, treedef = jax.tree.flatten((one, batch))
+    try:
+        memo = (loss, treedef, tuple((getattr(a, "shape", None), str(getattr(a, "dtype", a))) for a in leaves))
+        hash(memo)
+    except TypeError:  # an unhashable loss: check every time
+        memo = None
+    if memo is not None and memo in _LOSS_CHECKED:
+        return
     try:
         out = jax.eval_shape(loss, one, batch)
     except Exception as err:  # noqa: BLE001 - reported with the argument's name
@@ -392,6 +422,14 @@ def _check_loss(loss: Loss, params0: PyTree, batch: Any) -> None:
         raise ValueError(
             f"loss must return a scalar, got shape {shape}; reduce it, e.g. with jnp.sum over examples"
         )
+    if memo is not None:
+        _LOSS_CHECKED.add(memo)
+
+
+@functools.cache
+def _unused_key() -> jax.Array:
+    """The key passed when none is needed (made once: building a key costs a dispatch)."""
+    return jax.random.key(0)
 
 
 def _check_key(key: Any) -> jax.Array:
@@ -536,7 +574,7 @@ def fit(
                 f"key is needed to draw mini-batches (batch_size={batch_size}), got key=None: "
                 "pass key=jax.random.key(seed)"
             )
-    key = jax.random.key(0) if key is None else _check_key(key)
+    key = _unused_key() if key is None else _check_key(key)
     _check_loss(loss, params0, _batch_struct(data, batch_size))
     _check_schedule(optimizer, steps)
 
@@ -569,7 +607,10 @@ def fit(
         )
         if result is not None:
             return result
-    run_ids = jnp.arange(n_runs, dtype=jnp.uint32) if _run_ids is None else _run_ids
+    if batch_size is None:  # full batch: no keys to derive, nothing to pass
+        run_ids = None
+    else:
+        run_ids = jnp.arange(n_runs, dtype=jnp.uint32) if _run_ids is None else _run_ids
     init = None if isinstance(optimizer.update, _Update) else optimizer.init
     try:
         raw, jitted = _program(loss, optimizer.update, init, plan)

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The GPU checks and benchmarks in one run, under five minutes on one H100 or H200.
+#
+#   bash benchmarks/gpu.sh [RESULTS_DIR]
+#
+# Run from the repository root on a machine whose python3 already has jax with CUDA,
+# optax, chex, torch, matplotlib and pytest (nothing is installed; no network needed).
+# RESULTS_DIR (default: $OUT if set, else benchmarks/gpu-results) receives every JSON
+# file, the log of each step and a copy of docs/benchmarks.md with the GPU tables
+# (sections gpu-n28, gpu-n1024, gpu-chunked, gpu-n1024-1e6, gpu-headline-extra), which is copied
+# over docs/benchmarks.md at the end (not in a tiny run).
+#
+# Steps, each under its own `timeout` so that one hung step cannot eat the budget:
+#   a. the device;
+#   b. the GPU-relevant tests (engine, optax equivalence);
+#   c. the benchmark suite: Adam contenders at I = 1 .. 1e6, N = 28 (the workload of the
+#      plain-JAX ceiling measurements) with the other optimizers and the landscapes, then
+#      I = 1 .. 1e5 at N = 1024, written to JSON and into the page;
+#   d. benchmarks/fused_bench.py, if it exists;
+#   e. a chunked sweep of 1e7 runs (fitjax.fit_chunked): time and device memory;
+#   f. if time is left: I = 1e6 at N = 1024 (expert and fitjax, one timed call each);
+#   g. if time is left: torch.compile and NumPy at the headline case I = 1e6, N = 28.
+#
+# FITJAX_BENCH_TINY=1 runs every Python step at tiny sizes (works on a CPU: it checks
+# the script, not the speed); FITJAX_GPU_SKIP_TESTS=1 skips step b.
+
+set -u
+cd "$(dirname "$0")/.."
+export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
+export XLA_PYTHON_CLIENT_PREALLOCATE=false  # device peaks then reflect what each step used
+PY=${PYTHON:-python3}
+RESULTS=${1:-${OUT:-benchmarks/gpu-results}}
+mkdir -p "$RESULTS"
+TINY=${FITJAX_BENCH_TINY:-0}
+BUDGET=290  # seconds for the whole script
+START=$(date +%s)
+
+elapsed() { echo $(($(date +%s) - START)); }
+
+# step NAME SECONDS COMMAND...: run COMMAND under a time limit, log it, never stop the script.
+step() {
+    local name=$1 limit=$2
+    shift 2
+    local left=$((BUDGET - $(elapsed)))
+    if [ "$left" -lt 10 ]; then
+        echo "=== $name: SKIPPED (only ${left} s of the ${BUDGET} s budget left)"
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "=== $name (limit ${limit} s, at $(elapsed) s)"
+    local t0
+    t0=$(date +%s)
+    timeout --kill-after=5 "$limit" "$@" 2>&1 | tee "$RESULTS/$name.log"
+    local rc=${PIPESTATUS[0]}
+    local status="ok"
+    [ "$rc" -ne 0 ] && status="FAILED (exit $rc)"
+    [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && status="TIMED OUT after ${limit} s"
+    echo "=== $name: $status in $(($(date +%s) - t0)) s"
+    echo "$name: $status" >>"$RESULTS/summary.txt"
+}
+
+PAGE="$RESULTS/benchmarks.md"  # a copy of docs/benchmarks.md that the steps write their tables into
+cp docs/benchmarks.md "$PAGE"
+RUNNER=(benchmarks/run_contenders.py --markdown "$PAGE" --repeat 2 --loop-starts 2)
+FUSED=(benchmarks/fused_bench.py --runs 1000000 --points 28 --steps 1000 --repeat 2 --configs 32x4,64x4,128x8
+    --ref-runs 20000)  # fewer configurations and float64 reference runs than its defaults, to fit the budget
+CHUNKED_RUNS=10000000
+RUNS_28=(1000000 10000 100000 100 1)  # the headline case first, in case time runs short
+RUNS_1024=(1 100 10000 100000)
+OPT_RUNS=100000
+BIG=1000000
+if [ "$TINY" = "1" ]; then
+    RUNS_28=(64 16 1)
+    RUNS_1024=(1 64)
+    OPT_RUNS=32
+    BIG=64
+    RUNNER+=(--tiny)
+    FUSED=(benchmarks/fused_bench.py --runs 64 --points 28 --steps 20 --repeat 1 --ref-runs 64
+        --cpu-runs 16 --cpu-steps 10 --configs 16x4)
+    CHUNKED_RUNS=10000
+fi
+: >"$RESULTS/summary.txt"
+
+# a. the device
+step device 20 "$PY" -c '
+import jax, jaxlib
+d = jax.devices()
+print("jax", jax.__version__, "jaxlib", jaxlib.__version__, "backend", jax.default_backend())
+print("devices:", d, "kind:", d[0].device_kind)
+print("memory:", (d[0].memory_stats() or {}).get("bytes_limit"))
+'
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+
+# b. the GPU-relevant tests
+if [ "${FITJAX_GPU_SKIP_TESTS:-0}" != "1" ]; then
+    step tests 60 "$PY" -m pytest tests/test_engine.py tests/test_optax_equivalence.py -q -x -p no:cacheprovider
+fi
+
+# c. the benchmark suite: N = 28 (the headline I = 1e6 first), then N = 1024 while time is left
+step bench-n28 90 "$PY" "${RUNNER[@]}" --points 28 --runs "${RUNS_28[@]}" --suites adam optimizers landscape \
+    --optimizer-runs "$OPT_RUNS" --contenders expert_optax fitjax fitjax_record10 fitjax_auto torch_batched_eager \
+    optax_loop --budget-s 70 --section gpu-n28 --json "$RESULTS/bench-n28.json"
+step bench-n1024 45 "$PY" "${RUNNER[@]}" --points 1024 --runs "${RUNS_1024[@]}" --suites adam \
+    --contenders expert_optax fitjax fitjax_record10 fitjax_auto torch_batched_eager \
+    --budget-s 25 --section gpu-n1024 --json "$RESULTS/bench-n1024.json"
+
+# d. the fused kernel's own benchmark
+if [ -f benchmarks/fused_bench.py ]; then
+    step fused 50 "$PY" "${FUSED[@]}" --json "$RESULTS/fused.json"
+else
+    echo "=== fused: benchmarks/fused_bench.py not found, skipped"
+fi
+
+# e. a chunked sweep of 1e7 runs
+step chunked 25 "$PY" "${RUNNER[@]}" --suites chunked --chunked-runs "$CHUNKED_RUNS" --chunked-points 28 \
+    --section gpu-chunked --json "$RESULTS/chunked.json"
+
+# f. if time is left: I = 1e6 at N = 1024 (about 5 s a call), one timed call each
+step bench-n1024-1e6 40 "$PY" "${RUNNER[@]}" --points 1024 --runs "$BIG" --suites adam --repeat 1 \
+    --contenders expert_optax fitjax fitjax_auto --section gpu-n1024-1e6 --json "$RESULTS/bench-n1024-1e6.json"
+
+# g. if time is left: torch.compile and NumPy at the headline case I = 1e6, N = 28
+step headline-extra 40 "$PY" "${RUNNER[@]}" --suites adam --runs "$BIG" --points 28 \
+    --contenders expert_optax torch_batched_compiled numpy_vectorised --numpy-elements 200000 \
+    --section gpu-headline-extra --json "$RESULTS/headline-extra.json"
+
+if [ "$TINY" != "1" ]; then
+    cp "$PAGE" docs/benchmarks.md  # the GPU sections into the docs page itself
+fi
+echo "=== summary (total $(elapsed) s of ${BUDGET} s)"
+cat "$RESULTS/summary.txt"
+grep -h "^PASS\|^FAIL" "$RESULTS"/bench-*.log "$RESULTS"/headline-extra.log 2>/dev/null
