@@ -402,7 +402,11 @@ def _check_loss(loss: Loss, params0: PyTree, batch: Any) -> None:
     one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[1:], jnp.asarray(a).dtype), params0)
     leaves, treedef = jax.tree.flatten((one, batch))
     try:
-        memo = (loss, treedef, tuple((getattr(a, "shape", None), str(getattr(a, "dtype", a))) for a in leaves))
+        memo = (
+            loss,
+            treedef,
+            tuple((getattr(a, "shape", None), str(getattr(a, "dtype", a))) for a in leaves),
+        )
         hash(memo)
     except TypeError:  # an unhashable loss: check every time
         memo = None
