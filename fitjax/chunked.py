@@ -640,12 +640,7 @@ def fit_chunked(
     process computes its share of every block and only process 0 reads and writes
     ``out_dir``.
     """
-    if not callable(loss):
-        raise TypeError(f"loss must be a function loss(params, batch) -> scalar, got {loss!r}")
-    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
-        raise TypeError(
-            f"optimizer must be a fitjax optimizer or optax GradientTransformation, got {optimizer!r}"
-        )
+    engine._check_loss_and_optimizer(loss, optimizer)
     source = _as_starts(starts)
     values = _grid(grid)
     steps = _checks.positive_int("steps", steps)

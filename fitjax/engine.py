@@ -393,6 +393,16 @@ def _check_data(data: Any) -> int:
     return n
 
 
+def _check_loss_and_optimizer(loss: Any, optimizer: Any) -> None:
+    """``loss`` is callable and ``optimizer`` has callable ``init`` and ``update``."""
+    if not callable(loss):
+        raise TypeError(f"loss must be a function loss(params, batch) -> scalar, got {loss!r}")
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(
+            f"optimizer must be a fitjax optimizer or optax GradientTransformation, got {optimizer!r}"
+        )
+
+
 _LOSS_CHECKED: set[tuple] = set()
 
 
@@ -555,12 +565,7 @@ def fit(
       >>> round(float(res.loss.max()), 4)   # every run at the least-squares minimum
       0.1999
     """
-    if not callable(loss):
-        raise TypeError(f"loss must be a function loss(params, batch) -> scalar, got {loss!r}")
-    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
-        raise TypeError(
-            f"optimizer must be a fitjax optimizer or optax GradientTransformation, got {optimizer!r}"
-        )
+    _check_loss_and_optimizer(loss, optimizer)
     n_runs = _check_params0(params0)
     n_data = _check_data(data)
     steps = _checks.positive_int("steps", steps)
