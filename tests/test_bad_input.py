@@ -90,12 +90,6 @@ def row(name: str, call: Callable[[], Any], error: type[Exception], argument: st
     return pytest.param(Bad(call, error, argument, value, fix), id=name)
 
 
-def gap(name: str, owner: str, call: Callable[[], Any], error: type[Exception], argument: str, value: str):
-    """A bad input not yet refused as it should be (the row says how); remove the mark once it is."""
-    mark = pytest.mark.xfail(strict=True, reason=f"not yet checked in {owner}")
-    return pytest.param(Bad(call, error, argument, value), id=name, marks=mark)
-
-
 TMP = Path(tempfile.mkdtemp(prefix="fitjax-bad-input-"))  # for rows that name paths
 atexit.register(shutil.rmtree, TMP, ignore_errors=True)
 A_FILE = TMP / "a-file"
