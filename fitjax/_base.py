@@ -19,6 +19,7 @@ momenta, and lets a new value reuse the compiled program.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -49,6 +50,19 @@ class OptState(NamedTuple):
 
 class EmptyState(NamedTuple):
     """Inner state of a rule that keeps nothing between steps."""
+
+
+def _abstract(tree: PyTree) -> tuple[Any, tuple]:
+    """A hashable description of a pytree of arrays: its structure and leaf shapes/dtypes."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
+
+
+@functools.lru_cache(maxsize=256)
+def _expected_inner(init_inner: Callable[[PyTree], Any], treedef: Any, avals: tuple) -> Any:
+    """The shapes of ``init_inner``'s state for such gradients, traced once per kind."""
+    structs = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals]
+    return jax.eval_shape(init_inner, jax.tree.unflatten(treedef, structs))
 
 
 def _float_dtype(params: PyTree) -> jnp.dtype:
@@ -89,7 +103,7 @@ class _Update:
         if not isinstance(state, OptState):
             raise TypeError(f"state must be the OptState returned by this optimizer's init, got {state!r}")
         if self.init_inner is not None:
-            expected = jax.eval_shape(self.init_inner, grads)
+            expected = _expected_inner(self.init_inner, *_abstract(grads))
             _checks.same_tree("state.inner", state.inner, expected, "these gradients", fix)
         if params is not None:
             _checks.same_tree("params", params, grads, "the gradients", "pass params and grads alike")

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _problems import assert_same, build
 
 import fitjax
 from fitjax import chunked
@@ -30,47 +31,34 @@ kwargs = dict(steps=30, key=jax.random.key(1), batch_size=5, record_every=10, bl
 """
 
 
-def _problem():
-    ns: dict = {}
-    exec(SETUP, ns)
-    return ns["loss"], ns["optimizer"], ns["starts"], ns["data"], ns["kwargs"]
-
-
-def _assert_same(a, b):
-    """Every array of two results equal bit for bit (the same pytree structure)."""
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
 def test_chunk_sizes_one_seven_and_whole_give_identical_results(tmp_path):
-    loss, opt, starts, data, kw = _problem()
+    loss, opt, starts, data, kw = build(SETUP)
     results = {}
     for size in (1, 7, 40):
         run = fitjax.fit_chunked(loss, opt, starts, data, chunk_size=size, out_dir=tmp_path / str(size), **kw)
         assert run.n_chunks == -(-40 // size) and run.computed == tuple(range(run.n_chunks))
         assert len(list((tmp_path / str(size)).glob("chunk-*.npz"))) == run.n_chunks
         results[size] = fitjax.load_chunked(run.path)
-    _assert_same(results[1], results[7])
-    _assert_same(results[1], results[40])
+    assert_same(results[1], results[7])
+    assert_same(results[1], results[40])
     res = results[7]
     assert res.loss.shape == (40,) and res.params.shape == (40, 2) and res.history.loss.shape == (40, 3)
     np.testing.assert_array_equal(res.history.step, [0, 10, 20])
     # memory-mapped reading gives the same arrays
     mapped = fitjax.load_chunked(tmp_path / "7", mmap=True)
     assert isinstance(mapped.loss, np.memmap)
-    _assert_same(mapped, res)
+    assert_same(mapped, res)
 
 
 def test_one_block_of_the_whole_sweep_equals_fit(tmp_path):
     """With block = N every run goes through fit's own program at fit's own shape."""
-    loss, opt, starts, data, kw = _problem()
+    loss, opt, starts, data, kw = build(SETUP)
     kw = {**kw, "block": 40}
     fitjax.fit_chunked(loss, opt, starts, data, chunk_size=7, out_dir=tmp_path, **kw)
     got = fitjax.load_chunked(tmp_path)
     kw = {k: v for k, v in kw.items() if k not in ("block", "progress")}
     ref = fitjax.fit(loss, opt, starts.take(np.arange(40)), data, **kw)
-    _assert_same(
+    assert_same(
         (got.params, got.loss, got.diverged_step, got.history.loss, got.history.grad_norm),
         (ref.params, ref.loss, ref.diverged_step, ref.history.loss, ref.history.grad_norm),
     )
@@ -86,12 +74,12 @@ def test_bfloat16_starts_are_saved_and_read_back_as_bfloat16(tmp_path):
     ref = fitjax.fit(loss, fitjax.gd(0.01), starts, data, steps=5)
     for got in (fitjax.load_chunked(tmp_path), fitjax.load_chunked(tmp_path, mmap=True)):
         assert got.params.dtype == jnp.bfloat16
-        _assert_same((got.params, got.loss), (ref.params, ref.loss))
+        assert_same((got.params, got.loss), (ref.params, ref.loss))
     assert all(a["params.0"].dtype == jnp.bfloat16 for _, a in chunked.iter_chunks(tmp_path))
 
 
 def test_grid_sweep_from_memory_mapped_starts_equals_sweep(tmp_path):
-    loss, opt, _, data, _ = _problem()
+    loss, opt, _, data, _ = build(SETUP)
     starts = fitjax.inits.uniform(jax.random.key(3), 10, [-10.0, 2.5], [10.0, 22.5])
     np.save(tmp_path / "starts.npy", np.asarray(starts))
     mapped = np.load(tmp_path / "starts.npy", mmap_mode="r")
@@ -114,7 +102,7 @@ def test_grid_sweep_from_memory_mapped_starts_equals_sweep(tmp_path):
     ref = fitjax.sweep(loss, fitjax.momentum(0.01, 0.5), starts, data, grid=grid, **kw)
     assert isinstance(got, fitjax.SweepResult) and got.result.loss.shape == (2, 2, 10)
     np.testing.assert_array_equal(got.grid["beta"], np.asarray(grid["beta"]))
-    _assert_same((got.result.params, got.result.loss), (ref.result.params, ref.result.loss))
+    assert_same((got.result.params, got.result.loss), (ref.result.params, ref.result.loss))
 
 
 def test_generated_starts_depend_on_the_run_index_alone():
@@ -134,7 +122,7 @@ def test_generated_starts_depend_on_the_run_index_alone():
 
 
 def test_resume_skips_finished_chunks_and_refuses_other_arguments(tmp_path, monkeypatch):
-    loss, opt, starts, data, kw = _problem()
+    loss, opt, starts, data, kw = build(SETUP)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # no tqdm: no bar, and no complaint
     first = fitjax.fit_chunked(
         loss, opt, starts, data, chunk_size=16, out_dir=tmp_path, **{**kw, "progress": True}
@@ -161,7 +149,7 @@ def test_resume_skips_finished_chunks_and_refuses_other_arguments(tmp_path, monk
 
 
 def test_bad_arguments_are_refused_before_anything_is_written(tmp_path):
-    loss, opt, starts, data, kw = _problem()
+    loss, opt, starts, data, kw = build(SETUP)
     out = tmp_path / "never"
     with pytest.raises(ValueError, match="chunk_size must be >= 1, got 0"):
         fitjax.fit_chunked(loss, opt, starts, data, chunk_size=0, out_dir=out, **kw)
@@ -198,7 +186,7 @@ KILLED = textwrap.dedent(
 
 
 def test_sweep_killed_while_writing_a_chunk_resumes_to_identical_results(tmp_path):
-    loss, opt, starts, data, kw = _problem()
+    loss, opt, starts, data, kw = build(SETUP)
     out = tmp_path / "killed"
     script = SETUP + KILLED
     env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -216,7 +204,7 @@ def test_sweep_killed_while_writing_a_chunk_resumes_to_identical_results(tmp_pat
     assert resumed.computed == (2, 3, 4)
     assert not list(out.glob(".*.tmp-*"))
     whole = fitjax.fit_chunked(loss, opt, starts, data, chunk_size=8, out_dir=tmp_path / "whole", **kw)
-    _assert_same(fitjax.load_chunked(out), fitjax.load_chunked(whole.path))
+    assert_same(fitjax.load_chunked(out), fitjax.load_chunked(whole.path))
 
 
 def test_cli_sweep_with_chunk_size_equals_sweep_and_resumes(tmp_path, capsys):
@@ -257,7 +245,7 @@ def test_cli_sweep_with_chunk_size_equals_sweep_and_resumes(tmp_path, capsys):
         steps=10,
         key=jax.random.key(0),
     )  # 40 runs: one block, sweep's own shape
-    _assert_same((got.result.params, got.result.loss), (ref.result.params, ref.result.loss))
+    assert_same((got.result.params, got.result.loss), (ref.result.params, ref.result.loss))
     summary = json.loads((tmp_path / "sweep.json").read_text())
     assert summary["runs"] == 40 and summary["best"]["loss"] == float(np.min(ref.result.loss))
 

@@ -15,7 +15,7 @@ import sys
 import textwrap
 
 import jax
-import numpy as np
+from _problems import assert_same, build
 
 import fitjax
 
@@ -28,18 +28,6 @@ init = functools.partial(fitjax.init_mlp, sizes=(1, 4, 1))
 starts = fitjax.chunked.generated_starts(init, jax.random.key(0), 30)
 kwargs = dict(steps=20, block=4, progress=False)
 """
-
-
-def _problem():
-    ns: dict = {}
-    exec(SETUP, ns)
-    return ns["loss"], ns["optimizer"], ns["starts"], ns["data"], ns["kwargs"]
-
-
-def _assert_same(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def _env(devices: int) -> dict:
@@ -104,7 +92,7 @@ def _free_port() -> int:
 
 
 def test_two_processes_resume_a_one_device_sweep_to_identical_results(tmp_path):
-    loss, opt, starts, data, kw = _problem()
+    loss, opt, starts, data, kw = build(SETUP)
     ref = fitjax.fit_chunked(
         loss, opt, starts, data, chunk_size=8, out_dir=tmp_path / "ref", devices=jax.devices()[:1], **kw
     )
@@ -135,4 +123,4 @@ def test_two_processes_resume_a_one_device_sweep_to_identical_results(tmp_path):
         assert p.returncode == 0, stderr[-3000:]
         assert "computed [1, 2, 3]" in stdout
     assert not (tmp_path / "process1").exists()
-    _assert_same(fitjax.load_chunked(shared), fitjax.load_chunked(ref.path))
+    assert_same(fitjax.load_chunked(shared), fitjax.load_chunked(ref.path))
