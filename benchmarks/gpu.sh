@@ -7,19 +7,22 @@
 # optax, chex, torch, matplotlib and pytest (nothing is installed; no network needed).
 # RESULTS_DIR (default: $OUT if set, else benchmarks/gpu-results) receives every JSON
 # file, the log of each step and a copy of docs/benchmarks.md with the GPU tables
-# (sections gpu-n28, gpu-n1024, gpu-chunked, gpu-n1024-1e6, gpu-headline-extra), which is copied
+# (sections gpu-n28, gpu-n1024, gpu-chunked, gpu-landscape, gpu-headline-extra), which is copied
 # over docs/benchmarks.md at the end (not in a tiny run).
 #
 # Steps, each under its own `timeout` so that one hung step cannot eat the budget:
 #   a. the device;
-#   b. the GPU-relevant tests (engine, optax equivalence);
+#   b. the GPU-relevant tests (optax equivalence);
 #   c. the benchmark suite: Adam contenders at I = 1 .. 1e6, N = 28 (the workload of the
-#      plain-JAX ceiling measurements) with the other optimizers and the landscapes, then
-#      I = 1 .. 1e5 at N = 1024, written to JSON and into the page;
-#   d. benchmarks/fused_bench.py, if it exists;
-#   e. a chunked sweep of 1e7 runs (fitjax.fit_chunked): time and device memory;
-#   f. if time is left: I = 1e6 at N = 1024 (expert and fitjax, one timed call each);
-#   g. if time is left: torch.compile and NumPy at the headline case I = 1e6, N = 28.
+#      plain-JAX ceiling measurements) with the other optimizers, written to JSON and
+#      into the page;
+#   d. benchmarks/fused_bench.py: each precision mode at several launch settings;
+#   e. benchmarks/step_profile.py: kernels per step and the divergence check's cost;
+#   f. I = 1 .. 1e5 at N = 1024;
+#   g. a chunked sweep of 1e7 runs (fitjax.fit_chunked): time and device memory;
+#   h. the landscape grids;
+#   i. if time is left: torch.compile and NumPy at the headline case I = 1e6, N = 28.
+# Everything written to RESULTS_DIR is also packed into RESULTS_DIR/results.tar.gz.
 #
 # FITJAX_BENCH_TINY=1 runs every Python step at tiny sizes (works on a CPU: it checks
 # the script, not the speed); FITJAX_GPU_SKIP_TESTS=1 skips step b.
@@ -32,7 +35,7 @@ PY=${PYTHON:-python3}
 RESULTS=${1:-${OUT:-benchmarks/gpu-results}}
 mkdir -p "$RESULTS"
 TINY=${FITJAX_BENCH_TINY:-0}
-BUDGET=290  # seconds for the whole script
+BUDGET=${FITJAX_GPU_BUDGET:-330}  # seconds for the whole script
 START=$(date +%s)
 
 elapsed() { echo $(($(date +%s) - START)); }
@@ -62,8 +65,10 @@ step() {
 PAGE="$RESULTS/benchmarks.md"  # a copy of docs/benchmarks.md that the steps write their tables into
 cp docs/benchmarks.md "$PAGE"
 RUNNER=(benchmarks/run_contenders.py --markdown "$PAGE" --repeat 2 --loop-starts 2)
-FUSED=(benchmarks/fused_bench.py --runs 1000000 --points 28 --steps 1000 --repeat 2 --configs 32x4,64x4,128x8
+FUSED=(benchmarks/fused_bench.py --runs 1000000 --points 28 --steps 1000 --repeat 2 --configs 64x2,128x4,256x8,64x4
     --ref-runs 20000)  # fewer configurations and float64 reference runs than its defaults, to fit the budget
+PROFILE_RUNS=(10000 1000000)
+PROFILE_STEPS=1000
 CHUNKED_RUNS=10000000
 RUNS_28=(1000000 10000 100000 100 1)  # the headline case first, in case time runs short
 RUNS_1024=(1 100 10000 100000)
@@ -77,6 +82,8 @@ if [ "$TINY" = "1" ]; then
     RUNNER+=(--tiny)
     FUSED=(benchmarks/fused_bench.py --runs 64 --points 28 --steps 20 --repeat 1 --ref-runs 64
         --cpu-runs 16 --cpu-steps 10 --configs 16x4)
+    PROFILE_RUNS=(64)
+    PROFILE_STEPS=20
     CHUNKED_RUNS=10000
 fi
 : >"$RESULTS/summary.txt"
@@ -93,33 +100,35 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 
 # b. the GPU-relevant tests
 if [ "${FITJAX_GPU_SKIP_TESTS:-0}" != "1" ]; then
-    step tests 60 "$PY" -m pytest tests/test_engine.py tests/test_optax_equivalence.py -q -x -p no:cacheprovider
+    step tests 45 "$PY" -m pytest tests/test_optax_equivalence.py -q -x -p no:cacheprovider
 fi
 
-# c. the benchmark suite: N = 28 (the headline I = 1e6 first), then N = 1024 while time is left
-step bench-n28 90 "$PY" "${RUNNER[@]}" --points 28 --runs "${RUNS_28[@]}" --suites adam optimizers landscape \
+# c. the benchmark suite at N = 28 (the headline I = 1e6 first)
+step bench-n28 100 "$PY" "${RUNNER[@]}" --points 28 --runs "${RUNS_28[@]}" --suites adam optimizers \
     --optimizer-runs "$OPT_RUNS" --contenders expert_optax fitjax fitjax_record10 fitjax_auto torch_batched_eager \
-    optax_loop --budget-s 70 --section gpu-n28 --json "$RESULTS/bench-n28.json"
-step bench-n1024 45 "$PY" "${RUNNER[@]}" --points 1024 --runs "${RUNS_1024[@]}" --suites adam \
-    --contenders expert_optax fitjax fitjax_record10 fitjax_auto torch_batched_eager \
-    --budget-s 25 --section gpu-n1024 --json "$RESULTS/bench-n1024.json"
+    optax_loop --budget-s 80 --section gpu-n28 --json "$RESULTS/bench-n28.json"
 
 # d. the fused kernel's own benchmark
-if [ -f benchmarks/fused_bench.py ]; then
-    step fused 50 "$PY" "${FUSED[@]}" --json "$RESULTS/fused.json"
-else
-    echo "=== fused: benchmarks/fused_bench.py not found, skipped"
-fi
+step fused 60 "$PY" "${FUSED[@]}" --json "$RESULTS/fused.json"
 
-# e. a chunked sweep of 1e7 runs
-step chunked 25 "$PY" "${RUNNER[@]}" --suites chunked --chunked-runs "$CHUNKED_RUNS" --chunked-points 28 \
+# e. where the XLA path's step time goes
+step step-profile 30 "$PY" benchmarks/step_profile.py --runs "${PROFILE_RUNS[@]}" --steps "$PROFILE_STEPS" \
+    --repeat 2 --unroll --json "$RESULTS/step-profile.json"
+
+# f. N = 1024
+step bench-n1024 45 "$PY" "${RUNNER[@]}" --points 1024 --runs "${RUNS_1024[@]}" --suites adam \
+    --contenders expert_optax fitjax fitjax_record10 fitjax_auto torch_batched_eager \
+    --budget-s 35 --section gpu-n1024 --json "$RESULTS/bench-n1024.json"
+
+# g. a chunked sweep of 1e7 runs
+step chunked 20 "$PY" "${RUNNER[@]}" --suites chunked --chunked-runs "$CHUNKED_RUNS" --chunked-points 28 \
     --section gpu-chunked --json "$RESULTS/chunked.json"
 
-# f. if time is left: I = 1e6 at N = 1024 (about 5 s a call), one timed call each
-step bench-n1024-1e6 40 "$PY" "${RUNNER[@]}" --points 1024 --runs "$BIG" --suites adam --repeat 1 \
-    --contenders expert_optax fitjax fitjax_auto --section gpu-n1024-1e6 --json "$RESULTS/bench-n1024-1e6.json"
+# h. the landscape grids
+step landscape 30 "$PY" "${RUNNER[@]}" --points 28 --suites landscape --section gpu-landscape \
+    --json "$RESULTS/landscape.json"
 
-# g. if time is left: torch.compile and NumPy at the headline case I = 1e6, N = 28
+# i. if time is left: torch.compile and NumPy at the headline case I = 1e6, N = 28
 step headline-extra 40 "$PY" "${RUNNER[@]}" --suites adam --runs "$BIG" --points 28 \
     --contenders expert_optax torch_batched_compiled numpy_vectorised --numpy-elements 200000 \
     --section gpu-headline-extra --json "$RESULTS/headline-extra.json"
@@ -130,3 +139,4 @@ fi
 echo "=== summary (total $(elapsed) s of ${BUDGET} s)"
 cat "$RESULTS/summary.txt"
 grep -h "^PASS\|^FAIL" "$RESULTS"/bench-*.log "$RESULTS"/headline-extra.log 2>/dev/null
+tar czf /tmp/fitjax-gpu-results.tar.gz -C "$RESULTS" . && mv /tmp/fitjax-gpu-results.tar.gz "$RESULTS/results.tar.gz"

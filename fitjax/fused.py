@@ -69,7 +69,7 @@ _RULES = {
     optimizers._normalized_rule: "normalized",
     optimizers._adam_rule: "adam",
 }
-_PRECISIONS = ("full", "fast")
+_PRECISIONS = ("full", "platform", "fast")
 
 
 def _build_errors() -> tuple[type[BaseException], ...]:
@@ -98,12 +98,18 @@ class Fused:
     """Settings of the fused path; pass as ``fit(..., backend=Fused(...))``.
 
     Attributes:
-      precision: ``"full"`` (the platform's precise ``sin``/``cos``/``exp``/``log``, results
-        equal to the XLA path's up to float32 rounding) or ``"fast"`` (the GPU's
-        approximate instructions, float32 only; see :mod:`fitjax._fused_math`).
-      block_runs: runs per program instance, a power of two (default: about 1024
-        lanes, runs × points, per program; at most 256 runs and no more than the runs given).
-      num_warps: warps per program instance on the GPU (default 4).
+      precision: ``"full"`` (results equal to the XLA path's up to float32 rounding: in
+        float32, ``sin``/``cos``/``exp`` are fitjax's own polynomials, within 1.6 units in
+        the last place; in float64 and for ``log``, the platform's functions),
+        ``"platform"`` (the platform's precise functions throughout, those the XLA path
+        calls) or ``"fast"`` (the GPU's approximate instructions, float32 only). See
+        :mod:`fitjax._fused_math`.
+      block_runs: runs per program instance, a power of two (default: one run per
+        thread, ``32 × num_warps``, for many runs of at most 64 points; else about 1024
+        lanes, runs × points, per program, at most 256 runs and no more than the runs
+        given; see ``_launch``).
+      num_warps: warps per program instance on the GPU (default: up to 8, or 2 for
+        ``"fast"``, with one run per thread; else 4).
       interpret: run the kernel in Pallas interpret mode (default: when the default
         backend is not a GPU).
       max_points: the largest number of data points (per evaluation) the kernel holds
@@ -143,7 +149,8 @@ def resolve_backend(backend: Any) -> tuple[Fused | None, bool]:
 
     ``"xla"`` gives no settings; ``"fused"`` and a :class:`Fused` ask for the fused path
     (``explicit``: a fallback is reported); ``"auto"`` takes it only when the default
-    backend is a GPU, and falls back silently.
+    backend is a GPU and the kernel is expected to be faster (at most 64 points, or
+    at most :math:`2^{21}` runs × points), and falls back silently.
     """
     if isinstance(backend, Fused):
         return backend, True
@@ -174,7 +181,7 @@ class _Kernel:
     block_runs: int
     num_warps: int
     interpret: bool
-    fast: bool
+    math: str  # "platform", "full" (float32 polynomials) or "fast"
 
 
 @functools.lru_cache(maxsize=64)
@@ -195,13 +202,36 @@ def _rewrite(loss: Callable, param: jax.ShapeDtypeStruct, batch: Any) -> KernelL
         return rewrite(loss, param, batch)
 
 
-def _default_block(options: Fused, n_pad: int, n_runs: int) -> int:
-    if options.block_runs is not None:
-        return options.block_runs
-    # About 1024 lanes (runs × points) per program: with 4 warps, 8 values per thread for
-    # each live (runs, points) tensor, so a small model's forward and backward pass stay
-    # in registers. To be tuned per GPU (benchmarks/fused_bench.py tries several).
-    return min(max(1, min(256, 1024 // max(n_pad, 1))), pad_size(n_runs))
+_ONE_RUN_PER_THREAD = 64  # up to this many lanes per run, a thread may hold whole runs
+_MIN_PROGRAMS = 512  # one run per thread only with at least this many programs (about 4 per SM)
+_AUTO_LANES = 1 << 21  # "auto": larger problems (runs × lanes, lanes > 64) run on the XLA path
+
+
+def _launch(options: Fused, n_pad: int, n_runs: int) -> tuple[int, int]:
+    """``(block_runs, num_warps)``: the settings given, else chosen from measurements.
+
+    Many runs of a small data set (at most 64 lanes per run): one run per thread,
+    ``32 × warps`` runs per program, with as many warps (at most 8, or 2 for
+    ``"fast"``) as still leave at least 512 programs. Each thread then holds a run's
+    points in its own registers and the sums over the points need no exchange between
+    threads. Fewer runs, or more points: about 1024 lanes (runs × points) per program
+    on 4 warps, several threads sharing a run, so that a small batch still fills the GPU.
+
+    Measured on an H200 (Adam, Gabor, N = 28, T = 1000; ``docs/benchmarks.md``): at 10⁶
+    runs one run per thread took 0.138 s (full, 256 runs × 8 warps) and 0.070 s (fast,
+    64 × 2), against 0.14-0.35 s for several threads per run; at 10⁴ runs, 256 × 8
+    leaves 40 programs and lost to 32 runs × 4 warps.
+    """
+    warps, block = options.num_warps, options.block_runs
+    if n_pad <= _ONE_RUN_PER_THREAD and block is None:
+        top = 2 if options.precision == "fast" else 8
+        for w in [warps] if warps is not None else [top >> i for i in range(top.bit_length())]:
+            if n_runs >= _MIN_PROGRAMS * 32 * w:
+                return 32 * w, w
+    warps = warps or 4
+    if block is None:
+        block = min(max(1, min(256, 1024 // max(n_pad, 1))), pad_size(n_runs))
+    return block, warps
 
 
 def _plan(
@@ -256,6 +286,7 @@ def _plan(
     if not interpret and not on_gpu:
         raise Unsupported(f"interpret=False needs a GPU; the default backend is {jax.default_backend()}")
     n_pad = (batch or full).n_pad
+    block_runs, num_warps = _launch(options, n_pad, params0.shape[0])
     return _Kernel(
         loss=loss,
         update=update,
@@ -265,10 +296,10 @@ def _plan(
         plan=plan,
         hp_run=tuple(sorted(hp_run)),
         hp_shared=tuple(sorted(hp_shared)),
-        block_runs=_default_block(options, n_pad, params0.shape[0]),
-        num_warps=options.num_warps or 4,
+        block_runs=block_runs,
+        num_warps=num_warps,
         interpret=interpret,
-        fast=options.precision == "fast" and params0.dtype == jnp.float32,
+        math=options.precision if params0.dtype == jnp.float32 else "platform",
     )
 
 
@@ -326,7 +357,11 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
 
     if lr_ref is not None:  # the schedule's values, computed outside the kernel, by step
         update = dataclasses.replace(update, schedule=lambda step: lr_ref[step])
-    subs = _fused_math.functions(gpu=not k.interpret) if k.fast else None
+    subs = {
+        "fast": lambda: _fused_math.functions(gpu=not k.interpret),
+        "full": _fused_math.polynomial,
+        "platform": lambda: None,
+    }[k.math]()
     shared = {name: ref[0] for name, ref in shared_refs.items()}
     per_run = {name: ref[...] for name, ref in run_refs.items()}
     full_lanes = tuple(ref[...] for ref in full_refs)  # the data, loaded once
@@ -527,12 +562,17 @@ def run(
     options: Fused,
     jit: bool = True,
     mesh: Any = None,
+    auto: bool = False,
 ) -> FitResult:
     """The fused fit of an already checked problem (called by :func:`fitjax.fit`).
 
-    Raises :class:`Unsupported` with the reason when the kernel cannot take it.
+    Raises :class:`Unsupported` with the reason when the kernel cannot take it, or
+    (``auto``) when the XLA path is expected to be faster.
     """
     k = _plan(loss, optimizer, params0, data, plan, hp_shared, hp_run, options, jit, mesh)
+    lanes = (k.batch or k.full).n_pad
+    if auto and lanes > _ONE_RUN_PER_THREAD and np.shape(params0)[0] * lanes > _AUTO_LANES:
+        raise Unsupported(f"{np.shape(params0)[0]} runs × {lanes} lanes: the XLA path is faster at this size")
     try:
         program, failed = _compiled(k), _FAILED.get(k)
     except TypeError:  # an unhashable loss: compile without the cache
@@ -574,7 +614,7 @@ def dispatch(
     if options is None:
         return None
     try:
-        return run(loss, optimizer, params0, data, options=options, **kwargs)
+        return run(loss, optimizer, params0, data, options=options, auto=not explicit, **kwargs)
     except Unsupported as why:
         if explicit:
             warnings.warn(

@@ -239,3 +239,24 @@ def test_new_hyperparameter_values_share_one_update_function(build):
     """The compiled program is keyed on the update function: it must not depend on the values."""
     assert build(0.1).update == build(0.2).update
     assert hash(build(0.1).update) == hash(build(0.2).update)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_finiteness_check_is_the_same_on_every_backend(monkeypatch, backend):
+    # On a GPU small leaves are checked element by element, elsewhere by a reduction.
+    from fitjax import engine
+
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    rng = np.random.default_rng(0)
+    for shape in [(), (2,), (3, 2), (9,), (4, 4)]:
+        for bad in (None, np.nan, np.inf, -np.inf):
+            x = rng.normal(size=shape).astype(np.float32)
+            if bad is not None:
+                x.reshape(-1)[rng.integers(x.size)] = bad
+            tree = {"a": jnp.asarray(x), "b": jnp.ones(2)}
+            want = bad is None
+            assert bool(engine._all_finite(tree)) == want
+            batched = jax.vmap(engine._all_finite)(
+                {"a": jnp.stack([jnp.ones(shape), x]), "b": jnp.ones((2, 2))}
+            )
+            np.testing.assert_array_equal(batched, [True, want])

@@ -209,6 +209,46 @@ def test_unsupported_problems_fall_back_with_the_reason(case, reason):
         np.testing.assert_array_equal(a, b)
 
 
+def test_default_launch_settings():
+    full, fast = fused.Fused("full"), fused.Fused("fast")
+    # many runs of at most 64 lanes: one run per thread, 32 × warps runs, >= 512 programs
+    assert fused._launch(full, 32, 10**6) == (256, 8)
+    assert fused._launch(fast, 32, 10**6) == (64, 2)
+    assert fused._launch(full, 64, 10**5) == (128, 4)
+    assert fused._launch(fused.Fused(num_warps=2), 32, 10**6) == (64, 2)
+    # few runs: several threads share a run (about 1024 lanes per program, 4 warps)
+    assert fused._launch(full, 32, 10**4) == (32, 4)
+    assert fused._launch(fast, 32, 5) == (8, 4)  # never more than the runs
+    # more points
+    assert fused._launch(full, 1024, 10**6) == (1, 4)
+    assert fused._launch(full, 128, 10**6) == (8, 4)
+    # what is given is kept
+    assert fused._launch(fused.Fused(block_runs=16, num_warps=1), 32, 10**6) == (16, 1)
+    assert fused._launch(fused.Fused(block_runs=16), 32, 10**6) == (16, 4)
+
+
+def test_auto_leaves_large_problems_to_the_xla_path():
+    opt, starts = fitjax.adam(0.05), _starts("gabor", n=4096)
+    x = jnp.linspace(-15.0, 15.0, 1024)
+    data = (x, jnp.sin(x))
+    plan = engine._Plan(
+        steps=3,
+        record_every=None,
+        record_params=False,
+        batch_size=None,
+        n_data=1024,
+        shared_order=False,
+        extra_args=False,
+    )
+    shared, per_run = engine._hyperparams(opt, starts, starts.shape[0], None)
+    kwargs = dict(plan=plan, hp_shared=shared, hp_run=per_run, key=jax.random.key(0))
+    options = fused.Fused(interpret=True)
+    with pytest.raises(fused.Unsupported, match="4096 runs × 1024 lanes: the XLA path is faster"):
+        fused.run(GABOR, opt, starts, data, options=options, auto=True, **kwargs)
+    small = fused.run(GABOR, opt, starts[:8], data, options=options, auto=True, **{**kwargs, "hp_run": {}})
+    assert small.params.shape == (8, 2)
+
+
 def test_auto_runs_the_xla_path_quietly_without_a_gpu():
     if jax.default_backend() == "gpu":
         pytest.skip("on a GPU, auto takes the fused path")
@@ -326,6 +366,55 @@ def test_fast_functions_against_float64():
     np.testing.assert_allclose(g, np.cos(w) + np.exp(w) + 1 / w, rtol=1e-5)
 
 
+def _ulp_error(got, ref):
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    return np.abs(got - ref) / np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+
+
+def test_full_precision_polynomials_against_float64():
+    full = _fused_math.polynomial()
+    rng = np.random.default_rng(0)
+    near = rng.uniform(-np.pi, np.pi, 200_000).astype(np.float32)
+    wide = rng.uniform(-6000.0, 6000.0, 200_000).astype(np.float32)
+    for name, ref in (("sin", np.sin), ("cos", np.cos)):
+        assert _ulp_error(full[name](jnp.asarray(near)), ref(near.astype(np.float64))).max() < 1.6, name
+        err = np.abs(np.asarray(full[name](jnp.asarray(wide)), np.float64) - ref(wide.astype(np.float64)))
+        assert err.max() < 1.2e-7, name  # absolute: the reduction by π/2 stays exact enough
+    z = rng.uniform(-87.0, 88.5, 200_000).astype(np.float32)
+    assert _ulp_error(full["exp"](jnp.asarray(z)), np.exp(z.astype(np.float64))).max() < 1.3
+    # the edges: overflow, underflow, signed zeros, inf and NaN as the precise functions give them
+    edge = jnp.asarray([np.nan, np.inf, -np.inf, 89.0, -104.0, 0.0, -0.0], jnp.float32)
+    np.testing.assert_array_equal(full["exp"](edge), [np.nan, np.inf, 0.0, np.inf, 0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(np.isnan(full["sin"](edge[:3])), [True] * 3)
+    np.testing.assert_array_equal(full["cos"](edge[5:]), [1.0, 1.0])
+    # derivatives: d sin = cos, d cos = -sin, d exp = exp, from the same polynomials
+    g = jax.grad(lambda v: jnp.sum(full["sin"](v) - full["cos"](v) + full["exp"](v)))(jnp.asarray(near))
+    ref = np.cos(near.astype(np.float64)) + np.sin(near.astype(np.float64)) + np.exp(near.astype(np.float64))
+    np.testing.assert_allclose(g, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_full_and_platform_precision_differ_only_by_rounding():
+    starts, data = _starts("gabor"), fitjax.datasets.gabor()
+    got = {
+        p: _fused_fit(
+            GABOR, fitjax.adam(0.05), starts, data, steps=30, options=fused.Fused(p, interpret=True)
+        )
+        for p in ("full", "platform")
+    }
+    assert not np.array_equal(got["full"].params, got["platform"].params)  # the polynomials were used
+    np.testing.assert_allclose(got["full"].params, got["platform"].params, rtol=2e-5, atol=2e-5)
+    # float64 has no polynomials: "full" is the platform's functions, bit for bit
+    starts64, data64 = np.asarray(starts, np.float64), jax.tree.map(lambda a: np.asarray(a, np.float64), data)
+    with jax.enable_x64(True):
+        a, b = (
+            _fused_fit(
+                GABOR, fitjax.adam(0.05), starts64, data64, steps=5, options=fused.Fused(p, interpret=True)
+            )
+            for p in ("full", "platform")
+        )
+        np.testing.assert_array_equal(a.params, b.params)
+
+
 # ----------------------------------------------------------------------------- the GPU form (no GPU needed)
 
 
@@ -348,13 +437,17 @@ def _lowered(loss, opt, starts, data, precision="full", **kwargs):
     return traced.lower(lowering_platforms=("cuda",)).as_text()
 
 
-@pytest.mark.parametrize("precision", ["full", "fast"])
+@pytest.mark.parametrize("precision", ["platform", "full", "fast"])
 def test_lowers_to_a_triton_kernel_with_the_chosen_functions(precision):
     text = _lowered(GABOR, fitjax.adam(0.05), _starts("gabor", n=300), fitjax.datasets.gabor(), precision)
     assert "__gpu$xla.gpu.triton" in text
     precise = ("__nv_sinf", "__nv_cosf", "__nv_expf")
     approx = ("sin.approx.ftz.f32", "cos.approx.ftz.f32", "ex2.approx.ftz.f32")
-    expected, absent = (precise, approx) if precision == "full" else (approx, precise)
+    expected, absent = {
+        "platform": (precise, approx),
+        "fast": (approx, precise),
+        "full": ((), precise + approx),  # plain arithmetic only
+    }[precision]
     assert all(name in text for name in expected)
     assert not any(name in text for name in absent)
 

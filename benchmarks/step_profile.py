@@ -1,0 +1,178 @@
+"""Where the XLA path's time per step goes, against the expert baseline, on this device.
+
+Usage (from the repository root)::
+
+    python benchmarks/step_profile.py                       # I = 1e4 and 1e6 on a GPU
+    python benchmarks/step_profile.py --runs 1000 --steps 200   # small, on a CPU
+
+For the Adam workload of ``benchmarks/contenders.py`` it compiles the expert optax
+program and fitjax's XLA program with each way of detecting divergence, and prints
+for each: the kernels (fusions and other device calls) inside the compiled step loop,
+compile time, run time (best of ``--repeat`` after a warm-up, ``block_until_ready``)
+and the ratio to the expert baseline measured in the same run. The variants:
+
+* ``reduce``: ``jnp.all(jnp.isfinite(leaf))`` per leaf (a reduction per run);
+* ``sliced``: leaves of at most ``engine._SLICE_MAX`` elements per run checked element by
+  element, which XLA can fuse into the update (the engine's rule on a GPU);
+* ``none``: no check at all. Not a valid engine (a diverged run would not be flagged);
+  it bounds what any divergence check can cost.
+
+``--unroll`` also times the engine with its step loop unrolled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import re
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fitjax import engine
+
+try:  # python -m benchmarks.step_profile
+    from . import contenders as c
+    from . import fused_bench as fb
+except ImportError:  # python benchmarks/step_profile.py
+    import contenders as c
+    import fused_bench as fb
+
+
+def _reduce_check(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return functools.reduce(jnp.logical_and, leaves, jnp.asarray(True))
+
+
+def _sliced_check(tree: Any) -> jax.Array:
+    def leaf(x):
+        flat = jnp.ravel(x)
+        if flat.shape[0] > engine._SLICE_MAX:
+            return jnp.all(jnp.isfinite(x))
+        return functools.reduce(jnp.logical_and, [jnp.isfinite(flat[i]) for i in range(flat.shape[0])])
+
+    return functools.reduce(jnp.logical_and, map(leaf, jax.tree.leaves(tree)), jnp.asarray(True))
+
+
+def _no_check(tree: Any) -> jax.Array:
+    return jnp.asarray(True)
+
+
+VARIANTS = {"reduce": _reduce_check, "sliced": _sliced_check, "none": _no_check}
+
+
+def loop_kernels(hlo: str) -> dict[str, int]:
+    """Per compiled while loop body: how many instructions launch device work."""
+    comps: dict[str, list[str]] = {}
+    name = None
+    for line in hlo.splitlines():
+        head = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$", line)
+        if head:
+            name = head.group(1)
+            comps[name] = []
+        elif name is not None and line.strip() and line.strip() != "}":
+            comps[name].append(line)
+    out = {}
+    for lines in comps.values():
+        for line in lines:
+            m = re.search(r"\bwhile\(.*body=%?([\w.\-]+)", line)
+            if m and m.group(1) in comps:
+                body = comps[m.group(1)]
+                work = [
+                    ln
+                    for ln in body
+                    if re.search(r"\b(fusion|custom-call|reduce|dot|convolution|sort|scatter|gather)\(", ln)
+                ]
+                out[m.group(1)] = len(work)
+    return out
+
+
+def timed(jitted, args, repeat: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(*args))
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        runs.append(time.perf_counter() - t0)
+    return {"compile_s": compile_s, "run_s": min(runs), "kernels_per_loop": loop_kernels(compiled.as_text())}
+
+
+def expert_program(steps: int):
+    one = functools.partial(c._scan_fit, c._adam_optax(), False)
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None, None)), static_argnums=3)
+
+
+def profile(runs: int, points: int, steps: int, repeat: int, unroll: bool) -> dict[str, Any]:
+    work = c.make_workload(runs, points, steps)
+    starts, x, y = jax.device_put((work.starts, work.x, work.y))
+    rows: dict[str, dict[str, Any]] = {}
+    fit = expert_program(steps)
+    compiled_args = (starts, x, y)
+    t0 = time.perf_counter()
+    compiled = fit.lower(*compiled_args, steps).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(*compiled_args))
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*compiled_args))
+        times.append(time.perf_counter() - t0)
+    rows["expert_optax"] = {
+        "compile_s": compile_s,
+        "run_s": min(times),
+        "kernels_per_loop": loop_kernels(compiled.as_text()),
+    }
+    original = engine._all_finite
+    try:
+        for name, check in VARIANTS.items():
+            engine._all_finite = check
+            engine._program.cache_clear()
+            rows[f"fitjax[{name}]"] = timed(*fb.xla_program(starts, (x, y), steps), repeat)
+    finally:
+        engine._all_finite = original
+        engine._program.cache_clear()
+    if unroll:
+        for k in (2, 4):
+            plan = fb._plan(steps, points)
+            plan = type(plan)(**{**plan.__dict__, "unroll": k})
+            opt = fb.adam()
+            shared, per_run = engine._hyperparams(opt, starts, runs, None)
+            _, jitted = engine._program(fb.LOSS, opt.update, None, plan)
+            run_ids = jnp.arange(runs, dtype=jnp.uint32)
+            args = (starts, shared, per_run, jax.random.key(0), run_ids, (x, y))
+            rows[f"fitjax[sliced, unroll={k}]"] = timed(jitted, args, repeat)
+    ref = rows["expert_optax"]["run_s"]
+    print(f"\nAdam I={runs} N={points} T={steps} on {jax.devices()[0].device_kind}")
+    print(f"{'program':<28} {'kernels/loop':>14} {'compile s':>10} {'run s':>9} {'vs expert':>10}")
+    for name, row in rows.items():
+        kernels = ",".join(str(v) for v in row["kernels_per_loop"].values()) or "-"
+        row["vs_expert"] = ref / row["run_s"]
+        times = f"{row['compile_s']:>10.3f} {row['run_s']:>9.4f} {row['vs_expert']:>10.3f}"
+        print(f"{name:<28} {kernels:>14} {times}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    on_gpu = jax.default_backend() == "gpu"
+    p.add_argument("--runs", type=int, nargs="+", default=[10_000, 1_000_000] if on_gpu else [1000])
+    p.add_argument("--points", type=int, default=28)
+    p.add_argument("--steps", type=int, default=1000 if on_gpu else 200)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--unroll", action="store_true", help="also time the step loop unrolled 2 and 4 times")
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+    out = {str(r): profile(r, args.points, args.steps, args.repeat, args.unroll) for r in args.runs}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(jax.devices()[0]), "jax": jax.__version__, "cases": out}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
