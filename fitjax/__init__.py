@@ -14,6 +14,7 @@ from fitjax._shard import run_mesh
 from fitjax.basins import DIVERGED, BasinMap, basin_map, convergence_step, label_minima
 from fitjax.chunked import ChunkedSweep, fit_chunked, iter_chunks, load_chunked
 from fitjax.engine import FitResult, History, SweepResult, fit, sweep, trace_count
+from fitjax.fastmath import polynomial_math
 from fitjax.landscape import (
     CriticalPoints,
     Landscape,
@@ -111,6 +112,7 @@ __all__ = [
     "nesterov",
     "nesterov_classical",
     "normalized",
+    "polynomial_math",
     "reduce_on_plateau",
     "reported_params",
     "run_mesh",

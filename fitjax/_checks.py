@@ -173,17 +173,36 @@ def as_array(name: str, value: Any) -> Any:
         raise TypeError(f"{name} must be an array of numbers, got {value!r}") from None
 
 
+_HOST_CHECK_MAX = 1 << 16  # arrays up to this size are tested on the host from any device
+
+
+def _on_host(arr: Any) -> bool:
+    """Whether ``np.asarray(arr)`` is cheap: a NumPy array, a small array, or one on the CPU."""
+    if isinstance(arr, np.ndarray) or arr.size <= _HOST_CHECK_MAX:
+        return True
+    devices = getattr(getattr(arr, "sharding", None), "device_set", ())
+    return bool(devices) and all(d.platform == "cpu" for d in devices)
+
+
+def _all_finite(arr: Any) -> bool:
+    if _on_host(arr):
+        return bool(np.isfinite(np.asarray(arr)).all())
+    return bool(jnp.all(jnp.isfinite(arr)))
+
+
 def finite(name: str, tree: Any, fix: str, *, axis: str | None = None, offset: int = 0) -> None:
     """Every floating-point element of ``tree`` is finite; else name the first that is not.
 
-    The test runs where the arrays live; only a failing leaf is copied to the host
-    to find the offending entry. ``axis`` names the leading axis in the message
-    (``"run"``, ``"example"``); ``offset`` is added to the leading index, for rows
-    ``offset, offset + 1, ...`` of a larger array checked a slice at a time.
+    A small array, or one in host memory, is tested there (a device reduction and its
+    read-back cost more than the test); a large one on an accelerator is tested where it
+    lives. Only a failing leaf is copied to the host to find the offending entry.
+    ``axis`` names the leading axis in the message (``"run"``, ``"example"``);
+    ``offset`` is added to the leading index, for rows ``offset, offset + 1, ...`` of a
+    larger array checked a slice at a time.
     """
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         arr = as_array(leaf_name(name, path), leaf)
-        if not jnp.issubdtype(arr.dtype, jnp.inexact) or bool(jnp.all(jnp.isfinite(arr))):
+        if not jnp.issubdtype(arr.dtype, jnp.inexact) or _all_finite(arr):
             continue
         host = np.asarray(arr)
         bad = ~np.isfinite(host.astype(np.complex128 if np.iscomplexobj(host) else np.float64))

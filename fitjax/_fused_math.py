@@ -223,7 +223,8 @@ def _sincos(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _pow2(n: jax.Array) -> jax.Array:
     """:math:`2^n` for an integral float32 ``n`` in [-126, 127], from its exponent bits."""
-    return lax.bitcast_convert_type(lax.shift_left(n.astype(jnp.int32) + 127, 23), jnp.float32)
+    bits = lax.shift_left(n.astype(jnp.int32) + np.int32(127), np.int32(23))
+    return lax.bitcast_convert_type(bits, jnp.float32)
 
 
 def _exp(x: jax.Array) -> jax.Array:

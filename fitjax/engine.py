@@ -424,22 +424,29 @@ def _check_loss_and_optimizer(loss: Any, optimizer: Any) -> None:
 _LOSS_CHECKED: set[tuple] = set()
 
 
+def _dtype_of(a: Any) -> Any:
+    return a.dtype if hasattr(a, "dtype") else jnp.asarray(a).dtype
+
+
 def _check_loss(loss: Loss, params0: PyTree, batch: Any) -> None:
     """``loss`` runs on one run's params and returns a scalar (traced abstractly, once per
     loss and argument shapes: later calls with the same shapes skip the trace)."""
-    one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[1:], jnp.asarray(a).dtype), params0)
-    leaves, treedef = jax.tree.flatten((one, batch))
+    p_leaves, p_def = jax.tree.flatten(params0)
+    b_leaves, b_def = jax.tree.flatten(batch)
     try:
         memo = (
             loss,
-            treedef,
-            tuple((getattr(a, "shape", None), str(getattr(a, "dtype", a))) for a in leaves),
+            p_def,
+            b_def,
+            tuple((jnp.shape(a)[1:], _dtype_of(a)) for a in p_leaves),
+            tuple((getattr(a, "shape", None), getattr(a, "dtype", a)) for a in b_leaves),
         )
         hash(memo)
     except TypeError:  # an unhashable loss: check every time
         memo = None
     if memo is not None and memo in _LOSS_CHECKED:
         return
+    one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[1:], jnp.asarray(a).dtype), params0)
     try:
         out = jax.eval_shape(loss, one, batch)
     except Exception as err:  # noqa: BLE001 - reported with the argument's name
