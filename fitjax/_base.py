@@ -66,8 +66,9 @@ def _expected_inner(init_inner: Callable[[PyTree], Any], treedef: Any, avals: tu
 
 
 def _float_dtype(params: PyTree) -> jnp.dtype:
-    leaves = [x for x in jax.tree.leaves(params) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
-    return jnp.result_type(*leaves) if leaves else jnp.result_type(float)
+    leaves = [x if hasattr(x, "dtype") else jnp.asarray(x) for x in jax.tree.leaves(params)]
+    floats = [x for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.result_type(*floats) if floats else jnp.result_type(float)
 
 
 @dataclasses.dataclass(frozen=True)
