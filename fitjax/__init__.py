@@ -11,7 +11,7 @@ The public API is flat::
 from fitjax import datasets, fused, inits
 from fitjax._base import Optimizer, OptState, make_optimizer, reported_params
 from fitjax._shard import run_mesh
-from fitjax.basins import DIVERGED, BasinMap, basin_map, convergence_step, label_minima
+from fitjax.basins import DIVERGED, UNSETTLED, BasinMap, basin_map, convergence_step, label_minima, settled
 from fitjax.chunked import ChunkedSweep, fit_chunked, iter_chunks, load_chunked
 from fitjax.engine import FitResult, History, SweepResult, fit, sweep, trace_count
 from fitjax.fastmath import polynomial_math
@@ -58,6 +58,7 @@ __version__ = "0.1.0"
 __all__ = [
     "fused",
     "DIVERGED",
+    "UNSETTLED",
     "BasinMap",
     "CriticalPoints",
     "ChunkedSweep",
@@ -116,6 +117,7 @@ __all__ = [
     "reduce_on_plateau",
     "reported_params",
     "run_mesh",
+    "settled",
     "sgd",
     "sweep",
     "toy_loss",

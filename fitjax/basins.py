@@ -5,12 +5,20 @@ with :func:`fitjax.fit`, so any optimizer, hyperparameters, mini-batches and key
 work as they do there. Each start is then labelled by the minimum it reached
 (:func:`label_minima`) and timed (:func:`convergence_step`):
 
-* **Labels.** Final parameters are clustered with a tolerance ``tol``: the run with
-  the lowest final loss not yet labelled founds a new cluster and takes every
-  unlabelled run whose final parameters lie within Euclidean distance ``tol`` of
-  its own; this repeats until every run is labelled. Label 0 is therefore the
-  lowest minimum reached, 1 the next, and so on. Diverged runs are labelled
-  :data:`DIVERGED` (−1).
+* **Settled runs.** A run that has not reached a minimum by its last step (still
+  crawling along a flat valley, or stopped on a saddle) would found a "minimum" of
+  its own wherever it stopped. So each run's end point :math:`\phi_T` is tested with
+  one Newton step: it is *settled* if the Hessian there is positive definite and the
+  Newton step :math:`\lVert H^{-1} \nabla L(\phi_T) \rVert \le \text{tol}/2`, i.e.
+  the minimum it is approaching lies within half the clustering tolerance. Other runs
+  are labelled :data:`UNSETTLED` (−2). (``settle=False`` skips the test; models with
+  more than 64 parameters skip it too, as it needs each run's Hessian.)
+* **Labels.** Final parameters of the settled runs are clustered with a tolerance
+  ``tol``: the run with the lowest final loss not yet labelled founds a new cluster
+  and takes every unlabelled run whose final parameters lie within Euclidean
+  distance ``tol`` of its own; this repeats until every run is labelled. Label 0 is
+  therefore the lowest minimum reached, 1 the next, and so on. Diverged runs are
+  labelled :data:`DIVERGED` (−1).
 * **Convergence step.** With the loss recorded at steps :math:`s_0 < s_1 < \dots <
   s_{R-1}` and final loss :math:`L_T` (after the last step), a run converged at the
   first recorded step :math:`s_k` from which every recorded loss stays within
@@ -21,12 +29,15 @@ work as they do there. Each start is then labelled by the minimum it reached
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from fitjax import _checks, inits
 from fitjax.engine import FitResult, fit
@@ -36,6 +47,11 @@ PyTree = Any
 DIVERGED = -1
 """The label (and convergence step) of a run that diverged."""
 
+UNSETTLED = -2
+"""The label of a run that had not settled at a minimum by its last step."""
+
+_SETTLE_MAX_PARAMS = 64  # the settling test builds each run's Hessian: only for small models
+
 
 class BasinMap(NamedTuple):
     """Where each start of a grid ended.
@@ -43,7 +59,8 @@ class BasinMap(NamedTuple):
     Attributes:
       values0, values1: the grid's coordinates (``values0`` along rows).
       label: the minimum each start reached, shape ``(len(values0), len(values1))``;
-        :data:`DIVERGED` for runs that diverged.
+        :data:`DIVERGED` for runs that diverged, :data:`UNSETTLED` for runs that had not
+        settled at a minimum (see the module docstring).
       loss: each run's final loss (a diverged run's last finite loss), same shape.
       converged_step: the step at which each run converged (see the module docstring).
       minima: the final parameters of each label's lowest run, shape ``(K, d)``.
@@ -68,7 +85,7 @@ def _flat_runs(params: PyTree) -> np.ndarray:
 
 
 def label_minima(
-    params: PyTree, loss: Any, diverged: Any = None, *, tol: float = 1e-2
+    params: PyTree, loss: Any, diverged: Any = None, *, tol: float = 1e-2, unsettled: Any = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Label runs by the minimum they reached: clusters of final parameters within ``tol``.
 
@@ -79,6 +96,8 @@ def label_minima(
       diverged: boolean ``(n,)``; these runs (and any with non-finite loss or
         parameters) get :data:`DIVERGED`.
       tol: Euclidean distance within which two runs share a minimum.
+      unsettled: boolean ``(n,)``; these runs (unless diverged) get :data:`UNSETTLED`
+        and neither found nor join a cluster.
 
     Returns:
       ``(labels (n,), minima (K, d), minima_loss (K,))``: the founder of each cluster
@@ -106,6 +125,12 @@ def label_minima(
         bad |= div
     labels = np.full(n, DIVERGED, dtype=np.int64)
     open_ = ~bad
+    if unsettled is not None:
+        moving = np.asarray(unsettled, dtype=bool).reshape(-1)
+        if moving.shape[0] != n:
+            raise ValueError(f"unsettled must have one value per run ({n}), got shape {np.shape(unsettled)}")
+        labels[open_ & moving] = UNSETTLED
+        open_ &= ~moving
     founders: list[int] = []
     order = np.argsort(np.where(open_, values, np.inf), kind="stable")
     for i in order:
@@ -163,10 +188,56 @@ def convergence_step(
         )
     with np.errstate(invalid="ignore", over="ignore"):  # a non-finite record is never within
         within = np.abs(h - final[..., None]) <= atol + rtol * np.abs(final[..., None])
-    settled = np.flip(np.logical_and.accumulate(np.flip(within, -1), axis=-1), -1)  # within from j on
-    first = np.argmax(settled, axis=-1)
-    out = np.where(settled.any(axis=-1), s[first] if s.size else steps, steps).astype(np.int64)
+    stays = np.flip(np.logical_and.accumulate(np.flip(within, -1), axis=-1), -1)  # within from j on
+    first = np.argmax(stays, axis=-1)
+    out = np.where(stays.any(axis=-1), s[first] if s.size else steps, steps).astype(np.int64)
     return np.where(np.asarray(diverged, dtype=bool), DIVERGED, out)
+
+
+@functools.lru_cache(maxsize=64)
+def _newton_test(loss: Callable[[PyTree, Any], Any]) -> Callable:
+    """Per run: (Hessian positive definite, length of the Newton step) at its end point."""
+
+    def one(params: PyTree, data: Any) -> tuple[jax.Array, jax.Array]:
+        flat, unravel = ravel_pytree(params)
+
+        def f(v):
+            return loss(unravel(v), data)
+
+        g, h = jax.grad(f)(flat), jax.hessian(f)(flat)
+        w, q = jnp.linalg.eigh(h)
+        step = q @ ((q.T @ g) / jnp.where(w > 0, w, 1))
+        return jnp.all(w > 0), jnp.linalg.norm(step)
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None)))
+
+
+def settled(loss: Callable[[PyTree, Any], Any], params: PyTree, data: Any, *, tol: float) -> np.ndarray:
+    """Which runs have settled at a minimum: a positive definite Hessian at the end point
+    and a Newton step no longer than ``tol / 2``.
+
+    Args:
+      loss, data: as for :func:`fitjax.fit`.
+      params: the runs' final parameters (a leading run axis).
+      tol: the clustering tolerance of :func:`label_minima`.
+
+    Returns:
+      Booleans, one per run (a non-finite end point is not settled).
+
+    Example:
+      >>> import numpy as np, fitjax
+      >>> f = lambda p, _: (p[0] ** 2 - 1) ** 2 + p[1] ** 2       # minima (±1, 0), saddle (0, 0)
+      >>> ends = np.array([[1.0, 0.0], [0.0, 0.0], [0.9, 0.0], [0.999, 0.01]])
+      >>> fitjax.settled(f, ends, None, tol=0.1).tolist()
+      [True, False, False, True]
+    """
+    _checks.positive("tol", tol)
+    try:
+        test = _newton_test(loss)
+    except TypeError:  # an unhashable loss
+        test = _newton_test.__wrapped__(loss)
+    pd, step = (np.asarray(a) for a in test(params, data))
+    return pd & (step <= tol / 2)
 
 
 def basin_map(
@@ -183,6 +254,7 @@ def basin_map(
     record_every: int | None = None,
     rtol: float = 1e-3,
     atol: float = 1e-6,
+    settle: bool = True,
     **fit_kwargs: Any,
 ) -> BasinMap:
     """Fit from every start of a grid and map which minimum each reaches, and when.
@@ -194,6 +266,8 @@ def basin_map(
       record_every: how often the loss is recorded for :func:`convergence_step`
         (default ``max(1, steps // 100)``); a convergence step is a multiple of it.
       rtol, atol: the tolerances of :func:`convergence_step`.
+      settle: label runs that have not settled at a minimum :data:`UNSETTLED` (see
+        :func:`settled`; skipped for models of more than 64 parameters).
       **fit_kwargs: anything else :func:`fitjax.fit` takes (``key``, ``batch_size``,
         ``hyperparams``, ...).
 
@@ -216,7 +290,11 @@ def basin_map(
     res = fit(loss, optimizer, starts, data, steps=steps, record_every=record_every, **fit_kwargs)
     shape = (np.size(values0), np.size(values1))
     diverged = np.asarray(res.diverged)
-    labels, minima, minima_loss = label_minima(res.params, res.loss, diverged, tol=tol)
+    unsettled = None
+    n_params = sum(int(np.prod(np.shape(a)[1:])) for a in jax.tree.leaves(res.params))
+    if settle and n_params <= _SETTLE_MAX_PARAMS:
+        unsettled = ~settled(loss, res.params, data, tol=tol)
+    labels, minima, minima_loss = label_minima(res.params, res.loss, diverged, tol=tol, unsettled=unsettled)
     conv = convergence_step(
         res.history.step, res.history.loss, res.loss, diverged, steps, rtol=rtol, atol=atol
     )

@@ -382,7 +382,7 @@ def _sweep(args: argparse.Namespace) -> int:
         bar.set_description_str("labelling basins")
         titles = [", ".join(f"{k}={hp[k]:g}" for k in grid) for hp in setting_values]
         basin_info, basin_files = _save_basins(
-            out, args, axes, result, settings, titles, params, loss, diverged_step
+            out, args, axes, result, settings, titles, params, loss, diverged_step, prob
         )
         files += basin_files
     bar.update()
@@ -504,15 +504,19 @@ def _settings(values: dict[str, tuple[float, ...]], grid: dict[str, Any]) -> lis
     return [{k: float(by_name[k][s]) if k in by_name else v[0] for k, v in values.items()} for s in range(n)]
 
 
-def _save_basins(out, args, axes, result, settings, titles, params, loss, diverged_step):
-    """Basin labels and convergence steps of every setting of a grid-start sweep."""
+def _save_basins(out, args, axes, result, settings, titles, params, loss, diverged_step, prob):
+    """Basin labels and convergence steps of every setting of a grid-start sweep
+    (runs that had not settled at a minimum labelled ``fitjax.UNSETTLED``)."""
     n_settings, n_runs = loss.shape
     shape = (len(axes[0]), len(axes[1]))
     hist_loss = np.asarray(result.history.loss).reshape(n_settings, n_runs, -1)
     labels, conv, info, minima = [], [], [], []
     for s in range(n_settings):
         div = diverged_step[s] >= 0
-        lab, mins, mins_loss = fitjax.label_minima(params[s], loss[s], div, tol=args.cluster_tol)
+        moving = ~fitjax.settled(prob.loss, params[s], prob.data, tol=args.cluster_tol)
+        lab, mins, mins_loss = fitjax.label_minima(
+            params[s], loss[s], div, tol=args.cluster_tol, unsettled=moving
+        )
         labels.append(lab.reshape(shape))
         conv.append(
             fitjax.convergence_step(result.history.step, hist_loss[s], loss[s], div, args.steps).reshape(
@@ -527,6 +531,7 @@ def _save_basins(out, args, axes, result, settings, titles, params, loss, diverg
                 "minima_loss": mins_loss,
                 "runs_per_minimum": np.bincount(lab[lab >= 0], minlength=mins.shape[0]),
                 "diverged": int(div.sum()),
+                "unsettled": int(np.sum(lab == fitjax.UNSETTLED)),
                 "median_convergence_step": float(np.median(conv[-1][~div.reshape(shape)]))
                 if (~div).any()
                 else None,
@@ -891,7 +896,8 @@ def _demo_gabor(d: _Demo) -> tuple[dict, str]:
             "steps": d.basin_steps,
             "minima": int(bm.minima.shape[0]),
             "share_reaching_lowest": float(np.mean(bm.label == 0)),
-            "diverged": int(np.sum(~ok)),
+            "diverged": int(np.sum(bm.label == fitjax.DIVERGED)),
+            "unsettled": int(np.sum(bm.label == fitjax.UNSETTLED)),
             "median_convergence_step": float(np.median(bm.converged_step[ok])) if ok.any() else None,
         },
     }
@@ -916,8 +922,9 @@ The landscape ({d.grid}² grid) has {summary["critical_points"]["minimum"]} loca
 {summary["critical_points"]["saddle"]} saddles and {summary["critical_points"]["maximum"]} maxima
 inside the box (grid tests refined by Newton's method). {glob_text}
 From a {d.basin_grid}² grid of starts ({d.basin_steps} steps) the runs reach
-{summary["basins"]["minima"]} distinct end points (clustered within {_BASIN_TOL});
-{100 * summary["basins"]["share_reaching_lowest"]:.0f}% reach the lowest.
+{summary["basins"]["minima"]} distinct minima (end points clustered within {_BASIN_TOL});
+{100 * summary["basins"]["share_reaching_lowest"]:.0f}% reach the lowest, and
+{summary["basins"]["unsettled"]} had not settled at a minimum (grey in the map).
 
 | start | end | final loss |
 |---|---|---|

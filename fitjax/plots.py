@@ -254,8 +254,9 @@ def _draw_labels(
 
     lab = lab.astype(int)
     k = max(int(lab.max()) + 1, 1)
-    cmap = ListedColormap(["black"] + [_LABEL_COLORS[i % len(_LABEL_COLORS)] for i in range(k)])
-    norm = BoundaryNorm(np.arange(-1.5, k), cmap.N)
+    # -2 (unsettled) light grey, -1 (diverged) black, then one colour per minimum
+    cmap = ListedColormap(["lightgrey", "black"] + [_LABEL_COLORS[i % len(_LABEL_COLORS)] for i in range(k)])
+    norm = BoundaryNorm(np.arange(-2.5, k), cmap.N)
     ax.imshow(
         lab.T,
         origin="lower",
@@ -266,9 +267,11 @@ def _draw_labels(
         interpolation="nearest",
     )
     minima_count = len(np.unique(lab[lab >= 0]))
-    ax.set_title(
-        title or f"basins ({minima_count} minima, {int(np.sum(lab < 0))} starts diverged)", fontsize="medium"
+    default = (
+        f"basins ({minima_count} minima, {int(np.sum(lab == -1))} starts diverged, "
+        f"{int(np.sum(lab == -2))} unsettled)"
     )
+    ax.set_title(title or default, fontsize="medium")
     if minima is not None:
         m = np.asarray(minima, dtype=float).reshape(-1, 2)
         ax.scatter(m[:, 0], m[:, 1], marker="*", c="white", edgecolors="black", s=120, zorder=5)
@@ -290,7 +293,8 @@ def plot_basins(
     size: tuple[float, float] = (6.4, 4.8),
     dpi: int = 100,
 ) -> Path:
-    """A map of the minimum each start reached (one colour per label, diverged runs black).
+    """A map of the minimum each start reached (one colour per label, diverged runs black,
+    unsettled runs light grey).
 
     Args:
       labels: ``labels[i, j]`` for the start ``(x[i], y[j])``, as in :class:`fitjax.BasinMap`.

@@ -24,7 +24,7 @@ def _same_partition(a, b):
 def test_labels_agree_with_fits_run_one_by_one(x64):
     data = fitjax.datasets.gabor()
     v0, v1 = np.linspace(-8, 8, 6), np.linspace(6, 20, 6)
-    bm = fitjax.basin_map(GABOR, fitjax.gd(0.05), data, v0, v1, steps=1500, tol=0.1)
+    bm = fitjax.basin_map(GABOR, fitjax.gd(0.05), data, v0, v1, steps=1500, tol=0.1, settle=False)
     starts = fitjax.inits.grid(v0, v1)
     singles = [fitjax.fit(GABOR, fitjax.gd(0.05), starts[i : i + 1], data, steps=1500) for i in range(36)]
     ends = np.stack([np.asarray(r.params[0]) for r in singles])
@@ -57,10 +57,38 @@ def test_labels_on_the_double_well_with_divergence(x64):
             continue
         nearest = np.argmin(np.linalg.norm(critical - np.asarray(single.params[0]), axis=1))
         np.testing.assert_allclose(single.params[0], critical[nearest], atol=1e-6)
-        np.testing.assert_allclose(bm.minima[label], critical[nearest], atol=1e-6)
+        if nearest == 2:  # stopped on the saddle: not a minimum
+            assert label == fitjax.UNSETTLED
+        else:
+            np.testing.assert_allclose(bm.minima[label], critical[nearest], atol=1e-6)
     assert np.sum(bm.label == fitjax.DIVERGED) > 0  # |x| = 4 and 3 overshoot and blow up
-    assert np.all(bm.label[4] == 2)  # the saddle (loss 1) is the third end point by loss
+    assert np.all(bm.label[4] == fitjax.UNSETTLED)  # x = 0: GD stays on the saddle's line
+    assert bm.minima.shape[0] == 2  # only the two minima found clusters
+    raw = fitjax.basin_map(_double_well, fitjax.gd(0.1), None, v0, v1, steps=400, tol=1e-3, settle=False)
+    assert np.all(raw.label[4] == 2)  # without the test the saddle is a third "minimum"
     np.testing.assert_array_equal(bm.label == fitjax.DIVERGED, np.asarray(bm.result.diverged).reshape(9, 5))
+
+
+def test_unsettled_runs_are_the_ones_still_moving(x64):
+    # Gabor, GD for a few hundred steps: some runs are still crawling. Continue every run
+    # for many more steps: the settled ones end within tol/2 of where they were, the
+    # unsettled ones (not on a saddle) move further or end elsewhere.
+    data, tol = fitjax.datasets.gabor(), 0.1
+    v0, v1 = np.linspace(-8, 8, 7), np.linspace(6, 20, 7)
+    bm = fitjax.basin_map(GABOR, fitjax.gd(0.05), data, v0, v1, steps=300, tol=tol)
+    label = bm.label.ravel()
+    ends = np.asarray(bm.result.params)
+    later = np.asarray(fitjax.fit(GABOR, fitjax.gd(0.05), ends, data, steps=20000).params)
+    moved = np.linalg.norm(later - ends, axis=1)
+    settled = label >= 0
+    assert settled.sum() > 10 and (label == fitjax.UNSETTLED).sum() > 3
+    assert np.all(moved[settled] <= tol / 2)
+    assert np.all(moved[label == fitjax.UNSETTLED] > tol / 2)
+    # settled is the Newton test itself
+    np.testing.assert_array_equal(fitjax.settled(GABOR, ends, data, tol=tol), settled)
+    # the clusters of the settled runs are the minima the long runs reach
+    for k in range(bm.minima.shape[0]):
+        assert np.linalg.norm(later[label == k] - bm.minima[k], axis=1).max() <= tol
 
 
 def test_convergence_step_matches_the_closed_form(x64):
@@ -128,6 +156,11 @@ def test_label_minima_orders_by_loss_and_flags_bad_runs():
     diverged = np.array([False, False, False, False, False, True])
     labels, minima, values = fitjax.label_minima(params, loss, diverged, tol=0.1)
     np.testing.assert_array_equal(labels, [1, 0, 1, 0, -1, -1])
+    moving = np.array([False, True, False, False, True, False])  # run 1 founded cluster 0
+    again, _, _ = fitjax.label_minima(params, loss, diverged, tol=0.1, unsettled=moving)
+    np.testing.assert_array_equal(again, [1, fitjax.UNSETTLED, 1, 0, fitjax.DIVERGED, fitjax.DIVERGED])
+    with pytest.raises(ValueError, match="unsettled must have one value per run"):
+        fitjax.label_minima(params, loss, unsettled=moving[:2])
     np.testing.assert_array_equal(minima, [[5.0, 5.0], [0.05, 0.0]])
     np.testing.assert_array_equal(values, [1.0, 1.5])
     tree = {"a": params[:, :1], "b": params[:, 1]}  # a pytree with a leading run axis

@@ -125,8 +125,11 @@ def test_sweep_over_a_hyperparameter_grid_matches_the_library(tmp_path, capsys):
     )
     basins = np.load(out / "basins.npz")
     assert basins["label"].shape == (2, 3, 5, 4) and basins["converged_step"].shape == (2, 3, 5, 4)
-    labels, _, _ = fitjax.label_minima(direct.result.params[0, 1], direct.result.loss[0, 1], tol=0.01)
+    ends, data = direct.result.params[0, 1], fitjax.datasets.gabor()
+    moving = ~fitjax.settled(fitjax.least_squares(fitjax.Gabor(32.0)), ends, data, tol=0.01)
+    labels, _, _ = fitjax.label_minima(ends, direct.result.loss[0, 1], tol=0.01, unsettled=moving)
     np.testing.assert_array_equal(basins["label"][0, 1].ravel(), labels)
+    assert summary["basins"][1]["unsettled"] == int(np.sum(labels == fitjax.UNSETTLED))
     assert _png_size(out / "basins.png") == (720, 960)
 
 
