@@ -104,30 +104,16 @@ def timed(jitted, args, repeat: int) -> dict[str, Any]:
 
 
 def expert_program(steps: int):
-    one = functools.partial(c._scan_fit, c._adam_optax(), False)
-    return jax.jit(jax.vmap(one, in_axes=(0, None, None, None)), static_argnums=3)
+    """The expert baseline's program (``benchmarks/contenders.py``) for ``steps`` steps."""
+    one = functools.partial(c._scan_fit, c._adam_optax(), False, steps=steps)
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
 
 
 def profile(runs: int, points: int, steps: int, repeat: int, unroll: bool) -> dict[str, Any]:
     work = c.make_workload(runs, points, steps)
     starts, x, y = jax.device_put((work.starts, work.x, work.y))
     rows: dict[str, dict[str, Any]] = {}
-    fit = expert_program(steps)
-    compiled_args = (starts, x, y)
-    t0 = time.perf_counter()
-    compiled = fit.lower(*compiled_args, steps).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(*compiled_args))
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*compiled_args))
-        times.append(time.perf_counter() - t0)
-    rows["expert_optax"] = {
-        "compile_s": compile_s,
-        "run_s": min(times),
-        "kernels_per_loop": loop_kernels(compiled.as_text()),
-    }
+    rows["expert_optax"] = timed(expert_program(steps), (starts, x, y), repeat)
     original = engine._all_finite
     try:
         for name, check in VARIANTS.items():
