@@ -29,10 +29,12 @@ What the kernel takes, and why the rest falls back to the XLA path:
   the XLA path;
 * one device; ``jit=True``.
 
-``Fused(precision="fast")`` swaps ``sin``, ``cos``, ``exp`` and ``log`` for the GPU's
-approximate instructions (:mod:`fitjax._fused_math`). Without a GPU the kernel runs in
-Pallas interpret mode: correct and slow, for tests; ``backend="auto"`` therefore picks
-the fused path only on a GPU.
+``Fused(precision="full")`` (the default) computes float32 ``sin``, ``cos`` and ``exp``
+with fitjax's own polynomials, ``"platform"`` with the platform's library functions,
+and ``"fast"`` with the GPU's approximate instructions (:mod:`fitjax._fused_math`;
+speed and accuracy of each on an H200 in ``docs/fused.md``). Without a GPU the kernel
+runs in Pallas interpret mode: correct and slow, for tests; ``backend="auto"``
+therefore picks the fused path only on a GPU.
 """
 
 from __future__ import annotations
