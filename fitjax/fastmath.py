@@ -22,7 +22,9 @@ any two float32 implementations. Float64 (and every other dtype) is left alone.
 What is substituted: ``sin``, ``cos`` and ``exp`` anywhere in the traced function,
 including inside nested ``jax.jit`` calls. Inside other higher-order primitives
 (``lax.scan``, ``lax.cond``, ``jax.custom_jvp`` functions such as ``jax.nn.softplus``)
-the platform's functions stay.
+the platform's functions stay. The fused GPU kernel has its own choice of functions
+(``fitjax.fused.Fused(precision=...)``, whose default uses the same polynomials) and
+runs a ``polynomial_math`` loss on the XLA path, with a ``FallbackWarning``.
 """
 
 from __future__ import annotations
