@@ -95,18 +95,22 @@ def test_convergence_step_matches_the_closed_form(x64):
     # GD on L = |φ|²/2 with step α: L_t = (1 − α)^{2t} · |φ_0|²/2
     alpha, steps, rtol, atol = 0.1, 200, 1e-3, 1e-6
     v0, v1 = np.array([0.5, 2.0, 7.0]), np.array([-3.0, 0.25])
-    bm = fitjax.basin_map(
-        lambda p, _: 0.5 * jnp.sum(p**2),
-        fitjax.gd(alpha),
-        None,
-        v0,
-        v1,
-        steps=steps,
-        record_every=1,
-        rtol=rtol,
-        atol=atol,
-        tol=1e-3,
-    )
+
+    def basins(record_every):
+        return fitjax.basin_map(
+            lambda p, _: 0.5 * jnp.sum(p**2),
+            fitjax.gd(alpha),
+            None,
+            v0,
+            v1,
+            steps=steps,
+            record_every=record_every,
+            rtol=rtol,
+            atol=atol,
+            tol=1e-3,
+        )
+
+    bm = basins(1)
     r0 = 0.5 * (v0[:, None] ** 2 + v1[None, :] ** 2)
     t = np.arange(steps + 1)
     curve = r0[..., None] * (1 - alpha) ** (2 * t)  # closed-form loss at every step
@@ -116,18 +120,7 @@ def test_convergence_step_matches_the_closed_form(x64):
     np.testing.assert_array_equal(bm.converged_step, expected)
     assert np.all((expected > 0) & (expected < steps))
     # recorded every 10 steps: the first recorded step at or after the every-step answer
-    coarse = fitjax.basin_map(
-        lambda p, _: 0.5 * jnp.sum(p**2),
-        fitjax.gd(alpha),
-        None,
-        v0,
-        v1,
-        steps=steps,
-        record_every=10,
-        rtol=rtol,
-        atol=atol,
-        tol=1e-3,
-    )
+    coarse = basins(10)
     np.testing.assert_array_equal(coarse.converged_step, 10 * np.ceil(expected / 10))
 
 
