@@ -15,7 +15,10 @@ and the ratio to the expert baseline measured in the same run. The variants:
 * ``sliced``: leaves of at most ``engine._SLICE_MAX`` elements per run checked element by
   element, which XLA can fuse into the update (the engine's rule on a GPU);
 * ``none``: no check at all. Not a valid engine (a diverged run would not be flagged);
-  it bounds what any divergence check can cost.
+  it bounds what any divergence check can cost;
+* ``none, no freeze``: no check and no freezing of a diverged run's parameters and
+  optimizer state (the selects between new and old values). Not valid either; it
+  bounds what divergence handling as a whole costs.
 
 ``--unroll`` also times the engine with its step loop unrolled.
 """
@@ -61,11 +64,26 @@ def _no_check(tree: Any) -> jax.Array:
     return jnp.asarray(True)
 
 
-VARIANTS = {"reduce": _reduce_check, "sliced": _sliced_check, "none": _no_check}
+def _new(pred: Any, new: Any, old: Any) -> Any:
+    return new
 
 
-def loop_kernels(hlo: str) -> dict[str, int]:
-    """Per compiled while loop body: how many instructions launch device work."""
+VARIANTS: dict[str, dict[str, Any]] = {
+    "reduce": {"_all_finite": _reduce_check},
+    "sliced": {"_all_finite": _sliced_check},
+    "none": {"_all_finite": _no_check},
+    "none, no freeze": {"_all_finite": _no_check, "_select": _new, "_keep": _new},
+}
+"""Each variant: the engine functions it replaces while its program is traced."""
+
+
+_KERNEL = re.compile(r"\b(fusion|custom-call|reduce|dot|convolution|sort|scatter|gather)\(")
+_COPY = re.compile(r"\bcopy(-start)?\(")
+
+
+def loop_kernels(hlo: str, pattern: re.Pattern = _KERNEL) -> dict[str, int]:
+    """Per compiled while loop body: how many instructions match ``pattern`` (by
+    default those that launch device work; ``_COPY``: the buffer copies XLA inserted)."""
     comps: dict[str, list[str]] = {}
     name = None
     for line in hlo.splitlines():
@@ -80,13 +98,7 @@ def loop_kernels(hlo: str) -> dict[str, int]:
         for line in lines:
             m = re.search(r"\bwhile\(.*body=%?([\w.\-]+)", line)
             if m and m.group(1) in comps:
-                body = comps[m.group(1)]
-                work = [
-                    ln
-                    for ln in body
-                    if re.search(r"\b(fusion|custom-call|reduce|dot|convolution|sort|scatter|gather)\(", ln)
-                ]
-                out[m.group(1)] = len(work)
+                out[m.group(1)] = sum(1 for ln in comps[m.group(1)] if pattern.search(ln))
     return out
 
 
@@ -100,7 +112,13 @@ def timed(jitted, args, repeat: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         runs.append(time.perf_counter() - t0)
-    return {"compile_s": compile_s, "run_s": min(runs), "kernels_per_loop": loop_kernels(compiled.as_text())}
+    hlo = compiled.as_text()
+    return {
+        "compile_s": compile_s,
+        "run_s": min(runs),
+        "kernels_per_loop": loop_kernels(hlo),
+        "copies_per_loop": loop_kernels(hlo, _COPY),
+    }
 
 
 def expert_program(steps: int):
@@ -114,15 +132,17 @@ def profile(runs: int, points: int, steps: int, repeat: int, unroll: bool) -> di
     starts, x, y = jax.device_put((work.starts, work.x, work.y))
     rows: dict[str, dict[str, Any]] = {}
     rows["expert_optax"] = timed(expert_program(steps), (starts, x, y), repeat)
-    original = engine._all_finite
-    try:
-        for name, check in VARIANTS.items():
-            engine._all_finite = check
+    for name, patches in VARIANTS.items():
+        original = {attr: getattr(engine, attr) for attr in patches}
+        try:
+            for attr, fn in patches.items():
+                setattr(engine, attr, fn)
             engine._program.cache_clear()
             rows[f"fitjax[{name}]"] = timed(*fb.xla_program(starts, (x, y), steps), repeat)
-    finally:
-        engine._all_finite = original
-        engine._program.cache_clear()
+        finally:
+            for attr, fn in original.items():
+                setattr(engine, attr, fn)
+            engine._program.cache_clear()
     if unroll:
         for k in (2, 4):
             plan = fb._plan(steps, points)
@@ -135,12 +155,14 @@ def profile(runs: int, points: int, steps: int, repeat: int, unroll: bool) -> di
             rows[f"fitjax[sliced, unroll={k}]"] = timed(jitted, args, repeat)
     ref = rows["expert_optax"]["run_s"]
     print(f"\nAdam I={runs} N={points} T={steps} on {jax.devices()[0].device_kind}")
-    print(f"{'program':<28} {'kernels/loop':>14} {'compile s':>10} {'run s':>9} {'vs expert':>10}")
+    head = f"{'compile s':>10} {'run s':>9} {'vs expert':>10}"
+    print(f"{'program':<28} {'kernels/loop':>14} {'copies':>7} {head}")
     for name, row in rows.items():
         kernels = ",".join(str(v) for v in row["kernels_per_loop"].values()) or "-"
+        copies = ",".join(str(v) for v in row["copies_per_loop"].values()) or "-"
         row["vs_expert"] = ref / row["run_s"]
         times = f"{row['compile_s']:>10.3f} {row['run_s']:>9.4f} {row['vs_expert']:>10.3f}"
-        print(f"{name:<28} {kernels:>14} {times}")
+        print(f"{name:<28} {kernels:>14} {copies:>7} {times}")
     return rows
 
 
