@@ -388,6 +388,20 @@ def fitjax_auto(
     return dataclasses.replace(res, note="; ".join(filter(None, [path, res.note])))
 
 
+def fitjax_fast(
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
+) -> ContenderResult:
+    """As ``fitjax`` with ``backend=fitjax.fused.Fused(precision="fast")``: the fused GPU
+    kernel with the GPU's approximate ``sin``/``cos``/``exp`` (GPU runs only)."""
+    fused_traces = fitjax.fused.trace_count()
+    backend = fitjax.fused.Fused(precision="fast")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fitjax.fused.FallbackWarning)
+        res = fitjax_fit("fitjax_fast", fitjax_adam(), starts, x, y, steps, repeat, backend=backend)
+    path = "fused kernel, fast functions" if fitjax.fused.trace_count() > fused_traces else "XLA path"
+    return dataclasses.replace(res, note="; ".join(filter(None, [path, res.note])))
+
+
 def optax_loop(
     starts: np.ndarray,
     x: np.ndarray,
@@ -614,6 +628,7 @@ CONTENDERS: dict[str, Callable[..., ContenderResult]] = {
     "fitjax_record10": fitjax_record10,
     "fitjax_polynomial": fitjax_polynomial,
     "fitjax_auto": fitjax_auto,
+    "fitjax_fast": fitjax_fast,
     "optax_loop": optax_loop,
     "torch_batched_eager": torch_batched_eager,
     "torch_batched_compiled": torch_batched_compiled,

@@ -105,8 +105,8 @@ fi
 
 # c. the benchmark suite at N = 28 (the headline I = 1e6 first)
 step bench-n28 100 "$PY" "${RUNNER[@]}" --points 28 --runs "${RUNS_28[@]}" --suites adam optimizers \
-    --optimizer-runs "$OPT_RUNS" --contenders expert_optax fitjax fitjax_record10 fitjax_auto torch_batched_eager \
-    optax_loop --budget-s 80 --section gpu-n28 --json "$RESULTS/bench-n28.json"
+    --optimizer-runs "$OPT_RUNS" --contenders expert_optax fitjax fitjax_record10 fitjax_auto fitjax_fast \
+    torch_batched_eager optax_loop --budget-s 80 --section gpu-n28 --json "$RESULTS/bench-n28.json"
 
 # d. the fused kernel's own benchmark
 step fused 60 "$PY" "${FUSED[@]}" --json "$RESULTS/fused.json"

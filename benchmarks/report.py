@@ -248,7 +248,8 @@ def targets(records: list[Record], on_gpu: bool) -> list[dict[str, Any]]:
         size = f"I={rec['runs']} N={rec['points']}"
         expert, ours = _row(rec, "expert_optax"), _row(rec, "fitjax")
         if expert and ours:
-            best = [ours] + [r for r in (_row(rec, "fitjax_auto"), _row(rec, "fitjax_polynomial")) if r]
+            others = ("fitjax_auto", "fitjax_polynomial", "fitjax_fast")
+            best = [ours] + [r for r in (_row(rec, name) for name in others) if r]
             fastest = max(best, key=lambda r: _speed_ratio(expert, r, on_gpu)[0])
             ratio, kind = _speed_ratio(expert, fastest, on_gpu)
             add(
@@ -300,7 +301,7 @@ def targets(records: list[Record], on_gpu: bool) -> list[dict[str, Any]]:
     headline = [r for r in adam if r["runs"] == 1_000_000 and r["points"] == 28]
     if on_gpu and headline:
         rec = headline[0]
-        rows = [r for r in (_row(rec, "fitjax"), _row(rec, "fitjax_auto")) if r]
+        rows = [r for r in (_row(rec, name) for name in ("fitjax", "fitjax_auto", "fitjax_fast")) if r]
         if rows:
             best = min(rows, key=lambda r: r["run_s"])
             times_floor = best["run_s"] / rec["floor_s"]

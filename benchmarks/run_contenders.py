@@ -334,14 +334,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2**20,
         help="numpy runs at most this many (start, point) pairs, its time scaled to all starts",
     )
-    default_contenders = [n for n in c.CONTENDERS if ON_GPU or n != "fitjax_auto"]
+    gpu_only = {"fitjax_auto", "fitjax_fast"}
+    default_contenders = [n for n in c.CONTENDERS if ON_GPU or n not in gpu_only]
     p.add_argument(
         "--contenders",
         nargs="+",
         choices=list(c.CONTENDERS),
         default=default_contenders,
         help=f"Adam contenders ({REFERENCE} always runs: it is the reference; "
-        "fitjax_auto is a default only on a GPU)",
+        "fitjax_auto and fitjax_fast are defaults only on a GPU)",
     )
     p.add_argument(
         "--optimizers", nargs="+", choices=list(optimizer_pairs.PAIRS), default=list(optimizer_pairs.PAIRS)
