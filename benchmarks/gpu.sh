@@ -106,7 +106,7 @@ fi
 # c. the benchmark suite at N = 28 (the headline I = 1e6 first)
 step bench-n28 100 "$PY" "${RUNNER[@]}" --points 28 --runs "${RUNS_28[@]}" --suites adam optimizers \
     --optimizer-runs "$OPT_RUNS" --contenders expert_optax fitjax fitjax_record10 fitjax_auto fitjax_fast \
-    torch_batched_eager optax_loop --budget-s 80 --section gpu-n28 --json "$RESULTS/bench-n28.json"
+    fitjax_polynomial torch_batched_eager optax_loop --budget-s 80 --section gpu-n28 --json "$RESULTS/bench-n28.json"
 
 # d. the fused kernel's own benchmark
 step fused 60 "$PY" "${FUSED[@]}" --json "$RESULTS/fused.json"
@@ -117,7 +117,7 @@ step step-profile 30 "$PY" benchmarks/step_profile.py --runs "${PROFILE_RUNS[@]}
 
 # f. N = 1024
 step bench-n1024 45 "$PY" "${RUNNER[@]}" --points 1024 --runs "${RUNS_1024[@]}" --suites adam \
-    --contenders expert_optax fitjax fitjax_record10 fitjax_auto torch_batched_eager \
+    --contenders expert_optax fitjax fitjax_record10 fitjax_auto fitjax_polynomial torch_batched_eager \
     --budget-s 35 --section gpu-n1024 --json "$RESULTS/bench-n1024.json"
 
 # g. a chunked sweep of 1e7 runs
