@@ -210,8 +210,23 @@ class Problem:
 MODELS = ("line", "gabor", "mlp", "toy")
 
 
-def problem(name: str, *, seed: int = 0, hidden: int = 16, n_data: int = 64) -> Problem:
-    """The built-in problems: the lecture's line and Gabor fits, its Adam toy loss, a small MLP."""
+MATHS = ("platform", "polynomial")
+
+
+def problem(
+    name: str, *, seed: int = 0, hidden: int = 16, n_data: int = 64, maths: str = "platform"
+) -> Problem:
+    """The built-in problems: the lecture's line and Gabor fits, its Adam toy loss, a small MLP.
+
+    ``maths="polynomial"`` evaluates the loss with :func:`fitjax.polynomial_math`.
+    """
+    prob = _problem(name, seed=seed, hidden=hidden, n_data=n_data)
+    if maths == "polynomial":
+        return dataclasses.replace(prob, loss=fitjax.polynomial_math(prob.loss))
+    return prob
+
+
+def _problem(name: str, *, seed: int, hidden: int, n_data: int) -> Problem:
     if name == "line":
         grid = fitjax.datasets.notebook()["linear_regression"]["loss_plot_grid"]
         box = ((grid["phi0"][0], grid["phi0"][1]), (grid["phi1"][0], grid["phi1"][1]))
@@ -301,6 +316,7 @@ def _sweep_header(args, prob, starts, box, batch_size, values, grid) -> dict:
     return {
         "command": "sweep",
         "model": prob.name,
+        "math": args.math,
         "optimizer": args.optimizer,
         "steps": args.steps,
         "batch_size": batch_size,
@@ -315,7 +331,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.chunk_size is not None:
         return _sweep_chunked(args)
     out = _out_dir(args.out)
-    prob = problem(args.model, seed=args.seed, hidden=args.hidden)
+    prob = problem(args.model, seed=args.seed, hidden=args.hidden, maths=args.math)
     values = _hyperparams(args)
     opt = _optimizer(args.optimizer, values)
     box = args.box or prob.box
@@ -427,7 +443,7 @@ def _devices(args: argparse.Namespace) -> list[Any] | None:
 def _sweep_chunked(args: argparse.Namespace) -> int:
     """``fitjax sweep --chunk-size N``: chunks of N runs streamed to OUT/chunks, resumable, then a summary."""
     out = _out_dir(args.out)
-    prob = problem(args.model, seed=args.seed, hidden=args.hidden)
+    prob = problem(args.model, seed=args.seed, hidden=args.hidden, maths=args.math)
     values = _hyperparams(args)
     opt = _optimizer(args.optimizer, values)
     box = args.box or prob.box
@@ -566,7 +582,7 @@ def _save_basins(out, args, axes, result, settings, titles, params, loss, diverg
 
 def _landscape(args: argparse.Namespace) -> int:
     out = _out_dir(args.out)
-    prob = problem(args.model, seed=args.seed, hidden=args.hidden)
+    prob = problem(args.model, seed=args.seed, hidden=args.hidden, maths=args.math)
     if args.directions is not None and prob.init is None:
         raise CLIError(f"--directions applies to --model mlp only; --model {prob.name} is drawn over φ0 × φ1")
     from fitjax import plots
@@ -1301,6 +1317,13 @@ def _add_model(p: argparse.ArgumentParser, default: str | None) -> None:
     )
     p.add_argument(
         "--hidden", type=_positive_int, default=16, help="hidden units of the mlp model (default 16)"
+    )
+    p.add_argument(
+        "--math",
+        choices=MATHS,
+        default="platform",
+        help="float32 sin/cos/exp: the platform's (default) or fitjax's polynomials "
+        "(fitjax.polynomial_math: several times faster on a CPU, equal up to float32 rounding)",
     )
 
 

@@ -179,6 +179,22 @@ def test_sweep_with_random_starts_minibatches_and_the_mlp(tmp_path):
     assert rc == 0 and np.load(out / "sweep.npz")["loss"].shape == (7,)
 
 
+def test_sweep_with_polynomial_math_matches_the_library(tmp_path):
+    out = tmp_path / "poly"
+    argv = ["sweep", "--model", "gabor", "--optimizer", "adam", "--starts", "uniform:12", "--steps", "50"]
+    assert main([*argv, "--math", "polynomial", "--out", str(out), "--quiet"]) == 0
+    summary = _load_json(out / "sweep.json")
+    assert summary["math"] == "polynomial"
+    saved = np.load(out / "sweep.npz")
+    loss = fitjax.polynomial_math(fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK)))
+    starts = jnp.asarray(saved["starts"])
+    direct = fitjax.fit(loss, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), steps=50)
+    np.testing.assert_array_equal(saved["loss"], direct.loss)  # the same polynomial program
+    platform = tmp_path / "platform"
+    assert main([*argv, "--out", str(platform), "--quiet"]) == 0
+    np.testing.assert_allclose(np.load(platform / "sweep.npz")["loss"], saved["loss"], rtol=1e-4)
+
+
 def test_landscape_of_the_gabor_model_and_of_an_mlp_plane(tmp_path):
     out = tmp_path / "land"
     assert (
@@ -270,6 +286,7 @@ def test_help_on_every_command(capsys):
         (["landscape", "--model", "toy", "--directions", "pca"], "--directions"),
         (["landscape", "--grid", "2"], "--grid"),
         (["sweep", "--model", "line", "--optimizer", "gd", "--cluster-tol", "0"], "--cluster-tol"),
+        (["sweep", "--model", "gabor", "--optimizer", "gd", "--math", "approx"], "--math"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_code_2(argv, words, capsys, tmp_path):
