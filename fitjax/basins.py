@@ -8,7 +8,8 @@ work as they do there. Each start is then labelled by the minimum it reached
 * **Settled runs.** A run that has not reached a minimum by its last step (still
   crawling along a flat valley, or stopped on a saddle) would found a "minimum" of
   its own wherever it stopped. So each run's end point :math:`\phi_T` is tested with
-  one Newton step: it is *settled* if the Hessian there is positive definite and the
+  one Newton step: it is *settled* if the Hessian there has no negative curvature
+  (curvatures below :math:`\sqrt{\epsilon}` of the largest count as flat) and the
   Newton step :math:`\lVert H^{-1} \nabla L(\phi_T) \rVert \le \text{tol}/2`, i.e.
   the minimum it is approaching lies within half the clustering tolerance. Other runs
   are labelled :data:`UNSETTLED` (−2). (``settle=False`` skips the test; models with
@@ -196,7 +197,7 @@ def convergence_step(
 
 @functools.lru_cache(maxsize=64)
 def _newton_test(loss: Callable[[PyTree, Any], Any]) -> Callable:
-    """Per run: (Hessian positive definite, length of the Newton step) at its end point."""
+    """Per run: (no negative curvature, length of the Newton step) at its end point."""
 
     def one(params: PyTree, data: Any) -> tuple[jax.Array, jax.Array]:
         flat, unravel = ravel_pytree(params)
@@ -206,15 +207,23 @@ def _newton_test(loss: Callable[[PyTree, Any], Any]) -> Callable:
 
         g, h = jax.grad(f)(flat), jax.hessian(f)(flat)
         w, q = jnp.linalg.eigh(h)
-        step = q @ ((q.T @ g) / jnp.where(w > 0, w, 1))
-        return jnp.all(w > 0), jnp.linalg.norm(step)
+        # Flat directions (|w| below √eps of the largest curvature: a network's symmetries,
+        # a valley's floor) neither make a saddle nor an infinite step: the step along them
+        # is the gradient over that floor, small only where the gradient there is.
+        floor = jnp.sqrt(jnp.finfo(w.dtype).eps) * jnp.maximum(jnp.max(jnp.abs(w)), jnp.finfo(w.dtype).tiny)
+        step = q @ ((q.T @ g) / jnp.maximum(w, floor))
+        return jnp.all(w > -floor), jnp.linalg.norm(step)
 
     return jax.jit(jax.vmap(one, in_axes=(0, None)))
 
 
 def settled(loss: Callable[[PyTree, Any], Any], params: PyTree, data: Any, *, tol: float) -> np.ndarray:
-    """Which runs have settled at a minimum: a positive definite Hessian at the end point
-    and a Newton step no longer than ``tol / 2``.
+    r"""Which runs have settled at a minimum: no direction of negative curvature at the end
+    point and a Newton step no longer than ``tol / 2``.
+
+    Curvatures below :math:`\sqrt{\epsilon}` times the largest (a valley's flat floor, the
+    symmetries of a network) count as flat: they make no saddle, and the step along them
+    is the gradient there divided by that floor.
 
     Args:
       loss, data: as for :func:`fitjax.fit`.

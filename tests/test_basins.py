@@ -91,6 +91,20 @@ def test_unsettled_runs_are_the_ones_still_moving(x64):
         assert np.linalg.norm(later[label == k] - bm.minima[k], axis=1).max() <= tol
 
 
+def test_settled_on_a_flat_valley_and_at_a_saddle():
+    # L = (φ0 − 1)²: every point of the line φ0 = 1 is a minimum (the Hessian is singular)
+    def valley(p, _):
+        return (p[0] - 1.0) ** 2
+
+    ends = np.array([[1.0, 5.0], [1.0, -3.0], [1.02, 0.0], [1.3, 0.0]])
+    np.testing.assert_array_equal(fitjax.settled(valley, ends, None, tol=0.1), [True, True, True, False])
+    # a saddle is never settled, even exactly on it; a maximum neither
+    ends = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1e-3]])
+    np.testing.assert_array_equal(fitjax.settled(_double_well, ends, None, tol=0.1), [False, True, True])
+    hill = fitjax.settled(lambda p, _: -jnp.sum(p**2), ends[:1], None, tol=0.1)
+    np.testing.assert_array_equal(hill, [False])
+
+
 def test_convergence_step_matches_the_closed_form(x64):
     # GD on L = |φ|²/2 with step α: L_t = (1 − α)^{2t} · |φ_0|²/2
     alpha, steps, rtol, atol = 0.1, 200, 1e-3, 1e-6
