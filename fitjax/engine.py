@@ -135,7 +135,7 @@ def _leaf_finite(x: jax.Array) -> jax.Array:
     On a GPU a small leaf (the lecture's models have 2 parameters per run) is checked
     element by element: under ``vmap`` that is elementwise work that XLA fuses into the
     update, where ``jnp.all`` is a reduction over a tiny axis. On an H200 that took the
-    step loop at 10⁴ runs from 0.61× to 0.69× the expert baseline; on a CPU it was 3%
+    step loop at 10⁴ runs from 0.62× to 0.70× the expert baseline; on a CPU it was 3%
     slower (XLA's CPU fusion then repeats the update in each consumer), so the CPU keeps
     the reduction (``benchmarks/step_profile.py``). Both give the same flag. A scalar needs
     neither (and the fused kernel's Triton lowering has no ``reduce_and``).
