@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -31,6 +32,13 @@ LINE = fitjax.least_squares(fitjax.line)
 DATA = fitjax.datasets.line()  # 12 examples
 STARTS = jnp.zeros((4, 2))
 KEY = jax.random.key(0)
+
+
+def _large(bad: float, at: int) -> np.ndarray:
+    """70,002 zeros (more than fitjax tests on the host when small) with ``bad`` at ``at``."""
+    x = np.zeros(70_002, np.float32)
+    x[at] = bad
+    return x
 
 
 def _counters() -> tuple[int, ...]:
@@ -280,6 +288,20 @@ CATALOGUE = [
         ValueError,
         "data[0][3]",
         "nan (example 3)",
+    ),
+    row(  # more than _checks._HOST_CHECK_MAX values, as a NumPy array and as a jax array
+        "data-nan-large-numpy",
+        lambda: fit(data=(_large(np.nan, 70_001), np.zeros(70_002))),
+        ValueError,
+        "data[0][70001]",
+        "nan (example 70001)",
+    ),
+    row(
+        "data-inf-large-jax",
+        lambda: fit(data=(jnp.zeros(70_002), jnp.asarray(_large(np.inf, 69_999)))),
+        ValueError,
+        "data[1][69999]",
+        "inf (example 69999)",
     ),
     row(
         "data-inf",
