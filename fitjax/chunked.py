@@ -653,15 +653,7 @@ def fit_chunked(
     block = min(DEFAULT_BLOCK, n_runs) if block is None else _checks.positive_int("block", block)
     layout = _Layout(source.n, values, chunk_size, block)
     n_data = engine._check_data(data)
-    if batch_size is not None:
-        if data is None:
-            raise ValueError("batch_size needs data to draw mini-batches from; got data=None")
-        batch_size = _checks.positive_int(
-            "batch_size", batch_size, upper=n_data, upper_name="the number of examples"
-        )
-        if key is None:
-            raise ValueError("key is needed to draw mini-batches: pass key=jax.random.key(seed)")
-    key = jax.random.key(0) if key is None else engine._check_key(key)
+    batch_size, key = engine._check_batch(batch_size, data, n_data, key)
     example = source.example()
     one = jax.tree.map(lambda s: jnp.zeros((1, *s.shape), s.dtype), example)
     engine._check_loss(loss, one, engine._batch_struct(data, batch_size))

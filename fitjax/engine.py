@@ -475,6 +475,23 @@ def _check_key(key: Any) -> jax.Array:
     return _checks.prng_key("key", key)
 
 
+def _check_batch(batch_size: int | None, data: Any, n_data: int, key: Any) -> tuple[int | None, jax.Array]:
+    """``(batch_size, key)`` checked: a mini-batch size needs data and a key; without one
+    the key is not used and a fixed one stands in."""
+    if batch_size is not None:
+        if data is None:
+            raise ValueError("batch_size needs data to draw mini-batches from; got data=None")
+        batch_size = _checks.positive_int(
+            "batch_size", batch_size, upper=n_data, upper_name="the number of examples"
+        )
+        if key is None:
+            raise ValueError(
+                f"key is needed to draw mini-batches (batch_size={batch_size}), got key=None: "
+                "pass key=jax.random.key(seed)"
+            )
+    return batch_size, _unused_key() if key is None else _check_key(key)
+
+
 def _check_schedule(optimizer: optax.GradientTransformation, steps: int) -> None:
     """A learning-rate schedule gives a finite α ≥ 0 at every step ``0..steps``.
 
@@ -598,18 +615,7 @@ def fit(
     if record_every is not None:
         record_every = _checks.positive_int("record_every", record_every, upper=steps, upper_name="steps")
     unroll = _checks.positive_int("unroll", unroll)
-    if batch_size is not None:
-        if data is None:
-            raise ValueError("batch_size needs data to draw mini-batches from; got data=None")
-        batch_size = _checks.positive_int(
-            "batch_size", batch_size, upper=n_data, upper_name="the number of examples"
-        )
-        if key is None:
-            raise ValueError(
-                f"key is needed to draw mini-batches (batch_size={batch_size}), got key=None: "
-                "pass key=jax.random.key(seed)"
-            )
-    key = _unused_key() if key is None else _check_key(key)
+    batch_size, key = _check_batch(batch_size, data, n_data, key)
     _check_loss(loss, params0, _batch_struct(data, batch_size))
     _check_schedule(optimizer, steps)
 
