@@ -375,17 +375,23 @@ def fitjax_polynomial(
     return fitjax_fit("fitjax_polynomial", fitjax_adam(), starts, x, y, steps, repeat, loss=loss)
 
 
+def _fitjax_fused(name: str, backend: Any, kernel: str, *args: Any) -> ContenderResult:
+    """``fitjax_fit`` with a fused ``backend``; the note says whether the kernel or the
+    XLA path ran (a fallback's warning is silenced: the note carries it)."""
+    fused_traces = fitjax.fused.trace_count()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fitjax.fused.FallbackWarning)
+        res = fitjax_fit(name, fitjax_adam(), *args, backend=backend)
+    path = kernel if fitjax.fused.trace_count() > fused_traces else "XLA path"
+    return dataclasses.replace(res, note="; ".join(filter(None, [path, res.note])))
+
+
 def fitjax_auto(
     starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
 ) -> ContenderResult:
     """As ``fitjax`` with ``backend="auto"``: the fused GPU kernel where it takes the
     problem, else the XLA path (the note says which ran)."""
-    fused_traces = fitjax.fused.trace_count()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fitjax.fused.FallbackWarning)
-        res = fitjax_fit("fitjax_auto", fitjax_adam(), starts, x, y, steps, repeat, backend="auto")
-    path = "fused kernel" if fitjax.fused.trace_count() > fused_traces else "XLA path"
-    return dataclasses.replace(res, note="; ".join(filter(None, [path, res.note])))
+    return _fitjax_fused("fitjax_auto", "auto", "fused kernel", starts, x, y, steps, repeat)
 
 
 def fitjax_fast(
@@ -393,13 +399,8 @@ def fitjax_fast(
 ) -> ContenderResult:
     """As ``fitjax`` with ``backend=fitjax.fused.Fused(precision="fast")``: the fused GPU
     kernel with the GPU's approximate ``sin``/``cos``/``exp`` (GPU runs only)."""
-    fused_traces = fitjax.fused.trace_count()
     backend = fitjax.fused.Fused(precision="fast")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fitjax.fused.FallbackWarning)
-        res = fitjax_fit("fitjax_fast", fitjax_adam(), starts, x, y, steps, repeat, backend=backend)
-    path = "fused kernel, fast functions" if fitjax.fused.trace_count() > fused_traces else "XLA path"
-    return dataclasses.replace(res, note="; ".join(filter(None, [path, res.note])))
+    return _fitjax_fused("fitjax_fast", backend, "fused kernel, fast functions", starts, x, y, steps, repeat)
 
 
 def optax_loop(
