@@ -93,11 +93,11 @@ def test_fit_with_polynomial_math_matches_the_platform_fit_and_reuses_its_progra
     opt = fitjax.adam(0.05)
     ref = fitjax.fit(GABOR, opt, starts, data, steps=100)
     fast = fitjax.fit(fitjax.polynomial_math(GABOR), opt, starts, data, steps=100)
-    # same runs, same flags; float32 rounding apart, the same end points for most runs
+    # same runs, same flags; over 100 steps float32 rounding moves no end point by 1e-4
+    # (measured: at most 8e-6; a long nonconvex fit could end elsewhere)
     np.testing.assert_array_equal(fast.diverged_step, ref.diverged_step)
-    close = np.all(np.abs(np.asarray(fast.params) - np.asarray(ref.params)) < 1e-3, axis=1)
-    assert close.mean() > 0.9
-    np.testing.assert_allclose(np.median(fast.loss), np.median(ref.loss), rtol=1e-3)
+    np.testing.assert_allclose(fast.params, ref.params, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(fast.loss, ref.loss, rtol=1e-5)
     # jit and no jit agree; a second call reuses the compiled program
     unjitted = fitjax.fit(fitjax.polynomial_math(GABOR), opt, starts[:4], data, steps=5, jit=False)
     jitted = fitjax.fit(fitjax.polynomial_math(GABOR), opt, starts[:4], data, steps=5)
