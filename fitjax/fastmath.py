@@ -39,10 +39,9 @@ import jax.numpy as jnp
 from jax.extend import core as jex_core
 
 from fitjax import _fused_math
+from fitjax._fused_loss import _CALLS  # the call primitives whose jaxpr is evaluated inline
 
 __all__ = ["polynomial_math"]
-
-_CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
 
 
 def _eval(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], table: dict[str, Callable]) -> list[Any]:
