@@ -25,7 +25,8 @@
 # Everything written to RESULTS_DIR is also packed into RESULTS_DIR/results.tar.gz.
 #
 # FITJAX_BENCH_TINY=1 runs every Python step at tiny sizes (works on a CPU: it checks
-# the script, not the speed); FITJAX_GPU_SKIP_TESTS=1 skips step b.
+# the script, not the speed); FITJAX_GPU_SKIP_TESTS=1 skips step b; FITJAX_GPU_STEPS="device
+# bench-n28 ..." runs only the steps named (default: all).
 
 set -u
 cd "$(dirname "$0")/.."
@@ -44,6 +45,9 @@ elapsed() { echo $(($(date +%s) - START)); }
 step() {
     local name=$1 limit=$2
     shift 2
+    if [ -n "${FITJAX_GPU_STEPS:-}" ] && [[ " $FITJAX_GPU_STEPS " != *" $name "* ]]; then
+        return 0
+    fi
     local left=$((BUDGET - $(elapsed)))
     if [ "$left" -lt 10 ]; then
         echo "=== $name: SKIPPED (only ${left} s of the ${BUDGET} s budget left)"
@@ -133,7 +137,7 @@ step headline-extra 40 "$PY" "${RUNNER[@]}" --suites adam --runs "$BIG" --points
     --contenders expert_optax torch_batched_compiled numpy_vectorised --numpy-elements 200000 \
     --section gpu-headline-extra --json "$RESULTS/headline-extra.json"
 
-if [ "$TINY" != "1" ]; then
+if [ "$TINY" != "1" ] && [ -z "${FITJAX_GPU_STEPS:-}" ]; then
     cp "$PAGE" docs/benchmarks.md  # the GPU sections into the docs page itself
 fi
 echo "=== summary (total $(elapsed) s of ${BUDGET} s)"
