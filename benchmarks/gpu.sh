@@ -12,7 +12,7 @@
 #
 # Steps, each under its own `timeout` so that one hung step cannot eat the budget:
 #   a. the device;
-#   b. the GPU-relevant tests (optax equivalence);
+#   b. the GPU-relevant tests (optax equivalence, divergence checks, numerics, the fused kernel);
 #   c. the benchmark suite: Adam contenders at I = 1 .. 1e6, N = 28 (the workload of the
 #      plain-JAX ceiling measurements) with the other optimizers, written to JSON and
 #      into the page;
@@ -104,7 +104,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 
 # b. the GPU-relevant tests
 if [ "${FITJAX_GPU_SKIP_TESTS:-0}" != "1" ]; then
-    step tests 45 "$PY" -m pytest tests/test_optax_equivalence.py -q -x -p no:cacheprovider
+    step tests 100 "$PY" -m pytest tests/test_optax_equivalence.py tests/test_span_checks.py tests/test_numerics.py tests/test_fused.py -q -x -p no:cacheprovider
 fi
 
 # c. the benchmark suite at N = 28 (the headline I = 1e6 first)

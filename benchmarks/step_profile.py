@@ -6,18 +6,20 @@ Usage (from the repository root)::
     python benchmarks/step_profile.py --runs 1000 --steps 200   # small, on a CPU
 
 For the Adam workload of ``benchmarks/contenders.py`` it compiles the expert optax
-program and fitjax's XLA program with each way of detecting divergence, and prints
-for each: the kernels (fusions and other device calls) inside the compiled step loop,
-compile time, run time (best of ``--repeat`` after a warm-up, ``block_until_ready``)
-and the ratio to the expert baseline measured in the same run. The variants:
+program and fitjax's XLA program with several divergence-check settings, and prints
+for each: the kernels (fusions and other device calls) inside the compiled step loops
+(the loop of spans, and the unchecked steps inside a span), the buffer copies XLA put
+in them, compile time, run time (best of ``--repeat`` after a warm-up,
+``block_until_ready``) and the ratio to the expert baseline measured in the same run.
 
-* ``reduce``: ``jnp.all(jnp.isfinite(leaf))`` per leaf (a reduction per run);
-* ``sliced``: leaves of at most ``engine._SLICE_MAX`` elements per run checked element by
-  element, which XLA can fuse into the update (the engine's rule on a GPU);
-* ``none``: no check at all. Not a valid engine (a diverged run would not be flagged);
-  it bounds what any divergence check can cost;
+The engine checks for divergence once per span of ``engine.CHECK_EVERY`` steps (and
+replays a failed span step by step). The variants:
+
+* ``every N``: spans of N steps; ``every 1`` is a per-step check with a freezing select
+  at every step, as the engine did before checking by spans;
+* ``sliced, every 1``: the same with small leaves checked element by element;
 * ``none, no freeze``: no check and no freezing of a diverged run's parameters and
-  optimizer state (the selects between new and old values). Not valid either; it
+  optimizer state. Not a valid engine (a diverged run would not be flagged); it
   bounds what divergence handling as a whole costs.
 
 ``--unroll`` also times the engine with its step loop unrolled.
@@ -45,11 +47,6 @@ except ImportError:  # python benchmarks/step_profile.py
     import fused_bench as fb
 
 
-def _reduce_check(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return functools.reduce(jnp.logical_and, leaves, jnp.asarray(True))
-
-
 def _sliced_check(tree: Any) -> jax.Array:
     def leaf(x):
         flat = jnp.ravel(x)
@@ -69,12 +66,14 @@ def _new(pred: Any, new: Any, old: Any) -> Any:
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "reduce": {"_all_finite": _reduce_check},
-    "sliced": {"_all_finite": _sliced_check},
-    "none": {"_all_finite": _no_check},
+    f"every {engine.CHECK_EVERY} (engine)": {},
+    "every 1": {"CHECK_EVERY": 1},
+    "sliced, every 1": {"CHECK_EVERY": 1, "_all_finite": _sliced_check},
+    "every 8": {"CHECK_EVERY": 8},
+    "every 128": {"CHECK_EVERY": 128},
     "none, no freeze": {"_all_finite": _no_check, "_select": _new, "_keep": _new},
 }
-"""Each variant: the engine functions it replaces while its program is traced."""
+"""Each variant: the engine attributes it replaces while its program is traced."""
 
 
 _KERNEL = re.compile(r"\b(fusion|custom-call|reduce|dot|convolution|sort|scatter|gather)\(")
@@ -152,17 +151,17 @@ def profile(runs: int, points: int, steps: int, repeat: int, unroll: bool) -> di
             _, jitted = engine._program(fb.LOSS, opt.update, None, plan)
             run_ids = jnp.arange(runs, dtype=jnp.uint32)
             args = (starts, shared, per_run, jax.random.key(0), run_ids, (x, y))
-            rows[f"fitjax[sliced, unroll={k}]"] = timed(jitted, args, repeat)
+            rows[f"fitjax[unroll={k}]"] = timed(jitted, args, repeat)
     ref = rows["expert_optax"]["run_s"]
     print(f"\nAdam I={runs} N={points} T={steps} on {jax.devices()[0].device_kind}")
     head = f"{'compile s':>10} {'run s':>9} {'vs expert':>10}"
-    print(f"{'program':<28} {'kernels/loop':>14} {'copies':>7} {head}")
+    print(f"{'program':<30} {'kernels/loop':>14} {'copies':>7} {head}")
     for name, row in rows.items():
         kernels = ",".join(str(v) for v in row["kernels_per_loop"].values()) or "-"
         copies = ",".join(str(v) for v in row["copies_per_loop"].values()) or "-"
         row["vs_expert"] = ref / row["run_s"]
         times = f"{row['compile_s']:>10.3f} {row['run_s']:>9.4f} {row['vs_expert']:>10.3f}"
-        print(f"{name:<28} {kernels:>14} {copies:>7} {times}")
+        print(f"{name:<30} {kernels:>14} {copies:>7} {times}")
     return rows
 
 

@@ -10,6 +10,10 @@ A run whose loss or parameters stop being finite is *diverged*: from that step o
 its parameters and optimizer state stay at their last finite values and
 ``diverged_step`` records the step. Runs are independent under ``vmap``, so a
 diverging run never changes another run's numbers.
+
+The step loop tests for divergence once per span of :data:`CHECK_EVERY` steps, not
+every step: a failed run goes back to its span's start, and the span is replayed step
+by step after the loop (only in a batch where some run failed) to find the exact step.
 """
 
 from __future__ import annotations
@@ -179,18 +183,16 @@ def _report(update: Callable, params: PyTree, state: Any) -> PyTree:
     return update.report(params, state) if isinstance(update, _Update) else params
 
 
-def _make_step(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Array):
-    """One update of one run: ``step(carry, t, with_value) -> (carry, (value, grad_norm))``.
+def _make_advance(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Array):
+    """One unchecked update of one run:
+    ``advance(params, state, perm, t, with_value) -> (params, state, perm, value, grads)``.
 
     The loss value is computed only where it is used (``with_value``, or for an
     optimizer that reads it): XLA duplicates the model's elementwise work into every
     reduction that consumes it, so an unused value would cost a second forward pass.
-    Divergence is detected from the gradient and the new parameters alone, so it
-    does not depend on where the loss happens to be evaluated.
     """
 
-    def step(carry, t, with_value):
-        params, state, perm, diverged_step = carry
+    def advance(params, state, perm, t, with_value):
         if plan.batch_size is None:
             batch = data
         else:
@@ -205,11 +207,26 @@ def _make_step(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Ar
         else:
             value, grads = None, jax.grad(loss)(params, batch)
         updates, new_state = update(grads, state, params, **extra)
-        new_params = optax.apply_updates(params, updates)
+        return optax.apply_updates(params, updates), new_state, perm, value, grads
+
+    return advance
+
+
+def _make_step(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Array):
+    """One checked update of one run: ``step(carry, t, with_value) -> (carry, (value, grad_norm))``
+    with ``carry = (params, state, perm, diverged_step)``.
+
+    A run whose gradient or new parameters are not finite is flagged at step ``t`` and
+    keeps its parameters and rule state from then on. Divergence is detected from the
+    gradient and the new parameters alone, so it does not depend on where the loss
+    happens to be evaluated.
+    """
+    advance = _make_advance(loss, update, plan, data, key)
+
+    def step(carry, t, with_value):
+        params, state, perm, diverged_step = carry
+        new_params, new_state, perm, value, grads = advance(params, state, perm, t, with_value)
         alive = diverged_step < 0
-        # Diverged: the gradient or the new parameters are not finite. The loss value
-        # is not consulted even where it was computed, so what is recorded never
-        # changes which step a run is flagged at.
         keep = alive & _all_finite(grads) & _all_finite(new_params)
         carry = (
             _select(keep, new_params, params),
@@ -226,50 +243,178 @@ def _steps(start: int, stop: int) -> jax.Array:
     return jnp.arange(start, stop, dtype=jnp.int32)
 
 
-def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _Plan):
-    step = _make_step(loss, update, plan, data, key)
+CHECK_EVERY = 32
+"""Steps run between two divergence checks of the step loop (see :func:`_run_one`)."""
 
-    def steps(carry, start, count):
+
+def _span(plan: _Plan) -> int:
+    """The longest stretch of unchecked steps: ``CHECK_EVERY``, or less to fit the plan."""
+    return max(1, min(CHECK_EVERY, plan.steps, plan.record_every or plan.steps))
+
+
+def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _Plan):
+    """One run's step loop, checked for divergence every few steps.
+
+    The steps run unchecked in spans of at most :func:`_span` steps (the expert's loop:
+    no per-step test or select). At the end of a span a run whose parameters are not
+    finite goes back to its state at the span's start and is
+    marked with the span (``bad_from``, ``bad_end``); it stays there, and
+    :func:`_replay` later re-runs that one span step by step to find the exact step and
+    the last finite state. Returns ``((params, state, perm), bad_from, bad_end, history)``.
+    """
+    advance = _make_advance(loss, update, plan, data, key)
+    span = _span(plan)
+
+    def unchecked(c, start, count):
         # The step index travels in the carry (not as scanned-over input): the loop then
         # has no per-step read of an index array, which measurably slows small programs.
         if count == 0:
-            return carry
+            return c
 
-        def body(c, _):
-            inner, t = c
-            return (step(inner, t, False)[0], t + 1), None
+        def body(ct, _):
+            (p, s, perm), t = ct
+            p, s, perm, _, _ = advance(p, s, perm, t, False)
+            return ((p, s, perm), t + 1), None
 
-        t0 = jnp.asarray(start, jnp.int32)
-        return lax.scan(body, (carry, t0), None, length=count, unroll=plan.unroll)[0][0]
+        return lax.scan(body, (c, jnp.asarray(start, jnp.int32)), None, length=count, unroll=plan.unroll)[0][
+            0
+        ]
 
-    carry = (params, state, _steps(0, plan.n_data), jnp.asarray(-1, jnp.int32))
+    def check(cb, new, start, count):
+        """Keep ``new`` if it is finite; else go back to the span's start and mark the span."""
+        (p, s, perm), bad_from, bad_end = cb
+        ok = (bad_from < 0) & _all_finite(new[0])
+        failed = (bad_from < 0) & ~ok
+        c = (_select(ok, new[0], p), _keep(ok, new[1], s), new[2])
+        return c, jnp.where(failed, start, bad_from), jnp.where(failed, start + count, bad_end)
+
+    def spans(cb, start, count):
+        """``count`` steps from ``start`` in checked spans of ``span`` steps (and a shorter last one)."""
+        n, rest = divmod(count, span)
+        if n:
+
+            def one(cb, i):
+                t0 = start + i * span
+                return check(cb, unchecked(cb[0], t0, span), t0, span), None
+
+            cb = lax.scan(one, cb, _steps(0, n))[0]
+        if rest:
+            t0 = start + n * span
+            cb = check(cb, unchecked(cb[0], t0, rest), t0, rest)
+        return cb
+
+    none = jnp.asarray(-1, jnp.int32)
+    cb = ((params, state, _steps(0, plan.n_data)), none, none)
     # The step's own value is the full-data loss at the reported parameters unless
     # the loss sees mini-batches or the optimizer steps from a look-ahead point.
     reuse = plan.batch_size is None and not (isinstance(update, _Update) and update.report_rule)
     history = None
     if plan.record_every is None:
-        carry = steps(carry, 0, plan.steps)
+        cb = spans(cb, 0, plan.steps)
     else:
         k = plan.record_every
         n_blocks = plan.steps // k
 
-        def block(carry, b):
+        def block(cb, b):
             t0 = b * k
-            shown = _report(update, carry[0], carry[1])
-            carry, (value, grad_norm) = step(carry, t0, reuse)
+            (p, s, perm), bad_from, bad_end = cb
+            shown = _report(update, p, s)
+            p1, s1, perm1, value, grads = advance(p, s, perm, t0, reuse)
             rec_loss = value if reuse else loss(shown, data)
-            carry = steps(carry, t0 + 1, k - 1)
-            return carry, (rec_loss, grad_norm, shown if plan.record_params else None)
+            first = min(span, k)  # the recorded step opens the block's first span
+            cb = check(cb, unchecked((p1, s1, perm1), t0 + 1, first - 1), t0, first)
+            cb = spans(cb, t0 + first, k - first)
+            return cb, (rec_loss, _norm(grads), shown if plan.record_params else None)
 
-        carry, (h_loss, h_gnorm, h_params) = lax.scan(block, carry, _steps(0, n_blocks))
-        carry = steps(carry, n_blocks * k, plan.steps - n_blocks * k)
-        history = (h_loss, h_gnorm, h_params)
-    params, state, _, diverged_step = carry
+        cb, history = lax.scan(block, cb, _steps(0, n_blocks))
+        cb = spans(cb, n_blocks * k, plan.steps - n_blocks * k)
+    return (*cb, history)
+
+
+def _replay(c, bad_from, bad_end, history, key, data, *, loss: Loss, update: Callable, plan: _Plan):
+    """Re-run a marked run's failing span step by step, from the state saved at its start.
+
+    Gives the run's exact ``diverged_step`` (the first step whose gradient or new
+    parameters were not finite) and its last finite parameters and rule state, as if
+    every step had been checked; records after that step are rewritten to show the
+    frozen run as a checked loop records it. Runs that never failed are returned
+    unchanged. Returns ``(params, state, diverged_step, history)``.
+    """
+    step = _make_step(loss, update, plan, data, key)
+    params, state, perm = c
+    bad = bad_from >= 0
+    start = jnp.maximum(bad_from, 0)
+    if isinstance(state, OptState):  # the saved rule state is the span's start; so is its count
+        state0 = state._replace(count=start)
+    else:  # any other state was saved whole
+        state0 = state
+    if plan.batch_size is not None:  # the permutation in use at `start`
+        perm = _sampler.epoch_permutation(
+            key, start // _sampler.steps_per_epoch(plan.n_data, plan.batch_size), plan.n_data
+        )
+
+    def body(ct, _):
+        carry, t = ct
+        new = step(carry, t, False)[0]
+        return (_select(t < bad_end, new, carry), t + 1), None
+
+    carry = (params, state0, perm, jnp.asarray(-1, jnp.int32))
+    (p, s, _, d), _ = lax.scan(body, (carry, start), None, length=_span(plan))[0]
+    # A span that failed in the loop but not on replay (rounding at the edge of
+    # overflow) is flagged at its last step, with the replay's state.
+    d = jnp.where(d < 0, bad_end - 1, d)
+    params, state = _select(bad, p, params), _keep(bad, s, state)
+    diverged_step = jnp.where(bad, d, -1)
+    if history is not None:
+        history = _refreeze_history(
+            history, bad, d, params, state, key, data, loss=loss, update=update, plan=plan
+        )
+    return params, state, diverged_step, history
+
+
+def _refreeze_history(
+    history, bad, d, params, state, key, data, *, loss: Loss, update: Callable, plan: _Plan
+):
+    """Records after a run's divergence step, as a checked loop makes them: the frozen
+    parameters reported at that step's count, their loss, and the norm of the gradient
+    at them on that step's batch."""
+    h_loss, h_gnorm, h_params = history
+    k = plan.record_every
+    at = _steps(0, plan.steps // k) * k
+
+    def record(t):
+        s = state._replace(count=t) if isinstance(state, OptState) else state
+        shown = _report(update, params, s)
+        if plan.batch_size is None:
+            batch = data
+        else:
+            batch = _sampler.take(data, _sampler.indices_at(key, t, plan.n_data, plan.batch_size))
+        return loss(shown, data), _norm(jax.grad(loss)(params, batch)), shown
+
+    varies = plan.batch_size is not None or (
+        isinstance(update, _Update) and update.report_rule is not None and update.schedule is not None
+    )
+    if varies:
+        r_loss, r_gnorm, r_shown = jax.vmap(record)(at)
+    else:  # the same record at every step: computed once
+        r_loss, r_gnorm, r_shown = jax.tree.map(
+            lambda a: jnp.broadcast_to(a, (at.shape[0], *jnp.shape(a))), record(at[0])
+        )
+    after = bad & (at > d)
+
+    def patch(new, old):
+        return jnp.where(jnp.reshape(after, after.shape + (1,) * (old.ndim - 1)), new, old)
+
+    h_params = None if h_params is None else jax.tree.map(patch, r_shown, h_params)
+    return patch(r_loss, h_loss), patch(r_gnorm, h_gnorm), h_params
+
+
+def _finish(params, state, diverged_step, *, loss: Loss, update: Callable, plan: _Plan, data: Any):
     final = _report(update, params, state)
     final_loss = loss(final, data)
     # A loss that overflows while gradient and parameters stay finite is flagged at the end.
     diverged_step = jnp.where((diverged_step < 0) & ~jnp.isfinite(final_loss), plan.steps, diverged_step)
-    return final, final_loss, diverged_step, history, state
+    return final, final_loss, diverged_step
 
 
 @functools.lru_cache(maxsize=256)
@@ -281,7 +426,8 @@ def _program(loss: Loss, update: Callable, init: Callable | None, plan: _Plan) -
     other optax transformation's from its own ``init``. Hyperparameters shared by all
     runs stay unbatched scalars; only swept ones carry a run axis.
     """
-    run = functools.partial(_run_one, loss=loss, update=update, plan=plan)
+    settings = {"loss": loss, "update": update, "plan": plan}
+    run = functools.partial(_run_one, **settings)
 
     def batched(params, hp_shared, hp_run, key, run_ids, data):
         _TRACES["fit"] += 1
@@ -291,12 +437,34 @@ def _program(loss: Loss, update: Callable, init: Callable | None, plan: _Plan) -
             keys, per_run_keys = key, False
         else:
             keys, per_run_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, run_ids), True
+        key_axis = 0 if per_run_keys else None
 
         def one(p, hp, k):
             state = update.init(p, {**hp_shared, **hp}) if init is None else init(p)
             return run(p, state, k, data)
 
-        return jax.vmap(one, (0, 0, 0 if per_run_keys else None))(params, hp_run, keys)
+        c, bad_from, bad_end, history = jax.vmap(one, (0, 0, key_axis))(params, hp_run, keys)
+        state = c[1]
+        replay = jax.vmap(functools.partial(_replay, **settings), (0, 0, 0, 0, key_axis, None))
+
+        def replayed(c, bad_from, bad_end, history):
+            params, new_state, diverged_step, history = replay(c, bad_from, bad_end, history, keys, data)
+            if isinstance(state, OptState):  # the count and hyperparameters keep their batching
+                new_state = state._replace(inner=new_state.inner)
+            return params, new_state, diverged_step, history
+
+        def unchanged(c, bad_from, bad_end, history):
+            return c[0], c[1], bad_from, history
+
+        # Only a batch in which some run failed pays for the replay (a branch taken once
+        # for the whole batch, not a per-run select).
+        params, state, diverged_step, history = lax.cond(
+            jnp.any(bad_from >= 0), replayed, unchanged, c, bad_from, bad_end, history
+        )
+        final, final_loss, diverged_step = jax.vmap(functools.partial(_finish, **settings, data=data))(
+            params, state, diverged_step
+        )
+        return final, final_loss, diverged_step, history, state
 
     return batched, jax.jit(batched)
 

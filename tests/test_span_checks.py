@@ -1,0 +1,198 @@
+"""The step loop checks for divergence once per span of steps and replays a failed span.
+
+The reference is the definition, written as a plain Python loop over one run: every step
+is checked, a run whose gradient or new parameters are not finite is flagged at that step
+and keeps its parameters and rule state from then on (its step count goes on), and what
+is recorded after that step is recorded at the frozen parameters. The engine must give
+the same ``diverged_step`` exactly and the same numbers up to float32 rounding, for
+spans shorter, equal to and longer than the record interval, with and without
+mini-batches, and for fitjax and optax optimizers.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import fitjax
+from fitjax import _sampler, engine
+
+LINE = fitjax.least_squares(fitjax.line)
+GABOR = fitjax.least_squares(fitjax.gabor)
+
+
+def _finite(tree) -> bool:
+    return all(bool(np.isfinite(np.asarray(x)).all()) for x in jax.tree.leaves(tree))
+
+
+@functools.cache
+def _jitted(loss, optimizer):
+    grad = jax.jit(jax.grad(loss))
+    update = jax.jit(optimizer.update)
+    return grad, update, jax.jit(loss)
+
+
+def _reference(loss, optimizer, p0, data, steps, record_every, batch_size=None, key=None):
+    """One run, every step checked: ``(reported params, loss, diverged_step, records)``."""
+    grad, update, value = _jitted(loss, optimizer)
+    params, state = jnp.asarray(p0), optimizer.init(jnp.asarray(p0))
+    n = jax.tree.leaves(data)[0].shape[0]
+    diverged, records = -1, []
+    for t in range(steps):
+        if batch_size is None:
+            batch = data
+        else:
+            batch = _sampler.take(data, _sampler.indices_at(key, jnp.int32(t), n, batch_size))
+        g = grad(params, batch)
+        if record_every and t % record_every == 0 and t < steps // record_every * record_every:
+            shown = fitjax.reported_params(optimizer, params, state)
+            records.append((float(value(shown, data)), float(optax.tree.norm(g)), np.asarray(shown)))
+        updates, new_state = update(g, state, params)
+        new = optax.apply_updates(params, updates)
+        if diverged < 0 and _finite(g) and _finite(new):
+            params, state = new, new_state
+        else:
+            diverged = t if diverged < 0 else diverged
+            if isinstance(state, fitjax.OptState):  # the count goes on, the rule's state stays
+                state = new_state._replace(inner=state.inner)
+    shown = fitjax.reported_params(optimizer, params, state)
+    final = float(value(shown, data))
+    if diverged < 0 and not np.isfinite(final):
+        diverged = steps
+    return np.asarray(shown), final, diverged, records
+
+
+def _close(got, want, what: str) -> None:
+    """Equal up to float32 rounding: relative, with an absolute floor at 1e-5 of the largest
+    finite value (a gradient near a minimum is a sum that cancels). Non-finite values match."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    finite = want[np.isfinite(want)]
+    scale = float(np.abs(finite).max()) if finite.size else 0.0
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-5 * scale, err_msg=what)
+
+
+def _check(result, loss, optimizers, starts, data, steps, record_every, batch_size=None, key=None):
+    for i, optimizer in enumerate(optimizers):
+        run_key = None if key is None else jax.random.fold_in(key, jnp.uint32(i))
+        params, final, diverged, records = _reference(
+            loss, optimizer, starts[i], data, steps, record_every, batch_size, run_key
+        )
+        assert int(result.diverged_step[i]) == diverged, f"run {i}"
+        _close(result.params[i], params, f"params of run {i}")
+        _close(result.loss[i], final, f"loss of run {i}")
+        if record_every:
+            want_loss, want_norm, want_shown = (np.array(v) for v in zip(*records, strict=True))
+            _close(result.history.loss[i], want_loss, f"recorded loss of run {i}")
+            _close(result.history.grad_norm[i], want_norm, f"recorded gradient norm of run {i}")
+            if result.history.params is not None:
+                _close(result.history.params[i], want_shown, f"recorded params of run {i}")
+
+
+@pytest.fixture(params=[1, 3, 32], ids=lambda k: f"span{k}")
+def span(request, monkeypatch):
+    monkeypatch.setattr(engine, "CHECK_EVERY", request.param)
+    engine._program.cache_clear()
+    yield request.param
+    engine._program.cache_clear()
+
+
+LRS = np.array([0.01, 0.03, 0.045, 0.06, 0.2, 1.0])  # stable, stable, slow, overflow, fast, very fast
+
+
+@pytest.mark.parametrize("record_every", [None, 1, 5, 50], ids=lambda k: f"record{k}")
+def test_gd_divergence_and_records_match_the_step_by_step_reference(span, record_every):
+    starts = np.tile(np.float32([1.6, -0.5]), (len(LRS), 1))
+    data = fitjax.datasets.line()
+    res = fitjax.fit(
+        LINE,
+        fitjax.gd(0.01),
+        starts,
+        data,
+        steps=103,
+        record_every=record_every,
+        record_params=True,
+        hyperparams={"learning_rate": LRS},
+    )
+    assert res.diverged[3:].all() and not res.diverged[:2].any()
+    _check(res, LINE, [fitjax.gd(float(a)) for a in LRS], starts, data, 103, record_every)
+
+
+def test_minibatch_divergence_and_records_match_the_reference(span):
+    starts = np.tile(np.float32([1.6, -0.5]), (len(LRS), 1))
+    data, key = fitjax.datasets.line(), jax.random.key(3)
+    res = fitjax.fit(
+        LINE,
+        fitjax.gd(0.01),
+        starts,
+        data,
+        steps=61,
+        record_every=7,
+        batch_size=5,
+        key=key,
+        hyperparams={"learning_rate": LRS * 2},
+    )
+    assert res.diverged.any() and not res.diverged.all()
+    _check(res, LINE, [fitjax.gd(float(a)) for a in LRS * 2], starts, data, 61, 7, batch_size=5, key=key)
+
+
+def test_nesterov_with_a_schedule_reports_the_frozen_point_at_each_count(span):
+    # Nesterov reports φ from the look-ahead point with α(count): after a run is frozen,
+    # each record shows it at that record's count.
+    schedules = [optax.exponential_decay(a, 10, 2.0) for a in (0.01, 0.3)]
+    optimizers = [fitjax.nesterov(s, 0.9) for s in schedules]
+    starts = np.tile(np.float32([1.6, -0.5]), (2, 1))
+    data = fitjax.datasets.line()
+    results = [
+        fitjax.fit(LINE, opt, starts[i : i + 1], data, steps=45, record_every=5, record_params=True)
+        for i, opt in enumerate(optimizers)
+    ]
+    assert not results[0].diverged[0] and results[1].diverged[0]
+    for i, res in enumerate(results):
+        _check(res, LINE, [optimizers[i]], starts[i : i + 1], data, 45, 5)
+
+
+def test_adam_and_an_optax_chain_match_the_reference(span):
+    data = fitjax.datasets.gabor()
+    starts = fitjax.inits.uniform(jax.random.key(1), 4, [-10.0, 2.5], [10.0, 22.5])
+    lrs = np.array([0.05, 1e3, 0.5, 1e5], np.float32)
+    res = fitjax.fit(
+        GABOR, fitjax.adam(0.05), starts, data, steps=40, record_every=4, hyperparams={"learning_rate": lrs}
+    )
+    _check(res, GABOR, [fitjax.adam(float(a)) for a in lrs], np.asarray(starts), data, 40, 4)
+    # An optax state is saved and restored whole (its own count included).
+    chain = optax.chain(optax.scale_by_adam(), optax.scale(-1.5))
+    line_starts = np.float32([[1.6, -0.5], [1e18, 1e18]])
+    res = fitjax.fit(LINE, chain, line_starts, fitjax.datasets.line(), steps=50, record_every=10)
+    _check(res, LINE, [chain, chain], line_starts, fitjax.datasets.line(), 50, 10)
+
+
+def test_a_batch_without_a_failed_run_does_not_run_the_replay(monkeypatch):
+    calls = []
+    original = engine._replay
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_replay", counting)
+    engine._program.cache_clear()
+    starts = np.tile(np.float32([1.6, -0.5]), (2, 1))
+    res = fitjax.fit(
+        LINE,
+        fitjax.gd(0.01),
+        starts,
+        fitjax.datasets.line(),
+        steps=40,
+        hyperparams={"learning_rate": [0.01, 1.0]},
+        jit=False,
+    )
+    assert calls == [1] and res.diverged_step[0] == -1 and 0 < res.diverged_step[1] < 40
+    calls.clear()
+    res = fitjax.fit(LINE, fitjax.gd(0.01), starts, fitjax.datasets.line(), steps=40, jit=False)
+    assert calls == [] and not res.diverged.any()
+    engine._program.cache_clear()
