@@ -75,6 +75,8 @@ def _plan(steps: int, n: int, record_every: int | None = None) -> engine._Plan:
         n_data=n,
         shared_order=False,
         extra_args=False,
+        unroll=engine._default_unroll(),
+        check_every=engine.CHECK_EVERY,
     )
 
 

@@ -596,7 +596,7 @@ def fit_chunked(
     shared_order: bool = False,
     record_every: int | None = None,
     record_params: bool = False,
-    unroll: int = 1,
+    unroll: int | None = None,
     block: int | None = None,
     devices: Sequence[jax.Device] | None = None,
     resume: bool = True,

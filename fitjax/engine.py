@@ -13,12 +13,14 @@ diverging run never changes another run's numbers.
 
 The step loop tests for divergence once per span of :data:`CHECK_EVERY` steps, not
 every step: a failed run goes back to its span's start, and the span is replayed step
-by step after the loop (only in a batch where some run failed) to find the exact step.
+by step after the loop (by a second program, compiled and run only for a batch in which
+some run failed) to find the exact step.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import math
@@ -113,6 +115,10 @@ class SweepResult(NamedTuple):
     result: FitResult
 
 
+CHECK_EVERY = 32
+"""Steps run between two divergence checks of the step loop (see :func:`_run_one`)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class _Plan:
     """Everything static about a run: what a compiled program is specialised on."""
@@ -125,6 +131,7 @@ class _Plan:
     shared_order: bool
     extra_args: bool
     unroll: int = 1
+    check_every: int = CHECK_EVERY  # fit passes the value CHECK_EVERY has at the call
 
 
 # ----------------------------------------------------------------------------- one run
@@ -243,13 +250,9 @@ def _steps(start: int, stop: int) -> jax.Array:
     return jnp.arange(start, stop, dtype=jnp.int32)
 
 
-CHECK_EVERY = 32
-"""Steps run between two divergence checks of the step loop (see :func:`_run_one`)."""
-
-
 def _span(plan: _Plan) -> int:
-    """The longest stretch of unchecked steps: ``CHECK_EVERY``, or less to fit the plan."""
-    return max(1, min(CHECK_EVERY, plan.steps, plan.record_every or plan.steps))
+    """The longest stretch of unchecked steps: ``check_every``, or less to fit the plan."""
+    return max(1, min(plan.check_every, plan.steps, plan.record_every or plan.steps))
 
 
 def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _Plan):
@@ -331,7 +334,9 @@ def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _P
     return (*cb, history)
 
 
-def _replay(c, bad_from, bad_end, history, key, data, *, loss: Loss, update: Callable, plan: _Plan):
+def _replay(
+    params, state, bad_from, bad_end, history, key, data, *, loss: Loss, update: Callable, plan: _Plan
+):
     """Re-run a marked run's failing span step by step, from the state saved at its start.
 
     Gives the run's exact ``diverged_step`` (the first step whose gradient or new
@@ -341,14 +346,15 @@ def _replay(c, bad_from, bad_end, history, key, data, *, loss: Loss, update: Cal
     unchanged. Returns ``(params, state, diverged_step, history)``.
     """
     step = _make_step(loss, update, plan, data, key)
-    params, state, perm = c
     bad = bad_from >= 0
     start = jnp.maximum(bad_from, 0)
     if isinstance(state, OptState):  # the saved rule state is the span's start; so is its count
         state0 = state._replace(count=start)
     else:  # any other state was saved whole
         state0 = state
-    if plan.batch_size is not None:  # the permutation in use at `start`
+    if plan.batch_size is None:
+        perm = _steps(0, plan.n_data)
+    else:  # the permutation in use at `start`
         perm = _sampler.epoch_permutation(
             key, start // _sampler.steps_per_epoch(plan.n_data, plan.batch_size), plan.n_data
         )
@@ -417,6 +423,16 @@ def _finish(params, state, diverged_step, *, loss: Loss, update: Callable, plan:
     return final, final_loss, diverged_step
 
 
+def _run_keys(plan: _Plan, key: jax.Array, run_ids: jax.Array | None) -> tuple[jax.Array | None, int | None]:
+    """Each run's mini-batch key and its vmap axis: none for a full batch, one shared
+    key with ``shared_order``, else ``fold_in(key, run_id)`` per run."""
+    if plan.batch_size is None:  # no randomness in a full-batch run
+        return None, None
+    if plan.shared_order:
+        return key, None
+    return jax.vmap(jax.random.fold_in, (None, 0))(key, run_ids), 0
+
+
 @functools.lru_cache(maxsize=256)
 def _program(loss: Loss, update: Callable, init: Callable | None, plan: _Plan) -> tuple[Callable, Callable]:
     """The batched run for these static settings, raw and jitted (one jit cache per plan).
@@ -425,48 +441,64 @@ def _program(loss: Loss, update: Callable, init: Callable | None, plan: _Plan) -
     ``update.init`` and the hyperparameter arrays passed in (``init`` is None), any
     other optax transformation's from its own ``init``. Hyperparameters shared by all
     runs stay unbatched scalars; only swept ones carry a run axis.
+
+    Returns the results of every run that did not fail a span check, and what
+    :func:`_replay_program` needs for those that did: ``(final params, final loss,
+    diverged_step, history, state, raw params, (bad_from, bad_end), any failed)``, where
+    the raw params are the loop's own (``None`` when they are the reported ones).
     """
     settings = {"loss": loss, "update": update, "plan": plan}
     run = functools.partial(_run_one, **settings)
+    reports = isinstance(update, _Update) and update.report_rule is not None
 
     def batched(params, hp_shared, hp_run, key, run_ids, data):
         _TRACES["fit"] += 1
-        if plan.batch_size is None:  # no randomness in a full-batch run
-            keys, per_run_keys = None, False
-        elif plan.shared_order:
-            keys, per_run_keys = key, False
-        else:
-            keys, per_run_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, run_ids), True
-        key_axis = 0 if per_run_keys else None
+        keys, key_axis = _run_keys(plan, key, run_ids)
 
         def one(p, hp, k):
             state = update.init(p, {**hp_shared, **hp}) if init is None else init(p)
             return run(p, state, k, data)
 
-        c, bad_from, bad_end, history = jax.vmap(one, (0, 0, key_axis))(params, hp_run, keys)
-        state = c[1]
-        replay = jax.vmap(functools.partial(_replay, **settings), (0, 0, 0, 0, key_axis, None))
-
-        def replayed(c, bad_from, bad_end, history):
-            params, new_state, diverged_step, history = replay(c, bad_from, bad_end, history, keys, data)
-            if isinstance(state, OptState):  # the count and hyperparameters keep their batching
-                new_state = state._replace(inner=new_state.inner)
-            return params, new_state, diverged_step, history
-
-        def unchanged(c, bad_from, bad_end, history):
-            return c[0], c[1], bad_from, history
-
-        # Only a batch in which some run failed pays for the replay (a branch taken once
-        # for the whole batch, not a per-run select).
-        params, state, diverged_step, history = lax.cond(
-            jnp.any(bad_from >= 0), replayed, unchanged, c, bad_from, bad_end, history
-        )
+        (params, state, _), bad_from, bad_end, history = jax.vmap(one, (0, 0, key_axis))(params, hp_run, keys)
         final, final_loss, diverged_step = jax.vmap(functools.partial(_finish, **settings, data=data))(
-            params, state, diverged_step
+            params, state, jnp.full_like(bad_from, -1)
         )
-        return final, final_loss, diverged_step, history, state
+        failed = (bad_from, bad_end)
+        raw = params if reports else None
+        return final, final_loss, diverged_step, history, state, raw, failed, jnp.any(bad_from >= 0)
 
     return batched, jax.jit(batched)
+
+
+@functools.lru_cache(maxsize=256)
+def _replay_program(loss: Loss, update: Callable, plan: _Plan) -> tuple[Callable, Callable]:
+    """The runs that failed a span check, replayed (:func:`_replay`) and merged into the
+    batch's results; raw and jitted. Built and compiled only when some run failed.
+
+    Runs that did not fail keep the main program's values, bit for bit.
+    """
+    settings = {"loss": loss, "update": update, "plan": plan}
+    replay = functools.partial(_replay, **settings)
+
+    def replayed(params, state, failed, history, key, run_ids, data, results):
+        _TRACES["replay"] += 1
+        keys, key_axis = _run_keys(plan, key, run_ids)
+        bad_from, bad_end = failed
+        p, s, d, history = jax.vmap(replay, (0, 0, 0, 0, 0, key_axis, None))(
+            params, state, bad_from, bad_end, history, keys, data
+        )
+        if isinstance(state, OptState):  # the count and hyperparameters keep their batching
+            s = state._replace(inner=s.inner)
+        new = jax.vmap(functools.partial(_finish, **settings, data=data))(p, s, d)
+        bad = bad_from >= 0
+
+        def pick(a, b):
+            return jnp.where(jnp.reshape(bad, bad.shape + (1,) * (jnp.ndim(b) - 1)), a, b)
+
+        final, final_loss, diverged_step = jax.tree.map(pick, new, results)
+        return final, final_loss, diverged_step, history, s
+
+    return replayed, jax.jit(replayed)
 
 
 def _uses_loss(optimizer: optax.GradientTransformation) -> bool:
@@ -660,6 +692,17 @@ def _check_batch(batch_size: int | None, data: Any, n_data: int, key: Any) -> tu
     return batch_size, _unused_key() if key is None else _check_key(key)
 
 
+def _default_unroll() -> int:
+    """Steps per iteration of the step loop when ``fit`` is not told: 2 on a GPU, 1 elsewhere.
+
+    Measured with the lecture's Gabor model (``benchmarks/step_profile.py``, Adam, N = 28,
+    T = 1000): on an H200 the loop of a span, a body of 4 kernels, ran at 0.35× the expert
+    baseline at 10⁴ runs and at 1.06× unrolled twice (0.99× and 0.98× at 10⁶ runs); on
+    a 2-core CPU unrolling cost 10% at one run.
+    """
+    return 2 if jax.default_backend() == "gpu" else 1
+
+
 def _check_schedule(optimizer: optax.GradientTransformation, steps: int) -> None:
     """A learning-rate schedule gives a finite α ≥ 0 at every step ``0..steps``.
 
@@ -721,7 +764,7 @@ def fit(
     record_params: bool = False,
     hyperparams: Mapping[str, Any] | None = None,
     jit: bool = True,
-    unroll: int = 1,
+    unroll: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
     gather: bool = True,
     backend: Any = "xla",
@@ -751,7 +794,8 @@ def fit(
         arrays with one value per run), held as arrays so new values reuse the
         compiled program.
       jit: False runs the same program op by op (for debugging and tests).
-      unroll: steps unrolled per iteration of the step loop (a speed knob).
+      unroll: steps unrolled per iteration of the step loop (a speed knob). None: 2 on
+        a GPU, 1 elsewhere (:func:`_default_unroll`).
       mesh: a one-axis mesh named ``"runs"`` (:func:`fitjax.run_mesh`) to split the
         runs over; by default all devices when there are several. Run counts that do
         not divide the device count are padded, and the padding dropped.
@@ -782,7 +826,7 @@ def fit(
     steps = _checks.positive_int("steps", steps)
     if record_every is not None:
         record_every = _checks.positive_int("record_every", record_every, upper=steps, upper_name="steps")
-    unroll = _checks.positive_int("unroll", unroll)
+    unroll = _default_unroll() if unroll is None else _checks.positive_int("unroll", unroll)
     batch_size, key = _check_batch(batch_size, data, n_data, key)
     _check_loss(loss, params0, _batch_struct(data, batch_size))
     _check_schedule(optimizer, steps)
@@ -797,6 +841,7 @@ def fit(
         shared_order=shared_order,
         extra_args=_uses_loss(optimizer),
         unroll=unroll,
+        check_every=CHECK_EVERY,
     )
     if backend != "xla":
         from fitjax import fused  # imported here: the fused path builds on this module
@@ -834,11 +879,14 @@ def fit(
         hp_shared, data = _shard.replicate((hp_shared, data), mesh)
         key = jax.random.wrap_key_data(_shard.replicate(jax.random.key_data(key), mesh))
     args = (params0, hp_shared, hp_run, key, run_ids, data)
-    if jit:
-        out = jitted(*args)
-    else:
-        with jax.disable_jit():
-            out = raw(*args)
+    with contextlib.nullcontext() if jit else jax.disable_jit():
+        *out, loop_params, failed, any_failed = (jitted if jit else raw)(*args)
+        if bool(any_failed):  # some run's span check failed: find its exact step
+            replay_raw, replay_jitted = _replay_program(loss, optimizer.update, plan)
+            params = out[0] if loop_params is None else loop_params
+            out = (replay_jitted if jit else replay_raw)(
+                params, out[4], failed, out[3], key, run_ids, data, tuple(out[:3])
+            )
     if mesh is not None:
         out = _shard.gather(out, n_runs) if gather else _shard.trim(out, n_runs)
     params, final_loss, diverged_step, hist, state = out

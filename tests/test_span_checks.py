@@ -171,28 +171,26 @@ def test_adam_and_an_optax_chain_match_the_reference(span):
     _check(res, LINE, [chain, chain], line_starts, fitjax.datasets.line(), 50, 10)
 
 
-def test_a_batch_without_a_failed_run_does_not_run_the_replay(monkeypatch):
-    calls = []
-    original = engine._replay
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "_replay", counting)
+def test_the_replay_is_compiled_only_for_a_batch_with_a_failed_run_and_only_once():
     engine._program.cache_clear()
+    engine._replay_program.cache_clear()
     starts = np.tile(np.float32([1.6, -0.5]), (2, 1))
-    res = fitjax.fit(
-        LINE,
-        fitjax.gd(0.01),
-        starts,
-        fitjax.datasets.line(),
-        steps=40,
-        hyperparams={"learning_rate": [0.01, 1.0]},
-        jit=False,
-    )
-    assert calls == [1] and res.diverged_step[0] == -1 and 0 < res.diverged_step[1] < 40
-    calls.clear()
-    res = fitjax.fit(LINE, fitjax.gd(0.01), starts, fitjax.datasets.line(), steps=40, jit=False)
-    assert calls == [] and not res.diverged.any()
-    engine._program.cache_clear()
+
+    def run(lrs):
+        before = engine._TRACES["replay"]
+        res = fitjax.fit(
+            LINE,
+            fitjax.gd(0.01),
+            starts,
+            fitjax.datasets.line(),
+            steps=40,
+            hyperparams={"learning_rate": lrs},
+        )
+        return res, engine._TRACES["replay"] - before
+
+    res, traced = run([0.01, 0.02])
+    assert traced == 0 and not res.diverged.any()
+    res, traced = run([0.01, 1.0])
+    assert traced == 1 and res.diverged_step[0] == -1 and 0 < res.diverged_step[1] < 40
+    res, traced = run([2.0, 0.01])  # other values, same shapes: no new trace
+    assert traced == 0 and 0 < res.diverged_step[0] < 40 and res.diverged_step[1] == -1
