@@ -161,9 +161,13 @@ def make_optimizer(
     update = _Update(rule, schedule, report, init_inner)
 
     memo: dict[tuple, dict[str, jax.Array]] = {}
+    by_leaf_dtypes: dict[tuple, dict[str, jax.Array]] = {}  # the same, found without dtype promotion
 
     def hyperparams_for(params: PyTree) -> dict[str, jax.Array]:
         """The hyperparameters as arrays in ``params``' float dtype (checked, then memoised)."""
+        leaf_dtypes = tuple(getattr(x, "dtype", None) for x in jax.tree.leaves(params))
+        if None not in leaf_dtypes and leaf_dtypes in by_leaf_dtypes:
+            return by_leaf_dtypes[leaf_dtypes]
         dtype = _float_dtype(params)
         dtypes = frozenset({dtype, *_checks.float_dtypes(params)})
         key = (dtype, dtypes)
@@ -171,6 +175,8 @@ def make_optimizer(
             for name, value in values.items():
                 _checks.held_in(name, value, set(dtypes))
             memo[key] = {k: jnp.asarray(v, dtype=dtype) for k, v in values.items()}
+        if None not in leaf_dtypes:
+            by_leaf_dtypes[leaf_dtypes] = memo[key]
         return memo[key]
 
     def init(params: PyTree) -> OptState:

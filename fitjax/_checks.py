@@ -8,6 +8,7 @@ every element passes.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -184,10 +185,25 @@ def _on_host(arr: Any) -> bool:
     return bool(devices) and all(d.platform == "cpu" for d in devices)
 
 
+_KNOWN_FINITE: dict[int, weakref.ref] = {}
+"""``id`` -> weak reference of jax arrays already found finite. A jax array never changes
+its values, so a fit called again with the same array does not test it again."""
+
+
 def _all_finite(arr: Any) -> bool:
+    cacheable = isinstance(arr, jax.Array) and not isinstance(arr, jax.core.Tracer)
+    if cacheable:
+        known = _KNOWN_FINITE.get(id(arr))
+        if known is not None and known() is arr:
+            return True
     if _on_host(arr):
-        return bool(np.isfinite(np.asarray(arr)).all())
-    return bool(jnp.all(jnp.isfinite(arr)))
+        ok = bool(np.isfinite(np.asarray(arr)).all())
+    else:
+        ok = bool(jnp.all(jnp.isfinite(arr)))
+    if ok and cacheable:
+        key = id(arr)
+        _KNOWN_FINITE[key] = weakref.ref(arr, lambda _, key=key: _KNOWN_FINITE.pop(key, None))
+    return ok
 
 
 def finite(name: str, tree: Any, fix: str, *, axis: str | None = None, offset: int = 0) -> None:

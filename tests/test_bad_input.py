@@ -1097,3 +1097,27 @@ def test_command_line_refuses_an_output_path_that_is_a_file(tmp_path, capsys, no
     assert main(["sweep", "--model", "line", "--optimizer", "gd", "--out", str(taken), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "cannot write to output folder" in err and str(taken) in err
+
+
+def test_a_numpy_array_changed_between_calls_is_checked_again(monkeypatch):
+    # A jax array found finite is not tested again (its values cannot change); a NumPy
+    # array can change in place, so every call tests it.
+    from fitjax import _checks
+
+    tested = []
+    original = _checks._on_host
+    monkeypatch.setattr(_checks, "_on_host", lambda arr: tested.append(arr) or original(arr))
+    line = fitjax.least_squares(fitjax.line)
+    x, y = (np.array(a) for a in fitjax.datasets.line())
+    starts = np.float32([[0.1, 0.2], [0.3, 0.4]])
+    fitjax.fit(line, fitjax.gd(0.01), starts, (x, y), steps=2)
+    y[3] = np.nan
+    with pytest.raises(ValueError, match=r"data\[1\]\[3\] is nan"):
+        fitjax.fit(line, fitjax.gd(0.01), starts, (x, y), steps=2)
+    starts_d, data_d = jnp.asarray(starts), fitjax.datasets.line()
+    fitjax.fit(line, fitjax.gd(0.01), starts_d, data_d, steps=2)
+    tested.clear()
+    fitjax.fit(line, fitjax.gd(0.01), starts_d, data_d, steps=2)
+    assert not any(a is starts_d or any(a is d for d in data_d) for a in tested)
+    with pytest.raises(ValueError, match=r"params0\[1, 0\] is inf"):
+        fitjax.fit(line, fitjax.gd(0.01), starts_d.at[1, 0].set(jnp.inf), data_d, steps=2)
