@@ -246,6 +246,13 @@ def _make_step(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Ar
     return step
 
 
+@functools.lru_cache(maxsize=64)
+def _record_steps(steps: int, record_every: int) -> jax.Array:
+    """The recorded steps ``0, k, 2k, ...`` before ``steps`` (made once per pair: an array
+    never changes, and building it costs two dispatches per call)."""
+    return jnp.arange(steps // record_every) * record_every
+
+
 def _steps(start: int, stop: int) -> jax.Array:
     return jnp.arange(start, stop, dtype=jnp.int32)
 
@@ -892,7 +899,7 @@ def fit(
     params, final_loss, diverged_step, hist, state = out
     history = None
     if hist is not None:
-        history = History(jnp.arange(steps // record_every) * record_every, *hist)
+        history = History(_record_steps(steps, record_every), *hist)
     return FitResult(params, final_loss, diverged_step, history, state, steps)
 
 

@@ -56,7 +56,7 @@ from jax import lax
 from fitjax import _checks, _fused_math, _sampler, _shard, optimizers
 from fitjax._base import OptState, _Update
 from fitjax._fused_loss import KernelLoss, Unsupported, pad_size, rewrite
-from fitjax.engine import FitResult, History, _make_step, _Plan, _report
+from fitjax.engine import FitResult, History, _make_step, _Plan, _record_steps, _report
 
 __all__ = ["FallbackWarning", "Fused", "Unsupported", "trace_count"]
 
@@ -595,7 +595,7 @@ def run(
     history = None
     if hist is not None:
         every = plan.record_every
-        history = History(jnp.arange(plan.steps // every) * every, *hist)
+        history = History(_record_steps(plan.steps, every), *hist)
     return FitResult(params, final_loss, diverged, history, state, plan.steps)
 
 
