@@ -37,6 +37,9 @@ def _jitted(loss, optimizer):
     return grad, update, jax.jit(loss)
 
 
+_indices_at = jax.jit(_sampler.indices_at, static_argnums=(2, 3))
+
+
 def _reference(loss, optimizer, p0, data, steps, record_every, batch_size=None, key=None):
     """One run, every step checked: ``(reported params, loss, diverged_step, records)``."""
     grad, update, value = _jitted(loss, optimizer)
@@ -47,7 +50,7 @@ def _reference(loss, optimizer, p0, data, steps, record_every, batch_size=None, 
         if batch_size is None:
             batch = data
         else:
-            batch = _sampler.take(data, _sampler.indices_at(key, jnp.int32(t), n, batch_size))
+            batch = _sampler.take(data, _indices_at(key, jnp.int32(t), n, batch_size))
         g = grad(params, batch)
         if record_every and t % record_every == 0 and t < steps // record_every * record_every:
             shown = fitjax.reported_params(optimizer, params, state)
@@ -194,3 +197,21 @@ def test_the_replay_is_compiled_only_for_a_batch_with_a_failed_run_and_only_once
     assert traced == 1 and res.diverged_step[0] == -1 and 0 < res.diverged_step[1] < 40
     res, traced = run([2.0, 0.01])  # other values, same shapes: no new trace
     assert traced == 0 and 0 < res.diverged_step[0] < 40 and res.diverged_step[1] == -1
+
+
+@pytest.mark.parametrize(("backend", "unroll"), [("cpu", 1), ("gpu", 2)])
+def test_fit_unrolls_its_step_loop_twice_on_a_gpu_by_default(monkeypatch, backend, unroll):
+    plans = []
+    original = engine._program
+
+    def spy(loss, update, init, plan):
+        plans.append(plan)
+        return original(loss, update, init, plan)
+
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(engine, "_program", spy)
+    starts = np.float32([[1.6, -0.5]])
+    fitjax.fit(LINE, fitjax.gd(0.01), starts, fitjax.datasets.line(), steps=5)
+    fitjax.fit(LINE, fitjax.gd(0.01), starts, fitjax.datasets.line(), steps=5, unroll=3)
+    assert [p.unroll for p in plans] == [unroll, 3]
+    assert plans[0].check_every == engine.CHECK_EVERY
