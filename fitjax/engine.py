@@ -279,11 +279,11 @@ def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _P
     """One run's step loop, checked for divergence every few steps.
 
     The steps run unchecked in spans of at most :func:`_span` steps (the expert's loop:
-    no per-step test or select). At the end of a span a run whose parameters are not
-    finite goes back to its state at the span's start and is
-    marked with the span (``bad_from``, ``bad_end``); it stays there, and
-    :func:`_replay` later re-runs that one span step by step to find the exact step and
-    the last finite state. Returns ``((params, state, perm), bad_from, bad_end, history)``.
+    no per-step test or select). At the end of a span, a run whose parameters are not
+    finite goes back to its state at the span's start and is marked with the span
+    (``bad_from``, ``bad_end``). It stays there, and :func:`_replay` later re-runs that
+    one span step by step to find the exact step and the last finite state.
+    Returns ``((params, state, perm), bad_from, bad_end, history)``.
     """
     advance = _make_advance(loss, update, plan, data, key)
     span = _span(plan)
