@@ -29,6 +29,21 @@ SCRIPT = textwrap.dedent(
     ref = fitjax.sweep(loss, fitjax.momentum(0.01), starts, data, steps=20, grid=grid,
                        mesh=fitjax.run_mesh(jax.devices()[:1]))
     np.testing.assert_array_equal(np.asarray(sw.result.params), np.asarray(ref.result.params))
+    # Runs that fail a span check are replayed by a second program, on the same shards.
+    line = fitjax.least_squares(fitjax.line)
+    lrs = np.float32([0.01, 1.0, 0.03, 0.2, 5.0, 0.01, 0.06, 0.045])
+    line_starts = np.tile(np.float32([1.6, -0.5]), (8, 1))
+    kw = dict(steps=45, record_every=5, hyperparams={{"learning_rate": lrs}})
+    div_one = fitjax.fit(line, fitjax.gd(0.01), line_starts, fitjax.datasets.line(),
+                         mesh=fitjax.run_mesh(jax.devices()[:1]), **kw)
+    div_left = fitjax.fit(line, fitjax.gd(0.01), line_starts, fitjax.datasets.line(), gather=False, **kw)
+    flagged = np.asarray(div_one.diverged)
+    assert flagged[[1, 4]].all() and not flagged[[0, 2, 5]].any()
+    assert div_left.diverged_step.sharding.spec[0] == "runs", div_left.diverged_step.sharding
+    np.testing.assert_array_equal(np.asarray(div_one.diverged_step), np.asarray(div_left.diverged_step))
+    for x, y in zip(jax.tree.leaves((div_one.params, div_one.history)),
+                    jax.tree.leaves((div_left.params, div_left.history))):  # to rounding, as below
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)
     # A pytree model: XLA may simplify a division by a per-step scalar differently once the
     # program is partitioned (m / c versus m * (1/c)), so the sharded fit equals the
     # one-device fit to float32 rounding, not bit for bit (fitjax.fit_chunked is bit-exact).
