@@ -27,11 +27,15 @@ def batch_indices(perm: jax.Array, step_in_epoch: jax.Array, batch_size: int) ->
     return lax.dynamic_slice(perm, (step_in_epoch * batch_size,), (batch_size,))
 
 
+def permutation_at(key: jax.Array, step: jax.Array, n: int, batch_size: int) -> jax.Array:
+    """The permutation in use at ``step``: that of its epoch."""
+    return epoch_permutation(key, step // steps_per_epoch(n, batch_size), n)
+
+
 def indices_at(key: jax.Array, step: jax.Array, n: int, batch_size: int) -> jax.Array:
-    """The example indices of mini-batch ``step`` (for tests and reference implementations)."""
-    spe = steps_per_epoch(n, batch_size)
-    perm = epoch_permutation(key, step // spe, n)
-    return batch_indices(perm, step % spe, batch_size)
+    """The example indices of mini-batch ``step`` (a step's batch without the loop's carry)."""
+    perm = permutation_at(key, step, n, batch_size)
+    return batch_indices(perm, step % steps_per_epoch(n, batch_size), batch_size)
 
 
 def next_permutation(key: jax.Array, step: jax.Array, perm: jax.Array, n: int, batch_size: int) -> jax.Array:

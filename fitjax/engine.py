@@ -146,11 +146,12 @@ def _leaf_finite(x: jax.Array) -> jax.Array:
 
     On a GPU a small leaf (the lecture's models have 2 parameters per run) is checked
     element by element: under ``vmap`` that is elementwise work that XLA fuses into the
-    update, where ``jnp.all`` is a reduction over a tiny axis. On an H200 that took the
-    step loop at 10⁴ runs from 0.62× to 0.70× the expert baseline; on a CPU it was 3%
-    slower (XLA's CPU fusion then repeats the update in each consumer), so the CPU keeps
-    the reduction (``benchmarks/step_profile.py``). Both give the same flag. A scalar needs
-    neither (and the fused kernel's Triton lowering has no ``reduce_and``).
+    update, where ``jnp.all`` is a reduction over a tiny axis. When every step was
+    checked, that took the step loop at 10⁴ runs on an H200 from 0.62× to 0.70× the
+    expert baseline; on a CPU it was 3% slower (XLA's CPU fusion then repeats the update
+    in each consumer), so the CPU keeps the reduction. It now runs once per span, in the
+    replay and at every step of the fused kernel. Both forms give the same flag. A scalar
+    needs neither (and the fused kernel's Triton lowering has no ``reduce_and``).
     """
     if jnp.ndim(x) == 0:
         return jnp.isfinite(x)
@@ -247,11 +248,15 @@ def _make_step(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Ar
     return step
 
 
-@functools.lru_cache(maxsize=64)
 def _record_steps(steps: int, record_every: int) -> jax.Array:
-    """The recorded steps ``0, k, 2k, ...`` before ``steps`` (made once per pair: an array
-    never changes, and building it costs two dispatches per call)."""
-    return jnp.arange(steps // record_every) * record_every
+    """The recorded steps ``0, k, 2k, ...`` before ``steps``, in the default integer dtype
+    (made once per setting: an array never changes, and building it costs two dispatches)."""
+    return _record_steps_in(steps, record_every, jax.dtypes.canonicalize_dtype(int))
+
+
+@functools.lru_cache(maxsize=64)
+def _record_steps_in(steps: int, record_every: int, dtype: Any) -> jax.Array:
+    return jnp.arange(steps // record_every, dtype=dtype) * record_every
 
 
 def _steps(start: int, stop: int) -> jax.Array:
@@ -374,10 +379,8 @@ def _replay(
         state0 = state
     if plan.batch_size is None:
         perm = _steps(0, plan.n_data)
-    else:  # the permutation in use at `start`
-        perm = _sampler.epoch_permutation(
-            key, start // _sampler.steps_per_epoch(plan.n_data, plan.batch_size), plan.n_data
-        )
+    else:
+        perm = _sampler.permutation_at(key, start, plan.n_data, plan.batch_size)
 
     def body(ct, _):
         carry, t = ct
@@ -900,12 +903,21 @@ def fit(
         key = jax.random.wrap_key_data(_shard.replicate(jax.random.key_data(key), mesh))
     args = (params0, hp_shared, hp_run, key, run_ids, data)
     with contextlib.nullcontext() if jit else jax.disable_jit():
-        *out, loop_params, failed, any_failed = (jitted if jit else raw)(*args)
+        final, final_loss, diverged_step, hist, state, loop_params, failed, any_failed = (
+            jitted if jit else raw
+        )(*args)
+        out = (final, final_loss, diverged_step, hist, state)
         if bool(any_failed):  # some run's span check failed: find its exact step
             replay_raw, replay_jitted = _replay_program(loss, optimizer.update, plan)
-            params = out[0] if loop_params is None else loop_params
             out = (replay_jitted if jit else replay_raw)(
-                params, out[4], failed, out[3], key, run_ids, data, tuple(out[:3])
+                final if loop_params is None else loop_params,
+                state,
+                failed,
+                hist,
+                key,
+                run_ids,
+                data,
+                (final, final_loss, diverged_step),
             )
     if mesh is not None:
         out = _shard.gather(out, n_runs) if gather else _shard.trim(out, n_runs)
