@@ -218,3 +218,36 @@ def test_fit_unrolls_its_step_loop_twice_on_a_gpu_by_default(monkeypatch, backen
     fitjax.fit(LINE, fitjax.gd(0.01), starts, fitjax.datasets.line(), steps=5, unroll=3)
     assert [p.unroll for p in plans] == [unroll, 3]
     assert plans[0].check_every == engine.CHECK_EVERY
+
+
+def test_a_span_that_fails_in_the_loop_but_not_on_replay_is_flagged_at_its_last_step():
+    """Rounding at the edge of overflow could fail a span in the loop and not on replay.
+
+    Such a run is flagged at the span's last step and keeps the replay's state; the other
+    runs keep the loop's results bit for bit. No real input triggers it on purpose, so the
+    replay program is given a healthy run marked as failed over its one span."""
+    opt, data, span = optax.sgd(0.01), fitjax.datasets.line(), 6
+    p0 = jnp.float32([[1.6, -0.5], [0.3, 0.8]])
+    healthy = fitjax.fit(LINE, opt, p0, data, steps=span)
+    plan = engine._Plan(
+        steps=span,
+        record_every=None,
+        record_params=False,
+        batch_size=None,
+        n_data=data[0].shape[0],
+        shared_order=False,
+        extra_args=engine._uses_loss(opt),
+        check_every=span,
+    )
+    _, replay = engine._replay_program(LINE, opt.update, plan)
+    marked = (jnp.int32([-1, 0]), jnp.int32([-1, span]))  # run 1 failed its span [0, 6)
+    kept = (healthy.params.at[1].set(jnp.nan), healthy.loss.at[1].set(jnp.nan), healthy.diverged_step)
+    params, loss, diverged_step, history, _ = replay(
+        p0, jax.vmap(opt.init)(p0), marked, None, engine._unused_key(), None, data, kept
+    )
+    assert history is None
+    np.testing.assert_array_equal(diverged_step, [-1, span - 1])
+    np.testing.assert_array_equal(params[0], healthy.params[0])  # untouched, bit for bit
+    np.testing.assert_array_equal(loss[0], healthy.loss[0])
+    np.testing.assert_allclose(params[1], healthy.params[1], rtol=1e-6)  # the replay's six steps
+    np.testing.assert_allclose(loss[1], healthy.loss[1], rtol=1e-6)
