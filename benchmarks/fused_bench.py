@@ -66,7 +66,7 @@ def adam() -> Any:
 # ----------------------------------------------------------------------------- programs
 
 
-def _plan(steps: int, n: int, record_every: int | None = None) -> engine._Plan:
+def _plan(steps: int, n: int, record_every: int | None = None, unroll: int | None = None) -> engine._Plan:
     return engine._Plan(
         steps=steps,
         record_every=record_every,
@@ -75,16 +75,19 @@ def _plan(steps: int, n: int, record_every: int | None = None) -> engine._Plan:
         n_data=n,
         shared_order=False,
         extra_args=False,
-        unroll=engine._default_unroll(),
+        unroll=engine._default_unroll() if unroll is None else unroll,
         check_every=engine.CHECK_EVERY,
     )
 
 
-def xla_program(starts, data, steps: int, record_every: int | None = None) -> tuple[Callable, tuple]:
-    """fitjax's XLA path as a jitted function and its arguments."""
+def xla_program(
+    starts, data, steps: int, record_every: int | None = None, unroll: int | None = None
+) -> tuple[Callable, tuple]:
+    """fitjax's XLA path as a jitted function and its arguments (``unroll``: fit's default)."""
     opt = adam()
     shared, per_run = engine._hyperparams(opt, starts, starts.shape[0], None)
-    _, jitted = engine._program(LOSS, opt.update, None, _plan(steps, data[0].shape[0], record_every))
+    plan = _plan(steps, data[0].shape[0], record_every, unroll)
+    _, jitted = engine._program(LOSS, opt.update, None, plan)
     run_ids = jnp.arange(starts.shape[0], dtype=jnp.uint32)
     return jitted, (starts, shared, per_run, jax.random.key(0), run_ids, data)
 

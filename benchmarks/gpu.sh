@@ -19,6 +19,8 @@
 #      into the page;
 #   d. benchmarks/fused_bench.py: each precision mode at several launch settings;
 #   e. benchmarks/step_profile.py: kernels per step and the divergence check's cost;
+#   e2. the same for recording every 10th step: the engine's loop against the record
+#      blocks unrolled (a loop of their own each, or none);
 #   f. I = 1 .. 1e5 at N = 1024;
 #   g. a chunked sweep of 1e7 runs (fitjax.fit_chunked): time and device memory;
 #   h. the landscape grids;
@@ -73,6 +75,7 @@ RUNNER=(benchmarks/run_contenders.py --markdown "$PAGE" --repeat 2 --loop-starts
 FUSED=(benchmarks/fused_bench.py --runs 1000000 --points 28 --steps 1000 --repeat 2 --configs 64x2,128x4,256x8,64x4
     --ref-runs 20000)  # fewer configurations and float64 reference runs than its defaults, to fit the budget
 PROFILE_RUNS=(10000 1000000)
+RECORD_RUNS=(100 10000 1000000)
 PROFILE_STEPS=1000
 CHUNKED_RUNS=10000000
 RUNS_28=(1000000 10000 100000 100 1)  # the headline case first, in case time runs short
@@ -88,6 +91,7 @@ if [ "$TINY" = "1" ]; then
     FUSED=(benchmarks/fused_bench.py --runs 64 --points 28 --steps 20 --repeat 1 --ref-runs 64
         --cpu-runs 16 --cpu-steps 10 --configs 16x4)
     PROFILE_RUNS=(64)
+    RECORD_RUNS=(64)
     PROFILE_STEPS=20
     CHUNKED_RUNS=10000
 fi
@@ -119,6 +123,10 @@ step fused 60 "$PY" "${FUSED[@]}" --json "$RESULTS/fused.json"
 # e. where the XLA path's step time goes
 step step-profile 30 "$PY" benchmarks/step_profile.py --runs "${PROFILE_RUNS[@]}" --steps "$PROFILE_STEPS" \
     --repeat 2 --unroll --json "$RESULTS/step-profile.json"
+
+# e2. what recording costs in the step loop, and without a loop per record block
+step record-profile 30 "$PY" benchmarks/step_profile.py --runs "${RECORD_RUNS[@]}" --steps "$PROFILE_STEPS" \
+    --repeat 2 --record 10 --engine-only --json "$RESULTS/record-profile.json"
 
 # f. N = 1024
 step bench-n1024 45 "$PY" "${RUNNER[@]}" --points 1024 --runs "${RUNS_1024[@]}" --suites adam \

@@ -23,7 +23,11 @@ replays a failed span step by step). The variants:
   bounds what divergence handling as a whole costs.
 
 The engine rows use ``fit``'s default ``unroll`` on this device (``engine._default_unroll``);
-``--unroll`` also times the others of 1, 2 and 4.
+``--unroll`` also times the others of 1, 2 and 4. ``--record K`` times the engine
+recording every K steps, at the default unroll and unrolled K times: each record block
+runs its K - 1 unrecorded steps in a loop of its own, which costs a fixed time to start
+on a GPU, and unrolled K times that loop disappears. Its cost is the ratio of the
+``engine`` row to the record rows.
 """
 
 from __future__ import annotations
@@ -127,12 +131,20 @@ def expert_program(steps: int):
     return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
 
 
-def profile(runs: int, points: int, steps: int, repeat: int, unroll: bool) -> dict[str, Any]:
+def profile(
+    runs: int,
+    points: int,
+    steps: int,
+    repeat: int,
+    unroll: bool,
+    record: int | None = None,
+    variants: bool = True,
+) -> dict[str, Any]:
     work = c.make_workload(runs, points, steps)
     starts, x, y = jax.device_put((work.starts, work.x, work.y))
     rows: dict[str, dict[str, Any]] = {}
     rows["expert_optax"] = timed(expert_program(steps), (starts, x, y), repeat)
-    for name, patches in VARIANTS.items():
+    for name, patches in VARIANTS.items() if variants else list(VARIANTS.items())[:1]:
         original = {attr: getattr(engine, attr) for attr in patches}
         try:
             for attr, fn in patches.items():
@@ -145,14 +157,11 @@ def profile(runs: int, points: int, steps: int, repeat: int, unroll: bool) -> di
             engine._program.cache_clear()
     if unroll:
         for k in sorted({1, 2, 4} - {engine._default_unroll()}):
-            plan = fb._plan(steps, points)
-            plan = type(plan)(**{**plan.__dict__, "unroll": k})
-            opt = fb.adam()
-            shared, per_run = engine._hyperparams(opt, starts, runs, None)
-            _, jitted = engine._program(fb.LOSS, opt.update, None, plan)
-            run_ids = jnp.arange(runs, dtype=jnp.uint32)
-            args = (starts, shared, per_run, jax.random.key(0), run_ids, (x, y))
-            rows[f"fitjax[unroll={k}]"] = timed(jitted, args, repeat)
+            rows[f"fitjax[unroll={k}]"] = timed(*fb.xla_program(starts, (x, y), steps, unroll=k), repeat)
+    if record:
+        for k in sorted({engine._default_unroll(), record}):
+            name = f"fitjax[record {record}, unroll={k}]"
+            rows[name] = timed(*fb.xla_program(starts, (x, y), steps, record_every=record, unroll=k), repeat)
     ref = rows["expert_optax"]["run_s"]
     print(f"\nAdam I={runs} N={points} T={steps} on {jax.devices()[0].device_kind}")
     head = f"{'compile s':>10} {'run s':>9} {'vs expert':>10}"
@@ -174,9 +183,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=1000 if on_gpu else 200)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--unroll", action="store_true", help="also time the step loop unrolled 1, 2 and 4 times")
+    p.add_argument(
+        "--record",
+        type=int,
+        metavar="K",
+        help="also time the engine recording every K steps, at the default unroll and unrolled K times "
+        "(a record block's steps then run without a loop of their own)",
+    )
+    p.add_argument(
+        "--engine-only", action="store_true", help="of the check variants, time only the engine's own"
+    )
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
-    out = {str(r): profile(r, args.points, args.steps, args.repeat, args.unroll) for r in args.runs}
+    settings = (args.points, args.steps, args.repeat, args.unroll, args.record, not args.engine_only)
+    out = {str(r): profile(r, *settings) for r in args.runs}
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": str(jax.devices()[0]), "jax": jax.__version__, "cases": out}, f, indent=2)
