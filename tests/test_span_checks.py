@@ -251,3 +251,15 @@ def test_a_span_that_fails_in_the_loop_but_not_on_replay_is_flagged_at_its_last_
     np.testing.assert_array_equal(loss[0], healthy.loss[0])
     np.testing.assert_allclose(params[1], healthy.params[1], rtol=1e-6)  # the replay's six steps
     np.testing.assert_allclose(loss[1], healthy.loss[1], rtol=1e-6)
+
+
+def test_a_diverging_batch_gives_the_same_results_without_jit():
+    """The replay runs op by op too (``jit=False``), with the same exact step."""
+    starts = np.tile(np.float32([1.6, -0.5]), (3, 1))
+    kw = dict(steps=40, record_every=10, hyperparams={"learning_rate": [0.01, 1.0, 0.5]})
+    jitted = fitjax.fit(LINE, fitjax.gd(0.01), starts, fitjax.datasets.line(), **kw)
+    eager = fitjax.fit(LINE, fitjax.gd(0.01), starts, fitjax.datasets.line(), jit=False, **kw)
+    assert jitted.diverged_step[0] == -1 and 0 < jitted.diverged_step[1] < 40
+    np.testing.assert_array_equal(eager.diverged_step, jitted.diverged_step)
+    np.testing.assert_allclose(eager.params, jitted.params, rtol=1e-5)
+    np.testing.assert_allclose(eager.history.loss, jitted.history.loss, rtol=1e-5)
