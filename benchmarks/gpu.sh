@@ -21,6 +21,7 @@
 #   e. benchmarks/step_profile.py: kernels per step and the divergence check's cost;
 #   e2. the same for recording every 10th step: the engine's loop against the record
 #      blocks unrolled (a loop of their own each, or none);
+#   e3. benchmarks/call_profile.py: what a call of fit costs beyond its program (I = 1e4, 1e5);
 #   f. I = 1 .. 1e5 at N = 1024;
 #   g. a chunked sweep of 1e7 runs (fitjax.fit_chunked): time and device memory;
 #   h. the landscape grids;
@@ -76,6 +77,8 @@ FUSED=(benchmarks/fused_bench.py --runs 1000000 --points 28 --steps 1000 --repea
     --ref-runs 20000)  # fewer configurations and float64 reference runs than its defaults, to fit the budget
 PROFILE_RUNS=(10000 1000000)
 RECORD_RUNS=(100 10000 1000000)
+CALL_RUNS=(10000 100000)
+CALLS=50
 PROFILE_STEPS=1000
 CHUNKED_RUNS=10000000
 RUNS_28=(1000000 10000 100000 100 1)  # the headline case first, in case time runs short
@@ -92,6 +95,8 @@ if [ "$TINY" = "1" ]; then
         --cpu-runs 16 --cpu-steps 10 --configs 16x4)
     PROFILE_RUNS=(64)
     RECORD_RUNS=(64)
+    CALL_RUNS=(64)
+    CALLS=10
     PROFILE_STEPS=20
     CHUNKED_RUNS=10000
 fi
@@ -127,6 +132,10 @@ step step-profile 30 "$PY" benchmarks/step_profile.py --runs "${PROFILE_RUNS[@]}
 # e2. what recording costs in the step loop, and without a loop per record block
 step record-profile 30 "$PY" benchmarks/step_profile.py --runs "${RECORD_RUNS[@]}" --steps "$PROFILE_STEPS" \
     --repeat 2 --record 10 --engine-only --json "$RESULTS/record-profile.json"
+
+# e3. what a call of fit costs beyond its program
+step call-profile 30 "$PY" benchmarks/call_profile.py --runs "${CALL_RUNS[@]}" --steps "$PROFILE_STEPS" \
+    --calls "$CALLS" --json "$RESULTS/call-profile.json"
 
 # f. N = 1024
 step bench-n1024 45 "$PY" "${RUNNER[@]}" --points 1024 --runs "${RUNS_1024[@]}" --suites adam \

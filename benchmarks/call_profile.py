@@ -1,0 +1,172 @@
+"""What one call of ``fitjax.fit`` costs beyond its compiled program, on this device.
+
+Usage (from the repository root)::
+
+    python benchmarks/call_profile.py                          # I = 1 (T = 200) on a CPU
+    python benchmarks/call_profile.py --runs 10000 100000 --steps 1000   # on a GPU
+
+For the Adam workload of ``benchmarks/contenders.py`` it times, interleaved (each round
+calls every contender in turn, so that a slow stretch of the machine hits them all):
+
+* ``expert``: the expert baseline's compiled program (2 outputs);
+* ``expert + outputs``: the same program returning as many arrays as fitjax's program,
+  the extra ones small: what the output buffers cost;
+* ``program``: fitjax's own jitted program, called directly with its arguments;
+* ``fit``: ``fitjax.fit`` end to end, as a user calls it;
+* ``fit, checks skipped``: the same with the argument checks of ``params0``, ``data``,
+  ``loss`` and the hyperparameters replaced by their results: what those checks cost
+  where they run, between two programs.
+
+Every call ends in ``block_until_ready``. It prints the minimum, 10th percentile and
+median of each, in µs, and then a ``cProfile`` of ``fit``'s calls: the functions with
+the most time of their own. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import io
+import json
+import pstats
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import fitjax
+from fitjax import engine
+
+try:  # python -m benchmarks.call_profile
+    from . import contenders as c
+    from . import fused_bench as fb
+except ImportError:  # python benchmarks/call_profile.py
+    import contenders as c
+    import fused_bench as fb
+
+
+def expert_with_outputs(steps: int, extra: int) -> Callable:
+    """The expert's program (``contenders._scan_fit`` with ``optax.adam``), returning
+    ``extra`` more small arrays: its optimizer state and zeros up to that count."""
+    optimizer = c._adam_optax()
+
+    def one(phi, x, y):
+        def body(carry, _):
+            p, s = carry
+            updates, s = optimizer.update(jax.grad(c.loss_jax)(p, x, y), s, p)
+            return (optax.apply_updates(p, updates), s), None
+
+        (phi, state), _ = jax.lax.scan(body, (phi, optimizer.init(phi)), None, length=steps)
+        state = jax.tree.leaves(state)[:extra]
+        return phi, c.loss_jax(phi, x, y), state, [jnp.zeros((), jnp.int32)] * (extra - len(state))
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
+
+
+def skipping_checks(call: Callable, starts: Any, data: Any) -> Callable:
+    """``call`` with ``engine``'s argument checks replaced by the results they give here."""
+    optimizer = fb.adam()
+    results = {
+        "_check_params0": engine._check_params0(starts),
+        "_check_data": engine._check_data(data),
+        "_check_loss": None,
+        "_hyperparams": engine._hyperparams(optimizer, starts, starts.shape[0], None),
+    }
+
+    def skipped():
+        saved = {name: getattr(engine, name) for name in results}
+        for name, value in results.items():
+            setattr(engine, name, lambda *args, value=value: value)
+        try:
+            return call()
+        finally:
+            for name, fn in saved.items():
+                setattr(engine, name, fn)
+
+    return skipped
+
+
+def interleaved(calls: dict[str, Callable], rounds: int, per_round: int) -> dict[str, dict[str, float]]:
+    """Each round calls every entry ``per_round`` times in turn; µs per call."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - t0)
+    return {
+        name: {
+            "min_us": 1e6 * float(np.min(t)),
+            "p10_us": 1e6 * float(np.percentile(t, 10)),
+            "median_us": 1e6 * float(np.median(t)),
+        }
+        for name, t in times.items()
+    }
+
+
+def profile(runs: int, points: int, steps: int, calls: int, top: int) -> dict[str, Any]:
+    work = c.make_workload(runs, points, steps)
+    starts, x, y = jax.device_put((work.starts, work.x, work.y))
+    data = (x, y)
+    program, args = fb.xla_program(starts, data, steps)
+    n_outputs = len(jax.tree.leaves(program(*args)))
+    optimizer = fb.adam()
+
+    def fit():
+        return fitjax.fit(fb.LOSS, optimizer, starts, data, steps=steps)
+
+    expert = expert_with_outputs(steps, 0)
+    wider = expert_with_outputs(steps, n_outputs - 2)
+    entries = {
+        "expert": functools.partial(expert, starts, x, y),
+        f"expert + {n_outputs - 2} outputs": functools.partial(wider, starts, x, y),
+        f"program ({n_outputs} outputs)": functools.partial(program, *args),
+        "fit": fit,
+        "fit, checks skipped": skipping_checks(fit, starts, data),
+    }
+    blocking = {name: (lambda f=f: jax.block_until_ready(f())) for name, f in entries.items()}
+    for call in blocking.values():  # compile and warm up
+        call()
+    rounds = 5
+    times = interleaved(blocking, rounds, max(1, calls // rounds))
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(max(1, calls // 2)):
+        blocking["fit"]()
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+
+    print(f"\nAdam I={runs} N={points} T={steps} on {jax.devices()[0].device_kind}; µs per call")
+    print(f"{'call':<28} {'min':>10} {'p10':>10} {'median':>10}")
+    for name, row in times.items():
+        print(f"{name:<28} {row['min_us']:>10.1f} {row['p10_us']:>10.1f} {row['median_us']:>10.1f}")
+    print(f"\ncProfile of {max(1, calls // 2)} calls of fit, by own time:")
+    print(text.getvalue().strip())
+    return {"times": times, "outputs": n_outputs, "profile": text.getvalue()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, nargs="+", default=[1])
+    p.add_argument("--points", type=int, default=30)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--calls", type=int, default=2000, help="timed calls of each contender")
+    p.add_argument("--top", type=int, default=15, help="functions shown from the profile")
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+    out = {str(r): profile(r, args.points, args.steps, args.calls, args.top) for r in args.runs}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(jax.devices()[0]), "jax": jax.__version__, "cases": out}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
