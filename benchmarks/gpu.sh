@@ -126,7 +126,7 @@ step bench-n28 100 "$PY" "${RUNNER[@]}" --points 28 --runs "${RUNS_28[@]}" --sui
 step fused 60 "$PY" "${FUSED[@]}" --json "$RESULTS/fused.json"
 
 # e. where the XLA path's step time goes
-step step-profile 30 "$PY" benchmarks/step_profile.py --runs "${PROFILE_RUNS[@]}" --steps "$PROFILE_STEPS" \
+step step-profile 45 "$PY" benchmarks/step_profile.py --runs "${PROFILE_RUNS[@]}" --steps "$PROFILE_STEPS" \
     --repeat 2 --unroll --json "$RESULTS/step-profile.json"
 
 # e2. what recording costs in the step loop, and without a loop per record block

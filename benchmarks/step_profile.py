@@ -23,7 +23,7 @@ replays a failed span step by step). The variants:
   bounds what divergence handling as a whole costs.
 
 The engine rows use ``fit``'s default ``unroll`` on this device (``engine._default_unroll``);
-``--unroll`` also times the others of 1, 2 and 4. ``--record K`` times the engine
+``--unroll`` also times the others of 1, 2, 4 and 8. ``--record K`` times the engine
 recording every K steps, at the default unroll and unrolled K times, and without
 records unrolled K times: each record block runs its K - 1 unrecorded steps in a loop
 of its own, which costs a fixed time to start on a GPU, and unrolled K times that loop
@@ -157,7 +157,7 @@ def profile(
                 setattr(engine, attr, fn)
             engine._program.cache_clear()
     if unroll:
-        for k in sorted({1, 2, 4} - {engine._default_unroll()}):
+        for k in sorted({1, 2, 4, 8} - {engine._default_unroll()}):
             rows[f"fitjax[unroll={k}]"] = timed(*fb.xla_program(starts, (x, y), steps, unroll=k), repeat)
     if record:
         flat = f"fitjax[unroll={record}]"
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--points", type=int, default=28)
     p.add_argument("--steps", type=int, default=1000 if on_gpu else 200)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--unroll", action="store_true", help="also time the step loop unrolled 1, 2 and 4 times")
+    p.add_argument("--unroll", action="store_true", help="also time the step loop unrolled 1, 2, 4 and 8 times")
     p.add_argument(
         "--record",
         type=int,
