@@ -275,7 +275,7 @@ def targets(records: list[Record], on_gpu: bool) -> list[dict[str, Any]]:
                     add(
                         f"CPU: compile of a fit < 1 s ({name}, {size})",
                         row["compile_s"] < 1.0,
-                        f"{row['compile_s']:.3f} s (first call minus a warm call)",
+                        f"{row['compile_s']:.3f} s (trace, lowering and compile in the first call)",
                     )
         rec10 = _row(rec, "fitjax_record10")
         if ours and rec10:

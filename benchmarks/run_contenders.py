@@ -425,7 +425,8 @@ def page_notes(args: argparse.Namespace, check: float) -> list[str]:
     subset = args.subset_elements
     return [
         "Times are the best of the timed calls after a warm-up; `compile s` is apart from them "
-        "(the expert: lower + compile; fitjax and the landscapes: first call minus the best call; "
+        "(the expert: lower + compile; fitjax and the landscapes: the trace, lowering and compile "
+        "times JAX reports during the first call; "
         "torch: three warm-up steps, `torch.compile` included).",
         "`vs ref` is the reference's wall time over this row's (above 1: faster than the reference); "
         "`cpu vs ref` the same with process CPU time (all threads), steadier on a shared machine.",

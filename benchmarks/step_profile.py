@@ -186,7 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--points", type=int, default=28)
     p.add_argument("--steps", type=int, default=1000 if on_gpu else 200)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--unroll", action="store_true", help="also time the step loop unrolled 1, 2, 4 and 8 times")
+    p.add_argument(
+        "--unroll", action="store_true", help="also time the step loop unrolled 1, 2, 4 and 8 times"
+    )
     p.add_argument(
         "--record",
         type=int,
