@@ -200,11 +200,13 @@ def _row(record: Record, name: str) -> Row | None:
 
 
 def _spread(*rows: Row) -> float:
-    """Relative spread (max/min − 1) of the repeated timings of these rows; a noise scale."""
+    """Relative spread (median/min − 1) of the repeated timings of these rows; a noise
+    scale that does not grow with the number of calls, as max/min does. CPU times count
+    only for runs of at least ``SHORT_S`` (below it they are not reliable)."""
     spreads = [
-        max(times) / min(times) - 1
+        float(np.median(times)) / min(times) - 1
         for row in rows
-        for times in (row["run_times"], row["run_cpu_times"])
+        for times in (row["run_times"], row["run_cpu_times"] if row["run_cpu_s"] >= SHORT_S else None)
         if times and min(times) > 0
     ]
     return max(spreads, default=0.0)
@@ -233,7 +235,7 @@ def targets(records: list[Record], on_gpu: bool) -> list[dict[str, Any]]:
     Speed ratios compare process CPU times on a CPU host (other load on a shared
     machine inflates wall time, not CPU time) and wall times on a GPU and for runs
     shorter than ``SHORT_S``; the detail gives both. A FAIL names the spread of the
-    repeated timings (max/min − 1), to set the shortfall against.
+    repeated timings (median/min − 1), to set the shortfall against.
     """
     out: list[dict[str, Any]] = []
 

@@ -424,7 +424,8 @@ def command(argv: list[str] | None) -> str:
 def page_notes(args: argparse.Namespace, check: float) -> list[str]:
     subset = args.subset_elements
     return [
-        "Times are the best of the timed calls after a warm-up; `compile s` is apart from them "
+        "Times are the best of the timed calls after a warm-up (`--repeat` calls, more for short ones: "
+        "until 0.25 s have passed, at most 200); `compile s` is apart from them "
         "(the expert: lower + compile; fitjax and the landscapes: the trace, lowering and compile "
         "times JAX reports during the first call; "
         "torch: three warm-up steps, `torch.compile` included).",
