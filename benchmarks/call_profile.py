@@ -15,7 +15,8 @@ calls every contender in turn, so that a slow stretch of the machine hits them a
 * ``fit``: ``fitjax.fit`` end to end, as a user calls it;
 * ``fit, checks skipped``: the same with the argument checks of ``params0``, ``data``,
   ``loss`` and the hyperparameters replaced by their results: what those checks cost
-  where they run, between two programs.
+  where they run, between two programs;
+* with ``--record K``, ``fit, record every K``: what recording costs per call.
 
 Every call ends in ``block_until_ready``. It prints the minimum, 10th percentile and
 median of each, in µs, and then a ``cProfile`` of ``fit``'s calls: the functions with
@@ -110,7 +111,9 @@ def interleaved(calls: dict[str, Callable], rounds: int, per_round: int) -> dict
     }
 
 
-def profile(runs: int, points: int, steps: int, calls: int, top: int) -> dict[str, Any]:
+def profile(
+    runs: int, points: int, steps: int, calls: int, top: int, record: int | None = None
+) -> dict[str, Any]:
     work = c.make_workload(runs, points, steps)
     starts, x, y = jax.device_put((work.starts, work.x, work.y))
     data = (x, y)
@@ -130,6 +133,10 @@ def profile(runs: int, points: int, steps: int, calls: int, top: int) -> dict[st
         "fit": fit,
         "fit, checks skipped": skipping_checks(fit, starts, data),
     }
+    if record:
+        entries[f"fit, record every {record}"] = functools.partial(
+            fitjax.fit, fb.LOSS, optimizer, starts, data, steps=steps, record_every=record
+        )
     blocking = {name: (lambda f=f: jax.block_until_ready(f())) for name, f in entries.items()}
     for call in blocking.values():  # compile and warm up
         call()
@@ -160,9 +167,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--calls", type=int, default=2000, help="timed calls of each contender")
     p.add_argument("--top", type=int, default=15, help="functions shown from the profile")
+    p.add_argument("--record", type=int, metavar="K", help="also time fit recording every K steps")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
-    out = {str(r): profile(r, args.points, args.steps, args.calls, args.top) for r in args.runs}
+    out = {str(r): profile(r, args.points, args.steps, args.calls, args.top, args.record) for r in args.runs}
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": str(jax.devices()[0]), "jax": jax.__version__, "cases": out}, f, indent=2)
