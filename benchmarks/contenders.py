@@ -127,7 +127,7 @@ class ContenderResult:
     ``None`` (as are the timings) when the contender was skipped, with the
     reason in ``skip_reason``. ``run_times`` are the measured wall-clock
     seconds of each repetition of the run phase on ``starts_run`` starts;
-    ``run_s`` is the best of them scaled to all starts (``note`` says when it
+    ``run_s`` is the :func:`best` of them scaled to all starts (``note`` says when it
     was extrapolated from a subset). ``run_cpu_times`` / ``run_cpu_s`` are the
     same for the process CPU time (all threads), which is far less sensitive
     than wall time to other load on a shared machine but counts only host
@@ -209,6 +209,19 @@ the best of 3 calls of half a millisecond says more about the machine than the c
 
 MAX_CALLS = 200
 
+MANY_CALLS = 10
+"""From this many timed calls on, a run's time is their 10th percentile, not their
+minimum: at a tenth of a millisecond the fastest of 200 calls is a lucky draw of the
+machine, and comparing two such draws gives ratios that wander by 20–40%."""
+
+
+def best(times: tuple[float, ...] | list[float]) -> float:
+    """The time kept from repeated calls: the minimum of fewer than :data:`MANY_CALLS`,
+    else the 10th percentile."""
+    if len(times) < MANY_CALLS:
+        return min(times)
+    return float(np.percentile(times, 10))
+
 
 def _timed_repeats(fn: Callable[[], Any], repeat: int) -> tuple[Any, RunTimes]:
     """Run ``fn`` ``repeat`` times (at least once), and more while all the calls together
@@ -235,7 +248,8 @@ def _result(
     total_starts: int,
     note: str = "",
 ) -> ContenderResult:
-    """Build a result; run times are the best repetition scaled to ``total_starts``."""
+    """Build a result; run times are the :func:`best` of the repetitions, scaled to
+    ``total_starts``."""
     params, losses = np.asarray(params), np.asarray(losses)
     starts_run = len(losses)
     scale = total_starts / starts_run
@@ -247,9 +261,9 @@ def _result(
         params,
         losses,
         compile_s,
-        min(run_times.wall) * scale,
+        best(run_times.wall) * scale,
         run_times=run_times.wall,
-        run_cpu_s=min(run_times.cpu) * scale,
+        run_cpu_s=best(run_times.cpu) * scale,
         run_cpu_times=run_times.cpu,
         starts_run=starts_run,
         note="; ".join(notes),
@@ -389,7 +403,7 @@ def fitjax_fit(
     res, run_times = _timed_repeats(call, repeat)
     note = "" if traces() > before else "program already compiled before the first call"
     if compile_s is None:  # nothing compiled, or no compile events from this jax
-        compile_s = max(first_s - min(run_times.wall), 0.0)
+        compile_s = max(first_s - best(run_times.wall), 0.0)
     return _result(name, res.params, res.loss, compile_s, run_times, len(starts), note=note)
 
 

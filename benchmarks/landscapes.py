@@ -87,7 +87,7 @@ def timed(name: str, call: Callable[[], np.ndarray], repeat: int, note: str = ""
     whose ``losses`` hold the grid, flattened."""
     _, first_s, compile_s = c._timed_first_call(call)
     grid, times = c._timed_repeats(call, repeat)
-    run_s = min(times.wall)
+    run_s = c.best(times.wall)
     return c.ContenderResult(
         name,
         None,
@@ -95,7 +95,7 @@ def timed(name: str, call: Callable[[], np.ndarray], repeat: int, note: str = ""
         max(first_s - run_s, 0.0) if compile_s is None else compile_s,
         run_s,
         run_times=times.wall,
-        run_cpu_s=min(times.cpu),
+        run_cpu_s=c.best(times.cpu),
         run_cpu_times=times.cpu,
         note=note,
     )

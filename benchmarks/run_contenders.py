@@ -21,7 +21,8 @@ points. Each contender's final losses (or grid values) are compared with those o
 the row it is timed against, from the same starts; Adam on a non-convex loss can
 amplify float32 rounding, so the agreement is reported (maximum and median relative
 difference, fraction of runs within ``--rtol``), not asserted. Times are the best of
-``--repeat`` calls after a warm-up, compile time apart; process CPU time is reported
+``--repeat`` calls after a warm-up (more calls for short runs, and then their 10th
+percentile: ``contenders.best``), compile time apart; process CPU time is reported
 next to wall time, and ratios to the reference use both (on a shared machine CPU
 time is the steadier). The targets are printed as PASS/FAIL lines at the end.
 
@@ -425,7 +426,8 @@ def page_notes(args: argparse.Namespace, check: float) -> list[str]:
     subset = args.subset_elements
     return [
         "Times are the best of the timed calls after a warm-up (`--repeat` calls, more for short ones: "
-        "until 0.25 s have passed, at most 200); `compile s` is apart from them "
+        "until 0.25 s have passed, at most 200; from 10 calls on, their 10th percentile); "
+        "`compile s` is apart from them "
         "(the expert: lower + compile; fitjax and the landscapes: the trace, lowering and compile "
         "times JAX reports during the first call; "
         "torch: three warm-up steps, `torch.compile` included).",
