@@ -130,7 +130,7 @@ step step-profile 45 "$PY" benchmarks/step_profile.py --runs "${PROFILE_RUNS[@]}
     --repeat 2 --unroll --json "$RESULTS/step-profile.json"
 
 # e2. what recording costs in the step loop, and without a loop per record block
-step record-profile 30 "$PY" benchmarks/step_profile.py --runs "${RECORD_RUNS[@]}" --steps "$PROFILE_STEPS" \
+step record-profile 45 "$PY" benchmarks/step_profile.py --runs "${RECORD_RUNS[@]}" --steps "$PROFILE_STEPS" \
     --repeat 2 --record 10 --engine-only --json "$RESULTS/record-profile.json"
 
 # e3. what a call of fit costs beyond its program
