@@ -38,7 +38,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import fitjax
 from fitjax import engine
@@ -46,25 +45,22 @@ from fitjax import engine
 try:  # python -m benchmarks.call_profile
     from . import contenders as c
     from . import fused_bench as fb
+    from . import step_profile as sp
 except ImportError:  # python benchmarks/call_profile.py
     import contenders as c
     import fused_bench as fb
+    import step_profile as sp
 
 
 def expert_with_outputs(steps: int, extra: int) -> Callable:
-    """The expert's program (``contenders._scan_fit`` with ``optax.adam``), returning
-    ``extra`` more small arrays: its optimizer state and zeros up to that count."""
-    optimizer = c._adam_optax()
+    """The expert's program (``contenders._scan_fit`` with ``optax.adam``) returning
+    ``extra`` more small arrays: its final optimizer state, then zeros up to that count."""
+    fit_one = functools.partial(c._scan_fit, c._adam_optax(), False, steps=steps, with_state=True)
 
     def one(phi, x, y):
-        def body(carry, _):
-            p, s = carry
-            updates, s = optimizer.update(jax.grad(c.loss_jax)(p, x, y), s, p)
-            return (optax.apply_updates(p, updates), s), None
-
-        (phi, state), _ = jax.lax.scan(body, (phi, optimizer.init(phi)), None, length=steps)
+        phi, loss, state = fit_one(phi, x, y)
         state = jax.tree.leaves(state)[:extra]
-        return phi, c.loss_jax(phi, x, y), state, [jnp.zeros((), jnp.int32)] * (extra - len(state))
+        return phi, loss, state, [jnp.zeros((), jnp.int32)] * (extra - len(state))
 
     return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
 
@@ -124,7 +120,7 @@ def profile(
     def fit():
         return fitjax.fit(fb.LOSS, optimizer, starts, data, steps=steps)
 
-    expert = expert_with_outputs(steps, 0)
+    expert = sp.expert_program(steps)
     wider = expert_with_outputs(steps, n_outputs - 2)
     entries = {
         "expert": functools.partial(expert, starts, x, y),

@@ -305,8 +305,10 @@ def _scan_fit(
     x: jax.Array,
     y: jax.Array,
     steps: int,
-) -> tuple[jax.Array, jax.Array]:
-    """``steps`` steps of ``optimizer`` on one run with ``lax.scan``; returns (phi, loss).
+    with_state: bool = False,
+) -> tuple[jax.Array, ...]:
+    """``steps`` steps of ``optimizer`` on one run with ``lax.scan``; returns (phi, loss),
+    and the final optimizer state after them ``with_state``.
 
     With ``extra_args`` the update also gets ``value``, ``grad`` and ``value_fn``, as
     optax's line searches take them.
@@ -322,8 +324,8 @@ def _scan_fit(
         updates, state = optimizer.update(grad, state, phi, **extra)
         return (optax.apply_updates(phi, updates), state), None
 
-    (phi, _), _ = jax.lax.scan(body, (phi, optimizer.init(phi)), None, length=steps)
-    return phi, loss_jax(phi, x, y)
+    (phi, state), _ = jax.lax.scan(body, (phi, optimizer.init(phi)), None, length=steps)
+    return (phi, loss_jax(phi, x, y), state) if with_state else (phi, loss_jax(phi, x, y))
 
 
 def expert_scan(
