@@ -9,7 +9,7 @@ The public API is flat::
 """
 
 from fitjax import datasets, fused, inits
-from fitjax._base import Optimizer, OptState, make_optimizer, reported_params
+from fitjax._base import Hyperparam, Optimizer, OptState, PrecisionWarning, Rule, build, reported_params
 from fitjax._shard import run_mesh
 from fitjax.basins import DIVERGED, UNSETTLED, BasinMap, basin_map, convergence_step, label_minima, settled
 from fitjax.chunked import ChunkedSweep, fit_chunked, iter_chunks, load_chunked
@@ -43,6 +43,7 @@ from fitjax.models import GABOR_W_LECTURE, GABOR_W_NOTEBOOK, Gabor, gabor, init_
 from fitjax.optimizers import (
     AdamState,
     MomentumState,
+    TraceState,
     adam,
     gd,
     momentum,
@@ -52,6 +53,7 @@ from fitjax.optimizers import (
     sgd,
 )
 from fitjax.plateau import PlateauState, reduce_on_plateau
+from fitjax.rmsprop import RMSPropState, rmsprop
 
 __version__ = "0.1.0"
 
@@ -89,14 +91,20 @@ __all__ = [
     "LineSearchState",
     "LossEvaluations",
     "MomentumState",
+    "Hyperparam",
     "OptState",
     "Optimizer",
+    "PrecisionWarning",
+    "RMSPropState",
+    "Rule",
+    "TraceState",
     "PlateauState",
     "SearchResult",
     "SweepResult",
     "adam",
     "backtracking_armijo",
     "bracket_search",
+    "build",
     "datasets",
     "fit",
     "gabor",
@@ -107,7 +115,6 @@ __all__ = [
     "least_squares",
     "line",
     "loss_evaluations",
-    "make_optimizer",
     "mlp",
     "momentum",
     "nesterov",
@@ -116,6 +123,7 @@ __all__ = [
     "polynomial_math",
     "reduce_on_plateau",
     "reported_params",
+    "rmsprop",
     "run_mesh",
     "settled",
     "sgd",

@@ -118,42 +118,18 @@ def positive_int(name: str, value: Any, *, upper: int | None = None, upper_name:
     return int(value)
 
 
-def schedule(name: str, fn: Callable[[Any], Any]) -> None:
-    """A schedule ``step -> value`` must return a finite positive scalar at step 0."""
+def schedule(name: str, fn: Callable[[Any], Any], check: Callable[[str, Any], None]) -> None:
+    """A schedule ``step -> value`` returns a scalar, and its value at step 0 passes ``check``.
+
+    Later steps are checked by :func:`fitjax.fit`, which knows how many steps there are.
+    """
     try:
         out = jax.eval_shape(fn, jax.ShapeDtypeStruct((), np.int32))
     except Exception as err:  # noqa: BLE001 - reported with the argument's name
         raise TypeError(f"{name} must be a function step -> scalar; calling it failed: {err}") from err
     if getattr(out, "shape", None) != ():
         raise ValueError(f"{name} must return a scalar, got shape {getattr(out, 'shape', out)}")
-    positive(f"{name}(0)", fn(0))
-
-
-# Hyperparameters are checked by name, so the same rule applies when an optimizer
-# is built and when a sweep hands it a grid of values.
-_BY_NAME: dict[str, Callable[[str, Any], None]] = {
-    "learning_rate": positive,
-    "beta": unit_interval,
-    "gamma": unit_interval,
-    "momentum": unit_interval,
-    "eps": non_negative,
-    # line searches (fitjax.linesearch)
-    "max_dist": positive,
-    "tol": positive,
-    "max_iter": lambda name, value: integer_at_least(name, value, 1),
-    "max_backtracking_steps": lambda name, value: integer_at_least(name, value, 0),
-    "slope_rtol": unit_interval,
-    "decrease_factor": lambda name, value: interval(name, value, 0, 1, low_open=True, high_open=True),
-    "increase_factor": lambda name, value: interval(name, value, 1, np.inf),
-    "max_learning_rate": positive,
-}
-
-
-def hyperparam(name: str, value: Any) -> None:
-    """Check one hyperparameter value (or array of values) by its name."""
-    check = _BY_NAME.get(name)
-    if check is not None:
-        check(name, value)
+    check(f"{name}(0)", fn(0))
 
 
 # ----------------------------------------------------------------------------- arrays, keys, dtypes
@@ -248,43 +224,34 @@ def float_dtypes(tree: Any) -> list[np.dtype]:
     return sorted(found, key=str)
 
 
-def held_in(name: str, value: Any, dtypes: Any) -> None:
-    """A hyperparameter keeps its meaning when held in each of ``dtypes`` (the parameters' own).
+def rounding(
+    name: str, value: Any, dtype: Any, check: Callable[[str, Any], None], *, lost_at_zero: bool
+) -> str | None:
+    """How ``value`` changes meaning when held in ``dtype``, or None if it does not.
 
-    fitjax computes each update in the dtype of the parameters it updates, so a
-    hyperparameter is rounded to that dtype. Refused: a value that rounds out of its
-    allowed range (Adam's γ = 0.999 is 1 in bfloat16) or overflows, and a nonzero
-    value that rounds below the dtype's smallest normal number (ε = 1e-8 in float16),
-    which XLA flushes to 0.
+    A value that rounds out of its allowed range (Adam's γ = 0.999 is 1 in bfloat16) or
+    overflows, or a nonzero value that ``lost_at_zero`` forbids to vanish and that
+    rounds below the dtype's smallest normal number (ε = 1e-8 in float16, which XLA
+    flushes to 0).
     """
-    if callable(value):
-        return
     arr = _as_float_array(name, value)
     if arr is None:
-        return
-    for dtype in dtypes:
-        dtype = np.dtype(dtype)
-        if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits >= 64:
-            continue
-        with np.errstate(over="ignore", under="ignore"):
-            held = arr.astype(dtype).astype(np.float64)
-        fix = f"use float32 parameters (params0.astype(jnp.float32)) or a {name} that {dtype.name} holds"
-        tiny = float(jnp.finfo(dtype).tiny)
-        # a coefficient in [0, 1) may become 0 harmlessly; a step size or ε may not
-        lost = (arr != 0) & (np.abs(held) < tiny)
-        if lost.any() and _BY_NAME.get(name) in (positive, non_negative):
-            raise ValueError(
-                f"{name} = {_show(arr, lost)} is below the smallest normal {dtype.name} ({tiny:g}), the "
-                f"parameters' dtype, and would act as 0; {fix} (at least {tiny:g})"
-            )
-        try:
-            hyperparam(name, held)
-        except ValueError as err:
-            bad = held != arr
-            raise ValueError(
-                f"{name} = {_show(arr, bad)} rounds to {_show(held, bad)} in {dtype.name}, the parameters' "
-                f"dtype, where {err}; {fix}"
-            ) from None
+        return None
+    dtype = np.dtype(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        held = arr.astype(dtype).astype(np.float64)
+    tiny = float(jnp.finfo(dtype).tiny)
+    lost = (arr != 0) & (np.abs(held) < tiny)
+    if lost_at_zero and lost.any():
+        return (
+            f"{name} = {_show(arr, lost)} is below the smallest normal {dtype.name} ({tiny:g}) and acts as 0"
+        )
+    try:
+        check(name, held)
+    except ValueError as err:
+        bad = held != arr
+        return f"{name} = {_show(arr, bad)} rounds to {_show(held, bad)} in {dtype.name}, where {err}"
+    return None
 
 
 def same_tree(name: str, tree: Any, expected: Any, expected_name: str, fix: str) -> None:

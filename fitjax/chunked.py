@@ -657,8 +657,7 @@ def fit_chunked(
     example = source.example()
     one = jax.tree.map(lambda s: jnp.zeros((1, *s.shape), s.dtype), example)
     engine._check_loss(loss, one, engine._batch_struct(data, batch_size))
-    engine._check_schedule(optimizer, steps)
-    engine._hyperparams(optimizer, one, 1, {k: v[:1] for k, v in values.items()})
+    engine._check_optimizer(optimizer, one, steps, values)
     local = _local_devices(devices)
 
     fingerprint = _fingerprint(

@@ -34,7 +34,7 @@ import optax
 from jax import lax
 
 from fitjax import _checks, _sampler, _shard
-from fitjax._base import OptState, _Update
+from fitjax._base import Stepper, held_dtype, stepper
 
 PyTree = Any
 Loss = Callable[[PyTree, Any], jax.Array]
@@ -176,23 +176,7 @@ def _select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
-def _keep(keep: jax.Array, new_state: Any, state: Any) -> Any:
-    """Freeze a diverged run's optimizer state.
-
-    For fitjax optimizers only the rule's own state is selected: the step count and
-    the hyperparameters are the same for every run, and selecting them per run would
-    turn scalars shared by the whole batch into per-run arrays in every step.
-    """
-    if isinstance(state, OptState):
-        return new_state._replace(inner=_select(keep, new_state.inner, state.inner))
-    return _select(keep, new_state, state)
-
-
-def _report(update: Callable, params: PyTree, state: Any) -> PyTree:
-    return update.report(params, state) if isinstance(update, _Update) else params
-
-
-def _make_advance(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Array):
+def _make_advance(loss: Loss, update: Stepper, plan: _Plan, data: Any, key: jax.Array):
     """One unchecked update of one run:
     ``advance(params, state, perm, t, with_value) -> (params, state, perm, value, grads)``.
 
@@ -215,13 +199,13 @@ def _make_advance(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax
                 extra = {"value": value, "grad": grads, "value_fn": lambda p: loss(p, batch)}
         else:
             value, grads = None, jax.grad(loss)(params, batch)
-        updates, new_state = update(grads, state, params, **extra)
+        updates, new_state = update.update(grads, state, params, **extra)
         return optax.apply_updates(params, updates), new_state, perm, value, grads
 
     return advance
 
 
-def _make_step(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Array):
+def _make_step(loss: Loss, update: Stepper, plan: _Plan, data: Any, key: jax.Array):
     """One checked update of one run: ``step(carry, t, with_value) -> (carry, (value, grad_norm))``
     with ``carry = (params, state, perm, diverged_step)``.
 
@@ -239,7 +223,7 @@ def _make_step(loss: Loss, update: Callable, plan: _Plan, data: Any, key: jax.Ar
         keep = alive & _all_finite(grads) & _all_finite(new_params)
         carry = (
             _select(keep, new_params, params),
-            _keep(keep, new_state, state),
+            update.freeze(keep, new_state, state),
             perm,
             jnp.where(alive & ~keep, t, diverged_step),
         )
@@ -280,7 +264,7 @@ def _span(plan: _Plan) -> int:
     return next((d for d in near if length % d == 0), target)
 
 
-def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _Plan):
+def _run_one(params, state, key, data, *, loss: Loss, update: Stepper, plan: _Plan):
     """One run's step loop, checked for divergence every few steps.
 
     The steps run unchecked in spans of at most :func:`_span` steps (the expert's loop:
@@ -313,7 +297,7 @@ def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _P
         (p, s, perm), bad_from, bad_end = cb
         ok = (bad_from < 0) & _all_finite(new[0])
         failed = (bad_from < 0) & ~ok
-        c = (_select(ok, new[0], p), _keep(ok, new[1], s), new[2])
+        c = (_select(ok, new[0], p), update.freeze(ok, new[1], s), new[2])
         return c, jnp.where(failed, start, bad_from), jnp.where(failed, start + count, bad_end)
 
     def spans(cb, start, count):
@@ -335,7 +319,7 @@ def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _P
     cb = ((params, state, _steps(0, plan.n_data)), none, none)
     # The step's own value is the full-data loss at the reported parameters unless
     # the loss sees mini-batches or the optimizer steps from a look-ahead point.
-    reuse = plan.batch_size is None and not (isinstance(update, _Update) and update.report_rule)
+    reuse = plan.batch_size is None and not update.reports
     history = None
     if plan.record_every is None:
         cb = spans(cb, 0, plan.steps)
@@ -346,7 +330,7 @@ def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _P
         def block(cb, b):
             t0 = b * k
             (p, s, perm), bad_from, bad_end = cb
-            shown = _report(update, p, s)
+            shown = update.report(p, s)
             p1, s1, perm1, value, grads = advance(p, s, perm, t0, reuse)
             rec_loss = value if reuse else loss(shown, data)
             first = min(span, k)  # the recorded step opens the block's first span
@@ -360,7 +344,7 @@ def _run_one(params, state, key, data, *, loss: Loss, update: Callable, plan: _P
 
 
 def _replay(
-    params, state, bad_from, bad_end, history, key, data, *, loss: Loss, update: Callable, plan: _Plan
+    params, state, bad_from, bad_end, history, key, data, *, loss: Loss, update: Stepper, plan: _Plan
 ):
     """Re-run a marked run's failing span step by step, from the state saved at its start.
 
@@ -373,10 +357,7 @@ def _replay(
     step = _make_step(loss, update, plan, data, key)
     bad = bad_from >= 0
     start = jnp.maximum(bad_from, 0)
-    if isinstance(state, OptState):  # the saved rule state is the span's start; so is its count
-        state0 = state._replace(count=start)
-    else:  # any other state was saved whole
-        state0 = state
+    state0 = update.at_count(state, start)  # the saved state is the span's start
     if plan.batch_size is None:
         perm = _steps(0, plan.n_data)
     else:
@@ -392,7 +373,7 @@ def _replay(
     # A span that failed in the loop but not on replay (rounding at the edge of
     # overflow) is flagged at its last step, with the replay's state.
     d = jnp.where(d < 0, bad_end - 1, d)
-    params, state = _select(bad, p, params), _keep(bad, s, state)
+    params, state = _select(bad, p, params), update.freeze(bad, s, state)
     diverged_step = jnp.where(bad, d, -1)
     if history is not None:
         history = _refreeze_history(
@@ -401,9 +382,7 @@ def _replay(
     return params, state, diverged_step, history
 
 
-def _refreeze_history(
-    history, bad, d, params, state, key, data, *, loss: Loss, update: Callable, plan: _Plan
-):
+def _refreeze_history(history, bad, d, params, state, key, data, *, loss: Loss, update: Stepper, plan: _Plan):
     """Records after a run's divergence step, as a checked loop makes them: the frozen
     parameters reported at that step's count, their loss, and the norm of the gradient
     at them on that step's batch."""
@@ -412,17 +391,14 @@ def _refreeze_history(
     at = _steps(0, plan.steps // k) * k
 
     def record(t):
-        s = state._replace(count=t) if isinstance(state, OptState) else state
-        shown = _report(update, params, s)
+        shown = update.report(params, update.at_count(state, t))
         if plan.batch_size is None:
             batch = data
         else:
             batch = _sampler.take(data, _sampler.indices_at(key, t, plan.n_data, plan.batch_size))
         return loss(shown, data), _norm(jax.grad(loss)(params, batch)), shown
 
-    varies = plan.batch_size is not None or (
-        isinstance(update, _Update) and update.report_rule is not None and update.schedule is not None
-    )
+    varies = plan.batch_size is not None or update.report_moves
     if varies:
         r_loss, r_gnorm, r_shown = jax.vmap(record)(at)
     else:  # the same record at every step: computed once
@@ -438,8 +414,8 @@ def _refreeze_history(
     return patch(r_loss, h_loss), patch(r_gnorm, h_gnorm), h_params
 
 
-def _finish(params, state, diverged_step, *, loss: Loss, update: Callable, plan: _Plan, data: Any):
-    final = _report(update, params, state)
+def _finish(params, state, diverged_step, *, loss: Loss, update: Stepper, plan: _Plan, data: Any):
+    final = update.report(params, state)
     final_loss = loss(final, data)
     # A loss that overflows while gradient and parameters stay finite is flagged at the end.
     diverged_step = jnp.where((diverged_step < 0) & ~jnp.isfinite(final_loss), plan.steps, diverged_step)
@@ -457,13 +433,12 @@ def _run_keys(plan: _Plan, key: jax.Array, run_ids: jax.Array | None) -> tuple[j
 
 
 @functools.lru_cache(maxsize=256)
-def _program(loss: Loss, update: Callable, init: Callable | None, plan: _Plan) -> tuple[Callable, Callable]:
+def _program(loss: Loss, update: Stepper, plan: _Plan) -> tuple[Callable, Callable]:
     """The batched run for these static settings, raw and jitted (one jit cache per plan).
 
-    Each run's optimizer state is built inside the program: a fitjax optimizer's from
-    ``update.init`` and the hyperparameter arrays passed in (``init`` is None), any
-    other optax transformation's from its own ``init``. Hyperparameters shared by all
-    runs stay unbatched scalars; only swept ones carry a run axis.
+    Each run's optimizer state is built inside the program by ``update.init`` with the
+    hyperparameter arrays passed in. Hyperparameters shared by all runs stay unbatched
+    scalars; only swept ones carry a run axis.
 
     Returns the results of every run that did not fail a span check, and what
     :func:`_replay_program` needs for those that did: ``(final params, final loss,
@@ -472,14 +447,14 @@ def _program(loss: Loss, update: Callable, init: Callable | None, plan: _Plan) -
     """
     settings = {"loss": loss, "update": update, "plan": plan}
     run = functools.partial(_run_one, **settings)
-    reports = isinstance(update, _Update) and update.report_rule is not None
+    reports = update.reports
 
     def batched(params, hp_shared, hp_run, key, run_ids, data):
         _TRACES["fit"] += 1
         keys, key_axis = _run_keys(plan, key, run_ids)
 
         def one(p, hp, k):
-            state = update.init(p, {**hp_shared, **hp}) if init is None else init(p)
+            state = update.init(p, {**hp_shared, **hp})
             return run(p, state, k, data)
 
         (params, state, _), bad_from, bad_end, history = jax.vmap(one, (0, 0, key_axis))(params, hp_run, keys)
@@ -494,7 +469,7 @@ def _program(loss: Loss, update: Callable, init: Callable | None, plan: _Plan) -
 
 
 @functools.lru_cache(maxsize=256)
-def _replay_program(loss: Loss, update: Callable, plan: _Plan) -> tuple[Callable, Callable]:
+def _replay_program(loss: Loss, update: Stepper, plan: _Plan) -> tuple[Callable, Callable]:
     """The runs that failed a span check, replayed (:func:`_replay`) and merged into the
     batch's results; raw and jitted. Built and compiled only when some run failed.
 
@@ -510,8 +485,7 @@ def _replay_program(loss: Loss, update: Callable, plan: _Plan) -> tuple[Callable
         p, s, d, history = jax.vmap(replay, (0, 0, 0, 0, 0, key_axis, None))(
             params, state, bad_from, bad_end, history, keys, data
         )
-        if isinstance(state, OptState):  # the count and hyperparameters keep their batching
-            s = state._replace(inner=s.inner)
+        s = update.keep_batching(state, s)  # the count and hyperparameters keep their batching
         new = jax.vmap(functools.partial(_finish, **settings, data=data))(p, s, d)
         bad = bad_from >= 0
 
@@ -524,46 +498,58 @@ def _replay_program(loss: Loss, update: Callable, plan: _Plan) -> tuple[Callable
     return replayed, jax.jit(replayed)
 
 
-def _uses_loss(optimizer: optax.GradientTransformation) -> bool:
-    """Whether ``update`` may read the loss: fitjax rules say so; any other
-    ``GradientTransformationExtraArgs`` (an optax chain, a line search) may."""
-    if isinstance(optimizer.update, _Update):
-        return optimizer.update.uses_loss
-    return isinstance(optimizer, optax.GradientTransformationExtraArgs)
+def _one_run(params0: PyTree) -> PyTree:
+    """The shapes and dtypes of one run's parameters."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[1:], jnp.result_type(a)), params0)
+
+
+def _check_swept(update: Stepper, one: PyTree, values: Any) -> dict[str, Any]:
+    """Check hyperparameter values given per run (or per grid point): the optimizer can
+    take each name per run, and each value passes its declaration. Returns name -> dtype.
+
+    Any optimizer whose hyperparameters are held in its state takes per-run values:
+    fitjax's, and optax's through ``optax.inject_hyperparams``.
+    """
+    if not isinstance(values, Mapping):
+        raise TypeError(
+            f"hyperparams must be a mapping name -> values, got {type(values).__name__} {values!r}"
+        )
+    sweepable = update.swept(one)
+    if not sweepable:
+        raise TypeError(
+            "hyperparams can only be given per run for an optimizer whose state holds them: a fitjax "
+            "optimizer, or an optax one wrapped as optax.inject_hyperparams(optax.adam)(learning_rate=0.1); "
+            f"got {update.transform!r}"
+        )
+    unknown = set(values) - set(sweepable)
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameter(s) {sorted(unknown)} for per-run values; this optimizer takes "
+            f"{sorted(sweepable)} (a hyperparameter given as a schedule follows its schedule)"
+        )
+    for name, value in values.items():
+        update.check(name, value, one)
+    return sweepable
 
 
 def _hyperparams(
-    optimizer: optax.GradientTransformation, params0: PyTree, n_runs: int, values: Mapping[str, Any] | None
+    update: Stepper,
+    defaults: dict[str, jax.Array],
+    params0: PyTree,
+    n_runs: int,
+    values: Mapping[str, Any] | None,
 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-    """Split a fitjax optimizer's hyperparameters into shared scalars and per-run arrays."""
-    if not isinstance(optimizer.update, _Update):
-        if values:
-            raise TypeError(
-                "hyperparams can only be given per run for fitjax optimizers (their state holds them "
-                f"as arrays); got {type(optimizer).__name__}. Build the optimizer with fitjax instead."
-            )
-        return {}, {}
-    hyperparams_for = getattr(optimizer.init, "hyperparams_for", None)
-    if hyperparams_for is not None:
-        defaults = hyperparams_for(params0)
-    else:
-        defaults = optimizer.init(jax.tree.map(lambda a: a[0], params0)).hyperparams
-    values = dict(values or {})
-    unknown = set(values) - set(defaults)
-    if unknown:
-        raise ValueError(
-            f"unknown hyperparameter(s) {sorted(unknown)}; this optimizer has {sorted(defaults)}"
-        )
-    per_run = {}
+    """Split an optimizer's hyperparameters into shared scalars and per-run arrays."""
+    if not values:
+        return defaults, {}
     for name, value in values.items():
-        _checks.hyperparam(name, value)
-        _checks.held_in(name, value, {defaults[name].dtype, *_checks.float_dtypes(params0)})
         if np.ndim(value) not in (0, 1) or (np.ndim(value) == 1 and np.shape(value)[0] != n_runs):
             raise ValueError(
                 f"hyperparams[{name!r}] must be a scalar or have one value per run ({n_runs}), "
                 f"got shape {np.shape(value)}"
             )
-        per_run[name] = jnp.broadcast_to(jnp.asarray(value, defaults[name].dtype), (n_runs,))
+    dtypes = _check_swept(update, _one_run(params0), values)
+    per_run = {name: jnp.broadcast_to(jnp.asarray(v, dtypes[name]), (n_runs,)) for name, v in values.items()}
     shared = {k: v for k, v in defaults.items() if k not in per_run}
     return shared, per_run
 
@@ -726,27 +712,60 @@ def _default_unroll() -> int:
     return 2 if jax.default_backend() == "gpu" else 1
 
 
-def _check_schedule(optimizer: optax.GradientTransformation, steps: int) -> None:
-    """A learning-rate schedule gives a finite α ≥ 0 at every step ``0..steps``.
+def _first_failing(check: Callable[[str, Any], None], name: str, values: np.ndarray) -> int | None:
+    """The first index whose value ``check`` refuses (or that is not finite), or None."""
 
-    Step 0 is checked when the optimizer is built (α > 0 there); the later steps
-    only here, where their number is known. Nesterov reads α one step ahead, hence
-    ``steps`` itself.
+    def fails(v: Any) -> bool:
+        try:
+            check(name, v)
+        except ValueError:
+            return True
+        return not np.all(np.isfinite(v))
+
+    if not fails(values):
+        return None
+    return next(t for t, v in enumerate(values) if fails(v))
+
+
+def _check_schedules(update: Stepper, params0: PyTree, steps: int) -> None:
+    """Every scheduled hyperparameter passes its check at every step ``0..steps``, in the
+    dtype the run holds it in.
+
+    Step 0 is checked when the optimizer is built; the later steps only here, where
+    their number is known. Nesterov reads α one step ahead, hence ``steps`` itself.
     """
-    schedule = optimizer.update.schedule if isinstance(optimizer.update, _Update) else None
-    if schedule is None:
+    if update.rule is None:
         return
-    values = np.asarray(jax.vmap(schedule)(_steps(0, steps + 1)), dtype=np.float64)
-    bad = ~(np.isfinite(values) & (values >= 0))
-    if bad.any():
-        t = int(np.argmax(bad))
-        raise ValueError(
-            f"learning_rate schedule gives {values[t]:g} at step {t}; it must be finite and >= 0 at every "
-            f"step 0..{steps} of this run (steps={steps})"
-        )
+    dtype = held_dtype(params0)
+    for name, fn in update.schedules:
+        with np.errstate(over="ignore"):
+            values = (
+                np.asarray(jax.vmap(fn)(_steps(0, steps + 1)), np.float64).astype(dtype).astype(np.float64)
+            )
+        t = _first_failing(update.rule.declared(name).check, name, values)
+        if t is not None:
+            raise ValueError(
+                f"the {name} schedule gives {values[t]:g} at step {t} (held in {dtype.name}); it must be "
+                f"finite and in range at every step 0..{steps} of this run (steps={steps})"
+            )
+
+
+def _check_optimizer(optimizer: Any, params0: PyTree, steps: int, values: Mapping[str, Any]) -> None:
+    """The checks of ``optimizer`` that :func:`fit` makes, for a caller that runs it in parts:
+    its schedules over ``steps`` and hyperparameter ``values`` given per run."""
+    update, _ = stepper(optimizer, params0)
+    _check_schedules(update, params0, steps)
+    if values:
+        _check_swept(update, _one_run(params0), values)
 
 
 def _check_grid(grid: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """The grid's shape: names to 1-D arrays (their values are checked by ``fit``, per run)."""
+    if not isinstance(grid, Mapping):
+        raise TypeError(
+            f"grid must be a mapping name -> 1-D array of values, e.g. {{'learning_rate': [0.01, 0.1]}}; "
+            f"got {type(grid).__name__} {grid!r}"
+        )
     if not grid:
         raise ValueError(
             "grid must name at least one hyperparameter, e.g. {'learning_rate': jnp.logspace(-3, -1, 8)}; "
@@ -757,7 +776,6 @@ def _check_grid(grid: Mapping[str, Any]) -> dict[str, jax.Array]:
         arr = _checks.as_array(f"grid[{name!r}]", v)
         if arr.ndim != 1 or arr.shape[0] < 1:
             raise ValueError(f"grid[{name!r}] must be a non-empty 1-D array of values, got shape {arr.shape}")
-        _checks.hyperparam(name, arr)
         values[name] = jnp.asarray(arr)
     return values
 
@@ -852,9 +870,10 @@ def fit(
     unroll = _default_unroll() if unroll is None else _checks.positive_int("unroll", unroll)
     batch_size, key = _check_batch(batch_size, data, n_data, key)
     _check_loss(loss, params0, _batch_struct(data, batch_size))
-    _check_schedule(optimizer, steps)
+    update, defaults = stepper(optimizer, params0)
+    _check_schedules(update, params0, steps)
 
-    hp_shared, hp_run = _hyperparams(optimizer, params0, n_runs, hyperparams)
+    hp_shared, hp_run = _hyperparams(update, defaults, params0, n_runs, hyperparams)
     plan = _Plan(
         steps=steps,
         record_every=record_every,
@@ -862,7 +881,7 @@ def fit(
         batch_size=batch_size,
         n_data=n_data,
         shared_order=shared_order,
-        extra_args=_uses_loss(optimizer),
+        extra_args=update.uses_loss,
         unroll=unroll,
         check_every=CHECK_EVERY,
     )
@@ -872,7 +891,7 @@ def fit(
         result = fused.dispatch(
             backend,
             loss,
-            optimizer,
+            update,
             params0,
             data,
             plan=plan,
@@ -888,11 +907,10 @@ def fit(
         run_ids = None
     else:
         run_ids = jnp.arange(n_runs, dtype=jnp.uint32) if _run_ids is None else _run_ids
-    init = None if isinstance(optimizer.update, _Update) else optimizer.init
     try:
-        raw, jitted = _program(loss, optimizer.update, init, plan)
+        raw, jitted = _program(loss, update, plan)
     except TypeError:  # an unhashable loss or optimizer: compile without the cache
-        raw, jitted = _program.__wrapped__(loss, optimizer.update, init, plan)
+        raw, jitted = _program.__wrapped__(loss, update, plan)
     mesh = _shard.default_mesh() if mesh is None else _shard.check_mesh(mesh)
     if mesh is not None:
         size = _shard.padded_size(n_runs, mesh)
@@ -908,7 +926,7 @@ def fit(
         )(*args)
         out = (final, final_loss, diverged_step, hist, state)
         if bool(any_failed):  # some run's span check failed: find its exact step
-            replay_raw, replay_jitted = _replay_program(loss, optimizer.update, plan)
+            replay_raw, replay_jitted = _replay_program(loss, update, plan)
             out = (replay_jitted if jit else replay_raw)(
                 final if loop_params is None else loop_params,
                 state,
@@ -966,6 +984,10 @@ def sweep(
     """
     values = _check_grid(grid)
     n_runs = _check_params0(params0)
+    _check_loss_and_optimizer(loss, optimizer)
+    _check_swept(
+        stepper(optimizer, params0)[0], _one_run(params0), values
+    )  # values named as the grid has them
     shape = tuple(v.shape[0] for v in values.values())
     n_settings = math.prod(shape)
     mesh = jnp.meshgrid(*values.values(), indexing="ij")

@@ -50,27 +50,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax import lax
 
-from fitjax import _checks, _fused_math, _sampler, _shard, optimizers
-from fitjax._base import OptState, _Update
+from fitjax import _checks, _fused_math, _sampler, _shard
+from fitjax._base import OptState, Stepper
 from fitjax._fused_loss import KernelLoss, Unsupported, pad_size, rewrite
-from fitjax.engine import FitResult, History, _make_step, _Plan, _record_steps, _report
+from fitjax.engine import FitResult, History, _make_step, _Plan, _record_steps
 
 __all__ = ["FallbackWarning", "Fused", "Unsupported", "trace_count"]
 
 _TRACES: collections.Counter[str] = collections.Counter()
 _FAILED: dict[Any, str] = {}  # kernels that did not lower or compile, with the reason
 
-_RULES = {
-    optimizers._gd_rule: "gd",
-    optimizers._momentum_rule: "momentum",
-    optimizers._nesterov_rule: "nesterov",
-    optimizers._nesterov_classical_rule: "nesterov_classical",
-    optimizers._normalized_rule: "normalized",
-    optimizers._adam_rule: "adam",
-}
+_RULES = ("gd", "momentum", "nesterov", "sgd_momentum", "nesterov_classical", "normalized", "adam", "rmsprop")
+"""The fitjax rules (by name) the kernel runs: those with a fixed-size state per parameter."""
 _PRECISIONS = ("full", "platform", "fast")
 
 
@@ -173,7 +166,7 @@ class _Kernel:
     """Everything static about a fused run: what one compiled program is specialised on."""
 
     loss: Callable
-    update: _Update
+    update: Stepper
     full: KernelLoss
     batch: KernelLoss | None
     n_params: int | None  # None: one scalar parameter per run
@@ -237,19 +230,20 @@ def _launch(options: Fused, n_pad: int, n_runs: int) -> tuple[int, int]:
 
 
 def _plan(
-    loss, optimizer, params0, data, plan: _Plan, hp_shared, hp_run, options: Fused, jit, mesh
+    loss, update: Stepper, params0, data, plan: _Plan, hp_shared, hp_run, options: Fused, jit, mesh
 ) -> _Kernel:
     """Check that the kernel can take the problem (else :class:`Unsupported`) and describe it."""
     if not jit:
         raise Unsupported("jit=False runs the XLA path op by op")
     if mesh is not None or _shard.default_mesh() is not None:
         raise Unsupported("the runs are split over several devices; the fused kernel runs on one")
-    update = optimizer.update
-    if not isinstance(update, _Update) or update.rule not in _RULES:
+    if update.rule is None or update.rule.name not in _RULES:
         raise Unsupported(
-            f"the optimizer ({type(optimizer).__name__}) is not one the kernel runs: "
-            f"fitjax {', '.join(sorted(set(_RULES.values())))}"
+            f"the optimizer ({update.transform if update.rule is None else update.rule.name}) is not one the "
+            f"kernel runs: fitjax {', '.join(_RULES)}"
         )
+    if any(name != "learning_rate" for name, _ in update.schedules):
+        raise Unsupported("a hyperparameter other than the learning rate follows a schedule")
     leaves = jax.tree.leaves(params0)
     if len(leaves) != 1 or not isinstance(params0, (jax.Array, np.ndarray)):
         raise Unsupported(
@@ -343,7 +337,7 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
     p_refs = [next(it) for _ in range(P)]
     run_refs = {name: next(it) for name in k.hp_run}
     shared_refs = {name: next(it) for name in k.hp_shared}
-    lr_ref = next(it) if update.schedule is not None else None
+    lr_ref = next(it) if update.schedule("learning_rate") is not None else None
     full_refs = [next(it) for _ in range(len(k.full.closed.in_avals) - 1)]
     full_const_refs = [next(it) for _ in k.full.point_consts]
     batch_refs = [next(it) for _ in range(len(full_refs))] if k.batch is not None else []
@@ -358,7 +352,7 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
             h_params = [next(it) for _ in range(P)]
 
     if lr_ref is not None:  # the schedule's values, computed outside the kernel, by step
-        update = dataclasses.replace(update, schedule=lambda step: lr_ref[step])
+        update = dataclasses.replace(update, schedules=(("learning_rate", lambda step: lr_ref[step]),))
     subs = {
         "fast": lambda: _fused_math.functions(gpu=not k.interpret),
         "full": _fused_math.polynomial,
@@ -386,7 +380,7 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
     no_perm = jnp.zeros((), jnp.int32)
 
     def state_of(t, inner, hp):
-        return OptState(t, {**shared, **hp}, inner)
+        return OptState(t, {**shared, **hp}, {}, inner)
 
     def lanes_at(t):
         if k.batch is None:
@@ -400,7 +394,7 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
 
         def one_run(p, inner, hp, diverged):
             (p, state, _, diverged), out = step((p, state_of(t, inner, hp), no_perm, diverged), t, with_value)
-            return (p, state.inner, diverged), out
+            return (p, state.inner_state, diverged), out
 
         return jax.vmap(one_run)(*carry[:2], per_run, carry[2])
 
@@ -408,16 +402,16 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
         return lax.fori_loop(0, count, lambda j, c: advance(c, start + j, False)[0], carry)
 
     params0 = params_of(tuple(ref[...] for ref in p_refs))
-    inner0 = jax.vmap(lambda p, hp: update.init(p, {**shared, **hp}).inner)(params0, per_run)
+    inner0 = jax.vmap(lambda p, hp: update.init(p, {**shared, **hp}).inner_state)(params0, per_run)
     carry = (params0, inner0, jnp.full(p_refs[0].shape, -1, jnp.int32))
 
     if plan.record_every is not None:
         every = plan.record_every
-        reuse = k.batch is None and update.report_rule is None
+        reuse = k.batch is None and not update.reports
 
         def block(b, carry):
             t0 = b * every
-            shown = jax.vmap(lambda p, inner, hp: _report(update, p, state_of(t0, inner, hp)))(
+            shown = jax.vmap(lambda p, inner, hp: update.report(p, state_of(t0, inner, hp)))(
                 carry[0], carry[1], per_run
             )
             carry, (val, grad_norm) = advance(carry, t0, reuse)
@@ -459,7 +453,7 @@ def _program(k: _Kernel) -> Callable:
     one_param = jax.ShapeDtypeStruct(
         () if k.n_params is None else (k.n_params,), k.full.closed.in_avals[0].dtype
     )
-    inner_def = jax.tree.structure(jax.eval_shape(update.init_inner, one_param))
+    inner_def = jax.tree.structure(jax.eval_shape(update.rule.init, one_param))
     n_inner = inner_def.num_leaves
 
     def run(params0, hp_shared, hp_run, key, data):
@@ -485,12 +479,9 @@ def _program(k: _Kernel) -> Callable:
             add(pad_runs(hp_run[name]), blocked)
         for name in k.hp_shared:
             add(jnp.reshape(hp_shared[name], (1,)))
-        if update.schedule is not None:  # the learning rate at steps 0..T, by step
-            add(
-                jax.vmap(lambda t: jnp.asarray(update.schedule(t)))(
-                    jnp.arange(plan.steps + 1, dtype=jnp.int32)
-                )
-            )
+        schedule = update.schedule("learning_rate")
+        if schedule is not None:  # the learning rate at steps 0..T, by step
+            add(jax.vmap(lambda t: jnp.asarray(schedule(t)))(jnp.arange(plan.steps + 1, dtype=jnp.int32)))
         leaves = jax.tree.leaves(data)
         for x in (*k.full.pad(leaves), *k.full.padded_consts()):
             add(x)
@@ -532,8 +523,11 @@ def _program(k: _Kernel) -> Callable:
         )
         diverged = outs[P * (1 + n_inner)]
         hyper = {name: jnp.broadcast_to(v, (n_runs,)) for name, v in hp_shared.items()}
-        state = OptState(jnp.full((n_runs,), plan.steps, jnp.int32), {**hyper, **hp_run}, inner)
-        final = jax.vmap(lambda p, s: _report(update, p, s))(params, state)
+        last = jnp.asarray(plan.steps - 1, jnp.int32)  # a scheduled value as the last step used it
+        for name, fn in update.schedules:
+            hyper[name] = jnp.broadcast_to(jnp.asarray(fn(last), hyper[name].dtype), (n_runs,))
+        state = OptState(jnp.full((n_runs,), plan.steps, jnp.int32), {**hyper, **hp_run}, {}, inner)
+        final = jax.vmap(update.report)(params, state)
         final_loss = jax.vmap(k.loss, (0, None))(final, data)
         diverged = jnp.where((diverged < 0) & ~jnp.isfinite(final_loss), plan.steps, diverged)
         history = None
@@ -553,7 +547,7 @@ def _compiled(k: _Kernel) -> Callable:
 
 def run(
     loss: Callable,
-    optimizer: optax.GradientTransformation,
+    update: Stepper,
     params0: Any,
     data: Any,
     *,
@@ -571,7 +565,7 @@ def run(
     Raises :class:`Unsupported` with the reason when the kernel cannot take it, or
     (``auto``) when the XLA path is expected to be faster.
     """
-    k = _plan(loss, optimizer, params0, data, plan, hp_shared, hp_run, options, jit, mesh)
+    k = _plan(loss, update, params0, data, plan, hp_shared, hp_run, options, jit, mesh)
     lanes = (k.batch or k.full).n_pad
     if auto and lanes > _ONE_RUN_PER_THREAD and np.shape(params0)[0] * lanes > _AUTO_LANES:
         raise Unsupported(f"{np.shape(params0)[0]} runs × {lanes} lanes: the XLA path is faster at this size")
@@ -602,7 +596,7 @@ def run(
 def dispatch(
     backend: Any,
     loss: Callable,
-    optimizer: optax.GradientTransformation,
+    update: Stepper,
     params0: Any,
     data: Any,
     **kwargs: Any,
@@ -616,7 +610,7 @@ def dispatch(
     if options is None:
         return None
     try:
-        return run(loss, optimizer, params0, data, options=options, auto=not explicit, **kwargs)
+        return run(loss, update, params0, data, options=options, auto=not explicit, **kwargs)
     except Unsupported as why:
         if explicit:
             warnings.warn(

@@ -35,8 +35,6 @@ loop of single runs would spend.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -46,7 +44,7 @@ import optax
 from jax import lax
 
 from fitjax import _checks
-from fitjax._base import Optimizer, OptState, PyTree, _float_dtype, _Update, tree_scale
+from fitjax._base import Hyperparam, Optimizer, OptState, PyTree, Rule, build, tree_scale
 
 LineFn = Callable[[jax.Array], jax.Array]
 
@@ -187,71 +185,55 @@ def _no_count() -> jax.Array:
     return jnp.zeros((), jnp.int32)
 
 
-@dataclasses.dataclass(frozen=True)
-class _SearchUpdate(_Update):
-    """The update of an optimizer whose rule also sees the parameters and the loss.
-
-    Its rule is ``rule(grads, inner, hp, params, value, grad, value_fn) -> (updates,
-    inner)``. Being an ``_Update`` (hashable by value, hyperparameters in the state),
-    it runs through the engine like the lecture's other optimizers: one compiled
-    program for every value of its settings, and sweeps over them.
-    """
-
-    name: str = ""
-    uses_loss = True
-
-    def __call__(
-        self,
-        grads: PyTree,
-        state: OptState,
-        params: PyTree = None,
-        *,
-        value: jax.Array | None = None,
-        grad: PyTree = None,
-        value_fn: Callable[..., jax.Array] | None = None,
-        **extra: Any,
-    ) -> tuple[PyTree, OptState]:
-        if params is None or not callable(value_fn):
-            raise TypeError(
-                f"{self.name}.update needs the loss as value_fn=lambda params: loss(params, batch) "
-                f"and the params (got value_fn={value_fn!r}); fitjax.fit passes both, and in plain optax "
-                "code pass them as optax's line searches take them"
-            )
-        self.check(grads, state, params)
-        loss = functools.partial(value_fn, **extra) if extra else value_fn
-        updates, inner = self.rule(grads, state.inner, state.hyperparams, params, value, grad, loss)
-        return updates, OptState(state.count + 1, state.hyperparams, inner)
+def _step_dtype(params: PyTree) -> jnp.dtype:
+    return optax.tree.dtype(params, "highest")
 
 
-def _optimizer(update: _SearchUpdate, settings: dict[str, Any], integers: tuple[str, ...]) -> Optimizer:
-    def init(params: PyTree) -> OptState:
-        dtype = _float_dtype(params)
-        for name, value in settings.items():
-            if name not in integers:
-                _checks.held_in(name, value, {dtype, *_checks.float_dtypes(params)})
-        hp = {k: jnp.asarray(v, dtype=jnp.int32 if k in integers else dtype) for k, v in settings.items()}
-        return update.init(params, hp)
+def _need_loss(name: str, params: PyTree, value_fn: Any) -> None:
+    if params is None or not callable(value_fn):
+        raise TypeError(
+            f"{name}.update needs the loss as value_fn=lambda params: loss(params, batch) "
+            f"and the params (got value_fn={value_fn!r}); fitjax.fit passes both, and in plain optax "
+            "code pass them as optax's line searches take them"
+        )
 
-    return Optimizer(init, update)
+
+def _at_least(low: int) -> Callable[[str, Any], None]:
+    return lambda name, value: _checks.integer_at_least(name, value, low)
 
 
 # ----------------------------------------------------------------------------- gradient descent + bracketing
 
 
-def _bracket_rule(g, inner, hp, params, value, grad, loss):
-    del value, grad  # the search evaluates h(0) itself, as the lecture's procedure does
+def _bracket_step(g, inner, hp, lr, t, *, params, value, grad, value_fn):
+    del lr, t, value, grad  # the search evaluates h(0) itself, as the lecture's procedure does
+    _need_loss("gd_line_search", params, value_fn)
 
     def h(s):  # h(s) = L[φ − s·g]
-        return loss(jax.tree.map(lambda p, g: p - s.astype(p.dtype) * g, params, g))
+        return value_fn(jax.tree.map(lambda p, g: p - s.astype(p.dtype) * g, params, g))
 
     found = _bracket_search(h, hp["max_dist"], hp["tol"], hp["max_iter"])
     # φ ← φ − s·g
-    inner = LineSearchState(found.step, found.evaluations, inner.total_evaluations + found.evaluations)
-    return tree_scale(-found.step, g), inner
+    step = found.step.astype(inner.step.dtype)
+    inner = LineSearchState(step, found.evaluations, inner.total_evaluations + found.evaluations)
+    return tree_scale(-step, g), inner
 
 
 def _bracket_init(params: PyTree) -> LineSearchState:
-    return LineSearchState(jnp.zeros((), _float_dtype(params)), _no_count(), _no_count())
+    return LineSearchState(jnp.zeros((), _step_dtype(params)), _no_count(), _no_count())
+
+
+BRACKET = Rule(
+    "gd_line_search",
+    _bracket_step,
+    _bracket_init,
+    (
+        Hyperparam("max_dist", _checks.positive, lost_at_zero=True),
+        Hyperparam("tol", _checks.positive, lost_at_zero=True),
+        Hyperparam("max_iter", _at_least(1), integer=True),
+    ),
+    uses_loss=True,
+)
 
 
 def gd_line_search(max_dist: Any = 0.1, tol: Any = 1e-5, max_iter: Any = 15) -> Optimizer:
@@ -289,11 +271,7 @@ def gd_line_search(max_dist: Any = 0.1, tol: Any = 1e-5, max_iter: Any = 15) -> 
       >>> int(counts.last_step[0]), int(counts.total[0])
       (60, 1200)
     """
-    _checks.positive("max_dist", max_dist)
-    _checks.positive("tol", tol)
-    _checks.integer_at_least("max_iter", max_iter, 1)
-    update = _SearchUpdate(_bracket_rule, None, init_inner=_bracket_init, name="gd_line_search")
-    return _optimizer(update, {"max_dist": max_dist, "tol": tol, "max_iter": max_iter}, ("max_iter",))
+    return build(BRACKET, max_dist=max_dist, tol=tol, max_iter=max_iter)
 
 
 # ----------------------------------------------------------------------------- backtracking (Armijo)
@@ -305,7 +283,12 @@ class _Backtrack(NamedTuple):
     iterations: jax.Array
 
 
-def _armijo_rule(g, inner, hp, params, value, grad, loss):
+def _armijo_step(g, inner, hp, lr, t, *, params, value, grad, value_fn):
+    del lr, t
+    _need_loss("backtracking_armijo", params, value_fn)
+    loss = value_fn
+    dtype = inner.learning_rate.dtype  # the settings meet the step length in its dtype
+    hp = {k: v.astype(dtype) if jnp.issubdtype(v.dtype, jnp.floating) else v for k, v in hp.items()}
     if value is None:
         raise TypeError("backtracking_armijo.update needs value=loss(params), the loss at params")
     c, shrink = hp["slope_rtol"], hp["decrease_factor"]
@@ -336,7 +319,25 @@ def _armijo_rule(g, inner, hp, params, value, grad, loss):
 
 
 def _armijo_init(params: PyTree) -> ArmijoState:
-    return ArmijoState(jnp.ones((), _float_dtype(params)), _no_count(), _no_count())
+    return ArmijoState(jnp.ones((), _step_dtype(params)), _no_count(), _no_count())
+
+
+ARMIJO = Rule(
+    "backtracking_armijo",
+    _armijo_step,
+    _armijo_init,
+    (
+        Hyperparam("max_backtracking_steps", _at_least(0), integer=True),
+        Hyperparam("slope_rtol", _checks.unit_interval),
+        Hyperparam(
+            "decrease_factor",
+            lambda name, value: _checks.interval(name, value, 0, 1, low_open=True, high_open=True),
+        ),
+        Hyperparam("increase_factor", lambda name, value: _checks.interval(name, value, 1, float("inf"))),
+        Hyperparam("max_learning_rate", _checks.positive, lost_at_zero=True),
+    ),
+    uses_loss=True,
+)
 
 
 def backtracking_armijo(
@@ -391,17 +392,14 @@ def backtracking_armijo(
       partial derivatives*, Pacific J. Math. 16 (1966). Nocedal & Wright,
       *Numerical Optimization*, 2nd ed., section 3.1.
     """
-    settings = {
-        "max_backtracking_steps": max_backtracking_steps,
-        "slope_rtol": slope_rtol,
-        "decrease_factor": decrease_factor,
-        "increase_factor": increase_factor,
-        "max_learning_rate": max_learning_rate,
-    }
-    for name, value in settings.items():
-        _checks.hyperparam(name, value)
-    update = _SearchUpdate(_armijo_rule, None, init_inner=_armijo_init, name="backtracking_armijo")
-    return _optimizer(update, settings, ("max_backtracking_steps",))
+    return build(
+        ARMIJO,
+        max_backtracking_steps=max_backtracking_steps,
+        slope_rtol=slope_rtol,
+        decrease_factor=decrease_factor,
+        increase_factor=increase_factor,
+        max_learning_rate=max_learning_rate,
+    )
 
 
 # ----------------------------------------------------------------------------- reading the counts
@@ -450,14 +448,14 @@ def loss_evaluations(result: Any) -> LossEvaluations:
     found = [
         s
         for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, OptState))
-        if isinstance(s, OptState) and isinstance(s.inner, _COUNTED)
+        if isinstance(s, OptState) and isinstance(s.inner_state, _COUNTED)
     ]
     if not found:
         raise TypeError(
             "loss_evaluations reads the counts kept by fitjax.gd_line_search and fitjax.backtracking_armijo; "
             f"this result's optimizer state ({type(state).__name__}) holds none"
         )
-    last = sum(s.inner.evaluations for s in found)
-    total = sum(s.inner.total_evaluations for s in found)
+    last = sum(s.inner_state.evaluations for s in found)
+    total = sum(s.inner_state.total_evaluations for s in found)
     steps = found[0].count
     return LossEvaluations(last, total, total / jnp.maximum(steps, 1))

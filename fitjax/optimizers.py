@@ -14,12 +14,19 @@ How each relates to optax (derivations in the docstrings, each checked by a test
 fitjax                            optax
 ================================  =====================================================
 ``gd(α)``                         ``optax.sgd(α)``
+``sgd(α, momentum=μ, nesterov)``  ``optax.sgd(α, momentum=μ, nesterov)`` (same signature)
 ``momentum(α, β)``                ``optax.sgd(α·(1−β), momentum=β)``
 ``nesterov(α, β)``                no single optax optimizer; see :func:`nesterov`
 ``nesterov_classical(α, μ)``      ``optax.sgd(α, momentum=μ, nesterov=True)``
 ``normalized(α, ε)``              ``optax.adam(α, b1=0, b2=0, eps=ε)``
 ``adam(α, β, γ, ε)``              ``optax.adam(α, b1=β, b2=γ, eps=ε)``
+``rmsprop(α, γ, ε)``              ``optax.rmsprop(α, decay=γ, eps=ε, eps_in_sqrt=False)``
 ================================  =====================================================
+
+Each optimizer is one :class:`~fitjax.Rule` (the update next to its equation and its
+declared hyperparameters) turned into an optimizer by :func:`fitjax.build`; its state
+is optax's ``InjectStatefulHyperparamsState``, with the rule's own state (``mu``,
+``nu``, ...) in ``inner_state``.
 """
 
 from __future__ import annotations
@@ -29,26 +36,64 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fitjax._base import EmptyState, LearningRate, Optimizer, PyTree, make_optimizer, tree_scale
+from fitjax._base import (
+    LEARNING_RATE,
+    EmptyState,
+    LearningRate,
+    Optimizer,
+    PyTree,
+    Rule,
+    build,
+    coefficient,
+    epsilon,
+    tree_scale,
+)
 
 # ----------------------------------------------------------------------------- states
 
 
 class MomentumState(NamedTuple):
-    """The moving average ``m`` of the gradient (zero at the start)."""
+    """The moving average ``mu`` of the gradient (``m`` in the lecture; zero at the start)."""
 
-    m: PyTree
+    mu: PyTree
+
+
+class TraceState(NamedTuple):
+    """optax's momentum trace ``trace`` (``b`` in Sutskever's form; zero at the start)."""
+
+    trace: PyTree
 
 
 class AdamState(NamedTuple):
-    """Moving averages ``m`` of the gradient and ``v`` of its pointwise square."""
+    """Moving averages ``mu`` of the gradient and ``nu`` of its squared magnitude
+    (the lecture's ``m`` and ``v``; optax's names)."""
 
-    m: PyTree
-    v: PyTree
+    mu: PyTree
+    nu: PyTree
 
 
 def _zeros(params: PyTree) -> PyTree:
     return jax.tree.map(jnp.zeros_like, params)
+
+
+def _real(x: jax.Array, like: jax.Array) -> jax.Array:
+    """A scalar in the real dtype of a leaf (a complex leaf's real part's).
+
+    Scalars are computed where the hyperparameters are held (float32 or wider) and cast
+    to the leaf's dtype only to meet it, as optax's Python-float coefficients are: in
+    bfloat16, ``1 − γ`` for γ = 0.999 stays 0.001 even though γ itself rounds to 1.
+    """
+    return jnp.asarray(x).astype(jnp.finfo(jnp.result_type(like)).dtype)
+
+
+def abs_sq(g: jax.Array) -> jax.Array:
+    """``|g|²`` elementwise: ``g²`` for real ``g``, ``g·conj(g)`` (real) for complex ``g``."""
+    return jnp.real(g * jnp.conj(g)) if jnp.iscomplexobj(g) else g * g
+
+
+def moving_average(avg: PyTree, new: PyTree, decay: jax.Array) -> PyTree:
+    """``decay·avg + (1 − decay)·new``, leaf by leaf, in each leaf's dtype."""
+    return jax.tree.map(lambda a, x: _real(decay, x) * a + _real(1 - decay, x) * x, avg, new)
 
 
 def _divide(num: jax.Array, den: jax.Array) -> jax.Array:
@@ -68,87 +113,106 @@ def _momentum_init(params: PyTree) -> MomentumState:
     return MomentumState(_zeros(params))
 
 
+def _trace_init(params: PyTree) -> TraceState:
+    return TraceState(_zeros(params))
+
+
 def _empty(params: PyTree) -> EmptyState:
     del params
     return EmptyState()
-
-
-# ----------------------------------------------------------------------------- rules
-# Each rule: (grads, inner state, hyperparameters, lr(step), step count t) -> (updates, inner).
-
-
-def _gd_rule(g, inner, hp, lr, t):
-    # φ ← φ − α·g
-    return tree_scale(-lr(t), g), inner
-
-
-def _momentum_rule(g, state, hp, lr, t):
-    beta = hp["beta"]
-    # m ← β·m + (1−β)·g
-    m = jax.tree.map(lambda m, g: beta.astype(g.dtype) * m + (1 - beta.astype(g.dtype)) * g, state.m, g)
-    # φ ← φ − α·m
-    return tree_scale(-lr(t), m), MomentumState(m)
-
-
-def _nesterov_rule(g, state, hp, lr, t):
-    # Run in look-ahead coordinates ψ_t = φ_t − α_t·m_t, where g = ∂L/∂φ at ψ_t.
-    beta = hp["beta"]
-    # m_{t+1} ← β·m_t + (1−β)·g(φ_t − α_t·m_t)
-    m = jax.tree.map(lambda m, g: beta.astype(g.dtype) * m + (1 - beta.astype(g.dtype)) * g, state.m, g)
-    # φ_{t+1} ← φ_t − α_t·m_{t+1}, so ψ_{t+1} − ψ_t = α_t·m_t − (α_t + α_{t+1})·m_{t+1}
-    a_now, a_next = lr(t), lr(t + 1)
-
-    def step(m_old, m_new):
-        # α_t, α_{t+1} in the parameters' dtype before adding: a schedule may return a lower
-        # precision, and report() adds α_{t+1}·m_{t+1} back in the parameters' dtype.
-        now, nxt = jnp.asarray(a_now, m_new.dtype), jnp.asarray(a_next, m_new.dtype)
-        return now * m_old - (now + nxt) * m_new
-
-    updates = jax.tree.map(step, state.m, m)
-    return updates, MomentumState(m)
-
-
-def _nesterov_report(psi, state, lr_now):
-    # φ_t = ψ_t + α_t·m_t
-    return jax.tree.map(lambda p, m: p + jnp.asarray(lr_now, p.dtype) * m, psi, state.m)
-
-
-def _nesterov_classical_rule(g, state, hp, lr, t):
-    mu = hp["momentum"]
-    # b ← μ·b + g ;  φ ← φ − α·(g + μ·b)
-    b = jax.tree.map(lambda b, g: mu.astype(g.dtype) * b + g, state.m, g)
-    step = jax.tree.map(lambda g, b: g + mu.astype(g.dtype) * b, g, b)
-    return tree_scale(-lr(t), step), MomentumState(b)
-
-
-def _normalized_rule(g, inner, hp, lr, t):
-    eps = hp["eps"]
-    # m ← g ;  v ← g² ;  φ ← φ − α·m / (√v + ε)
-    step = jax.tree.map(lambda g: _divide(g, jnp.sqrt(g * g) + eps.astype(g.dtype)), g)
-    return tree_scale(-lr(t), step), inner
 
 
 def _adam_init(params: PyTree) -> AdamState:
     return AdamState(_zeros(params), _zeros(params))
 
 
-def _adam_rule(g, state, hp, lr, t):
+# ----------------------------------------------------------------------------- rules
+# Each rule: (grads g, inner state, hyperparameters hp at step t, lr(step), t) -> (updates, inner).
+
+
+def _gd_step(g, inner, hp, lr, t):
+    # φ ← φ − α·g
+    return tree_scale(-lr(t), g), inner
+
+
+def _momentum_step(g, state, hp, lr, t):
+    # m ← β·m + (1−β)·g
+    m = moving_average(state.mu, g, hp["beta"])
+    # φ ← φ − α·m
+    return tree_scale(-lr(t), m), MomentumState(m)
+
+
+def _nesterov_step(g, state, hp, lr, t):
+    # Run in look-ahead coordinates ψ_t = φ_t − α_t·m_t, where g = ∂L/∂φ at ψ_t.
+    # m_{t+1} ← β·m_t + (1−β)·g(φ_t − α_t·m_t)
+    m = moving_average(state.mu, g, hp["beta"])
+    # φ_{t+1} ← φ_t − α_t·m_{t+1}, so ψ_{t+1} − ψ_t = α_t·m_t − (α_t + α_{t+1})·m_{t+1}
+    a_now, a_next = lr(t), lr(t + 1)
+
+    def step(m_old, m_new):
+        # α_t, α_{t+1} in the parameters' dtype before adding: a schedule may return a lower
+        # precision, and the report adds α_{t+1}·m_{t+1} back in the parameters' dtype.
+        now, nxt = _real(a_now, m_new), _real(a_next, m_new)
+        return now * m_old - (now + nxt) * m_new
+
+    return jax.tree.map(step, state.mu, m), MomentumState(m)
+
+
+def _nesterov_report(psi, state, lr_now):
+    # φ_t = ψ_t + α_t·m_t
+    return jax.tree.map(lambda p, m: p + _real(lr_now, p) * m, psi, state.mu)
+
+
+def _trace_step(g, state, hp, lr, t):
+    mu = hp["momentum"]
+    # b ← μ·b + g ;  φ ← φ − α·b
+    b = jax.tree.map(lambda b, g: _real(mu, g) * b + g, state.trace, g)
+    return tree_scale(-lr(t), b), TraceState(b)
+
+
+def _nesterov_classical_step(g, state, hp, lr, t):
+    mu = hp["momentum"]
+    # b ← μ·b + g ;  φ ← φ − α·(g + μ·b)
+    b = jax.tree.map(lambda b, g: _real(mu, g) * b + g, state.trace, g)
+    step = jax.tree.map(lambda g, b: g + _real(mu, g) * b, g, b)
+    return tree_scale(-lr(t), step), TraceState(b)
+
+
+def _normalized_step(g, inner, hp, lr, t):
+    # m ← g ;  v ← |g|² ;  φ ← φ − α·m / (√v + ε)
+    step = jax.tree.map(lambda g: _divide(g, jnp.sqrt(abs_sq(g)).astype(g.dtype) + _real(hp["eps"], g)), g)
+    return tree_scale(-lr(t), step), inner
+
+
+def _adam_step(g, state, hp, lr, t):
     beta, gamma, eps = hp["beta"], hp["gamma"], hp["eps"]
+    # m ← β·m + (1−β)·g ;  v ← γ·v + (1−γ)·|g|²
+    m = moving_average(state.mu, g, beta)
+    v = moving_average(state.nu, jax.tree.map(lambda g: abs_sq(g).astype(g.dtype), g), gamma)
 
-    def cast(x, like):
-        return x.astype(like.dtype)
-
-    # m ← β·m + (1−β)·g ;  v ← γ·v + (1−γ)·g²
-    m = jax.tree.map(lambda m, g: cast(beta, g) * m + (1 - cast(beta, g)) * g, state.m, g)
-    v = jax.tree.map(lambda v, g: cast(gamma, g) * v + (1 - cast(gamma, g)) * g * g, state.v, g)
-    tp1 = (t + 1).astype(beta.dtype)
+    tp1 = (t + 1).astype(jnp.result_type(beta))
 
     def step(m, v):
-        m_hat = m / (1 - beta.astype(m.dtype) ** tp1)  # m̃ ← m / (1 − β^{t+1})
-        v_hat = v / (1 - gamma.astype(v.dtype) ** tp1)  # ṽ ← v / (1 − γ^{t+1})
-        return _divide(m_hat, jnp.sqrt(v_hat) + eps.astype(m.dtype))  # φ ← φ − α·m̃ / (√ṽ + ε)
+        m_hat = m / _real(1 - beta**tp1, m)  # m̃ ← m / (1 − β^{t+1})
+        v_hat = v / _real(1 - gamma**tp1, v)  # ṽ ← v / (1 − γ^{t+1})
+        return _divide(m_hat, jnp.sqrt(v_hat) + _real(eps, m))  # φ ← φ − α·m̃ / (√ṽ + ε)
 
     return tree_scale(-lr(t), jax.tree.map(step, m, v)), AdamState(m, v)
+
+
+GD = Rule("gd", _gd_step, _empty, (LEARNING_RATE,))
+MOMENTUM = Rule("momentum", _momentum_step, _momentum_init, (LEARNING_RATE, coefficient("beta")))
+NESTEROV = Rule(
+    "nesterov", _nesterov_step, _momentum_init, (LEARNING_RATE, coefficient("beta")), report=_nesterov_report
+)
+SGD_MOMENTUM = Rule("sgd_momentum", _trace_step, _trace_init, (LEARNING_RATE, coefficient("momentum")))
+NESTEROV_CLASSICAL = Rule(
+    "nesterov_classical", _nesterov_classical_step, _trace_init, (LEARNING_RATE, coefficient("momentum"))
+)
+NORMALIZED = Rule("normalized", _normalized_step, _empty, (LEARNING_RATE, epsilon()))
+ADAM = Rule(
+    "adam", _adam_step, _adam_init, (LEARNING_RATE, coefficient("beta"), coefficient("gamma"), epsilon())
+)
 
 
 # ----------------------------------------------------------------------------- constructors
@@ -163,7 +227,8 @@ def gd(learning_rate: LearningRate) -> Optimizer:
     ``optax.sgd(learning_rate)``.
 
     Args:
-      learning_rate: α > 0, a number, an array of values, or a schedule ``step -> α``.
+      learning_rate: α ≥ 0, a number or a schedule ``step -> α`` (for one value per run, see
+        :func:`fitjax.fit`'s ``hyperparams``).
 
     Example:
       >>> import jax.numpy as jnp, fitjax
@@ -174,11 +239,42 @@ def gd(learning_rate: LearningRate) -> Optimizer:
       >>> updates
       Array([-0.2, -0.4], dtype=float32)
     """
-    return make_optimizer(_gd_rule, _empty, learning_rate=learning_rate)
+    return build(GD, learning_rate=learning_rate)
 
 
-sgd = gd
-"""Stochastic gradient descent is :func:`gd` run on mini-batches (``fit(..., batch_size=B)``)."""
+def sgd(learning_rate: LearningRate, momentum: float | None = None, nesterov: bool = False) -> Optimizer:
+    r"""optax's ``sgd``, with its signature and meaning.
+
+    Without ``momentum`` this is :func:`gd` (stochastic when :func:`fitjax.fit` is given a
+    ``batch_size``). With ``momentum=μ`` it keeps optax's trace
+    :math:`b_{t+1} = \mu b_t + g_t` and steps :math:`\phi \leftarrow \phi - \alpha b_{t+1}`;
+    with ``nesterov=True`` it is :func:`nesterov_classical`. Equals
+    ``optax.sgd(learning_rate, momentum, nesterov)`` step for step.
+
+    The lecture's momentum is a moving average instead, :func:`momentum`; to port
+    ``optax.sgd(η, momentum=β)`` to it, use ``fitjax.momentum(η / (1 − β), β)``.
+
+    Args:
+      learning_rate: α ≥ 0, a number or a schedule ``step -> α``.
+      momentum: μ in [0, 1), or None for plain gradient descent.
+      nesterov: use Nesterov's momentum (Sutskever's form, as optax).
+
+    Example:
+      >>> import jax.numpy as jnp, fitjax
+      >>> opt = fitjax.sgd(0.1, momentum=0.9)
+      >>> state = opt.init(jnp.zeros(1))
+      >>> u, state = opt.update(jnp.ones(1), state)
+      >>> u, opt.update(jnp.ones(1), state)[0]   # −α·b with b = 1, then 1.9
+      (Array([-0.1], dtype=float32), Array([-0.19], dtype=float32))
+    """
+    if momentum is None:
+        if nesterov:
+            raise ValueError(
+                "nesterov=True needs a momentum, e.g. fitjax.sgd(0.01, momentum=0.9, nesterov=True)"
+            )
+        return gd(learning_rate)
+    rule = NESTEROV_CLASSICAL if nesterov else SGD_MOMENTUM
+    return build(rule, learning_rate=learning_rate, momentum=momentum)
 
 
 def momentum(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
@@ -191,10 +287,15 @@ def momentum(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
     **Relation to optax.** optax keeps a trace :math:`b_{t+1} = \beta b_t + g_t` and
     steps :math:`-\eta\, b_{t+1}`. By induction :math:`m_t = (1-\beta)\, b_t`, so this
     optimizer equals ``optax.sgd(learning_rate=α·(1−β), momentum=β)`` with states
-    related by ``m = (1−β)·trace``.
+    related by ``mu = (1−β)·trace``.
+
+    **Porting from optax.** ``optax.sgd(η, momentum=β)`` is ``fitjax.sgd(η, momentum=β)``
+    (optax's form, the same numbers), or in the lecture's form
+    ``fitjax.momentum(η / (1 − β), β)``: the same α gives steps ``1/(1−β)`` times
+    smaller here than in ``optax.sgd``.
 
     Args:
-      learning_rate: α > 0, a number, array or schedule.
+      learning_rate: α ≥ 0, a number or a schedule ``step -> α``.
       beta: β in [0, 1).
 
     Example:
@@ -205,7 +306,7 @@ def momentum(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
       >>> updates   # m = 0.5·g, step −α·m
       Array([-0.25,  0.25], dtype=float32)
     """
-    return make_optimizer(_momentum_rule, _momentum_init, learning_rate=learning_rate, beta=beta)
+    return build(MOMENTUM, learning_rate=learning_rate, beta=beta)
 
 
 def nesterov(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
@@ -242,7 +343,7 @@ def nesterov(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
     α. To vary α, give ``learning_rate`` a schedule.
 
     Args:
-      learning_rate: α > 0, a number, array or schedule.
+      learning_rate: α ≥ 0, a number or a schedule ``step -> α``.
       beta: β in [0, 1).
 
     Example:
@@ -255,13 +356,7 @@ def nesterov(learning_rate: LearningRate, beta: float = 0.9) -> Optimizer:
       >>> round(float(phi1[0]), 6)
       0.9
     """
-    return make_optimizer(
-        _nesterov_rule,
-        _momentum_init,
-        learning_rate=learning_rate,
-        report=_nesterov_report,
-        beta=beta,
-    )
+    return build(NESTEROV, learning_rate=learning_rate, beta=beta)
 
 
 def nesterov_classical(learning_rate: LearningRate, momentum: float = 0.9) -> Optimizer:
@@ -281,12 +376,7 @@ def nesterov_classical(learning_rate: LearningRate, momentum: float = 0.9) -> Op
       >>> opt.update(jnp.array([1.0]), state)[0]   # −α·(g + μ·g)
       Array([-0.15], dtype=float32)
     """
-    return make_optimizer(
-        _nesterov_classical_rule,
-        _momentum_init,
-        learning_rate=learning_rate,
-        momentum=momentum,
-    )
+    return build(NESTEROV_CLASSICAL, learning_rate=learning_rate, momentum=momentum)
 
 
 def normalized(learning_rate: LearningRate, eps: float = 1e-20) -> Optimizer:
@@ -310,7 +400,7 @@ def normalized(learning_rate: LearningRate, eps: float = 1e-20) -> Optimizer:
       >>> opt.update(jnp.array([3.0, -2.0, 5.0]), state)[0]   # the lecture's example
       Array([-1.,  1., -1.], dtype=float32)
     """
-    return make_optimizer(_normalized_rule, _empty, learning_rate=learning_rate, eps=eps)
+    return build(NORMALIZED, learning_rate=learning_rate, eps=eps)
 
 
 def adam(
@@ -338,6 +428,4 @@ def adam(
       >>> opt.update(jnp.array([4.0, -0.5]), state)[0]   # first step: −α·sign(g)
       Array([-0.1,  0.1], dtype=float32)
     """
-    return make_optimizer(
-        _adam_rule, _adam_init, learning_rate=learning_rate, beta=beta, gamma=gamma, eps=eps
-    )
+    return build(ADAM, learning_rate=learning_rate, beta=beta, gamma=gamma, eps=eps)

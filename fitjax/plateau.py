@@ -14,14 +14,14 @@ loss under SGD, the look-ahead loss for :func:`fitjax.nesterov`).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from fitjax import _checks
-from fitjax._base import OptState, PyTree, tree_scale
+from fitjax._base import Hyperparam, Optimizer, PyTree, Rule, build, tree_scale
 
 
 class PlateauState(NamedTuple):
@@ -40,25 +40,59 @@ class PlateauState(NamedTuple):
     cooldown_count: jax.Array
 
 
-def _plateau_step(value: jax.Array, inner: PlateauState, hp: dict[str, jax.Array]) -> PlateauState:
+def _plateau_step(u, inner, hp, lr, t, *, params, value, grad, value_fn):
+    del lr, t, params, grad, value_fn
+    if value is None:
+        raise TypeError(
+            "reduce_on_plateau needs the loss: call update(grads, state, params, value=loss); "
+            "fitjax.fit passes it at every step"
+        )
     best, scale = inner.best_value, inner.scale
     value = jnp.asarray(value).astype(best.dtype)
+    rtol, atol = hp["rtol"].astype(best.dtype), hp["atol"].astype(best.dtype)
     # improved ⇔ L_t < (1 − rtol)·best − atol
-    improved = value < (1 - hp["rtol"]) * best - hp["atol"]
+    improved = value < (1 - rtol) * best - atol
     best = jnp.where(improved, value, best)
     plateau = jnp.where(improved, 0, inner.plateau_count + 1)
     in_cooldown = inner.cooldown_count > 0
     cut = ~in_cooldown & (plateau == hp["patience"])
-    return PlateauState(
-        scale=jnp.where(
-            in_cooldown, scale, jnp.maximum(jnp.where(cut, scale * hp["factor"], scale), hp["min_scale"])
-        ),
+    factor, low = hp["factor"].astype(scale.dtype), hp["min_scale"].astype(scale.dtype)
+    inner = PlateauState(
+        scale=jnp.where(in_cooldown, scale, jnp.maximum(jnp.where(cut, scale * factor, scale), low)),
         best_value=best,
         plateau_count=jnp.where(in_cooldown | cut, 0, plateau).astype(jnp.int32),
         cooldown_count=jnp.where(
             in_cooldown, inner.cooldown_count - 1, jnp.where(cut, hp["cooldown"], 0)
         ).astype(jnp.int32),
     )
+    # u ← s·u
+    return tree_scale(inner.scale, u), inner
+
+
+def _plateau_init(params: PyTree) -> PlateauState:
+    low, high = optax.tree.dtype(params, "lowest"), optax.tree.dtype(params, "highest")
+    zero = jnp.zeros((), jnp.int32)
+    return PlateauState(jnp.ones((), low), jnp.asarray(jnp.inf, high), zero, zero)
+
+
+def _between(low: float, high: float, **open_ends: bool):
+    return lambda name, value: _checks.interval(name, value, low, high, **open_ends)
+
+
+PLATEAU = Rule(
+    "reduce_on_plateau",
+    _plateau_step,
+    _plateau_init,
+    (
+        Hyperparam("factor", _between(0.0, 1.0, low_open=True, high_open=True)),
+        Hyperparam("patience", lambda name, value: _checks.integer_at_least(name, value, 1), integer=True),
+        Hyperparam("rtol", _between(0.0, 1.0)),
+        Hyperparam("atol", _checks.non_negative),
+        Hyperparam("cooldown", lambda name, value: _checks.integer_at_least(name, value, 0), integer=True),
+        Hyperparam("min_scale", _between(0.0, 1.0)),
+    ),
+    uses_loss=True,
+)
 
 
 def reduce_on_plateau(
@@ -68,7 +102,7 @@ def reduce_on_plateau(
     atol: float = 0.0,
     cooldown: int = 0,
     min_scale: float = 0.0,
-) -> optax.GradientTransformationExtraArgs:
+) -> Optimizer:
     r"""Scale updates by a factor that drops when the loss plateaus.
 
     At step :math:`t`, with loss :math:`L_t` (the ``value`` extra argument), best loss
@@ -91,7 +125,7 @@ def reduce_on_plateau(
     accumulation_size=1, min_scale=min_scale)``, step by step (exactly in float64; in
     float32 the threshold :math:`(1 - r_{\text{tol}})\,L_{\text{best}}` may round one unit
     in the last place differently). The settings are held as arrays in the state
-    (``OptState.hyperparams``), like every fitjax optimizer's.
+    (``state.hyperparams``), like every fitjax optimizer's.
 
     Under SGD ``value`` is the mini-batch loss, which is noisy: a larger ``patience`` or
     ``rtol`` keeps the noise from being read as a plateau.
@@ -118,42 +152,17 @@ def reduce_on_plateau(
       ...     print(float(updates[0]), end=" ")
       -1.0 -1.0 -1.0 -0.5 -0.5
     """
-    _checks.interval("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
-    patience = _checks.positive_int("patience", patience)
-    _checks.interval("rtol", rtol, 0.0, 1.0)
-    _checks.non_negative("atol", atol)
-    if float(rtol) == 0.0 and float(atol) == 0.0:
+    if not callable(rtol) and not callable(atol) and float(rtol) == 0.0 and float(atol) == 0.0:
         raise ValueError(
             "rtol and atol are both 0, so any decrease, however small, counts as progress; "
             "set rtol > 0 (e.g. 1e-4) or atol > 0"
         )
-    cooldown = _checks.non_negative_int("cooldown", cooldown)
-    _checks.interval("min_scale", min_scale, 0.0, 1.0)
-
-    def init(params: PyTree) -> OptState:
-        low, high = optax.tree.dtype(params, "lowest"), optax.tree.dtype(params, "highest")
-        hp = {
-            "factor": jnp.asarray(factor, low),
-            "min_scale": jnp.asarray(min_scale, low),
-            "rtol": jnp.asarray(rtol, high),
-            "atol": jnp.asarray(atol, high),
-            "patience": jnp.asarray(patience, jnp.int32),
-            "cooldown": jnp.asarray(cooldown, jnp.int32),
-        }
-        zero = jnp.zeros((), jnp.int32)
-        inner = PlateauState(jnp.ones((), low), jnp.asarray(jnp.inf, high), zero, zero)
-        return OptState(zero, hp, inner)
-
-    def update(
-        updates: PyTree, state: OptState, params: PyTree = None, *, value: Any = None, **extra: Any
-    ) -> tuple[PyTree, OptState]:
-        del params, extra
-        if value is None:
-            raise TypeError(
-                "reduce_on_plateau needs the loss: call update(grads, state, params, value=loss); "
-                "fitjax.fit passes it at every step"
-            )
-        inner = _plateau_step(value, state.inner, state.hyperparams)
-        return tree_scale(inner.scale, updates), OptState(state.count + 1, state.hyperparams, inner)
-
-    return optax.GradientTransformationExtraArgs(init, update)
+    return build(
+        PLATEAU,
+        factor=factor,
+        patience=patience,
+        rtol=rtol,
+        atol=atol,
+        cooldown=cooldown,
+        min_scale=min_scale,
+    )

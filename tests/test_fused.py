@@ -18,6 +18,7 @@ import pytest
 
 import fitjax
 from fitjax import _fused_loss, _fused_math, _sampler, engine, fused
+from fitjax._base import stepper
 
 LINE = fitjax.least_squares(fitjax.line)
 GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
@@ -240,12 +241,13 @@ def test_auto_leaves_large_problems_to_the_xla_path():
         shared_order=False,
         extra_args=False,
     )
-    shared, per_run = engine._hyperparams(opt, starts, starts.shape[0], None)
+    update, defaults = stepper(opt, starts)
+    shared, per_run = engine._hyperparams(update, defaults, starts, starts.shape[0], None)
     kwargs = dict(plan=plan, hp_shared=shared, hp_run=per_run, key=jax.random.key(0))
     options = fused.Fused(interpret=True)
     with pytest.raises(fused.Unsupported, match="4096 runs × 1024 lanes: the XLA path is faster"):
-        fused.run(GABOR, opt, starts, data, options=options, auto=True, **kwargs)
-    small = fused.run(GABOR, opt, starts[:8], data, options=options, auto=True, **{**kwargs, "hp_run": {}})
+        fused.run(GABOR, update, starts, data, options=options, auto=True, **kwargs)
+    small = fused.run(GABOR, update, starts[:8], data, options=options, auto=True, **{**kwargs, "hp_run": {}})
     assert small.params.shape == (8, 2)
 
 
@@ -429,9 +431,12 @@ def _lowered(loss, opt, starts, data, precision="full", **kwargs):
         shared_order=True,
         extra_args=False,
     )
-    shared, per_run = engine._hyperparams(opt, starts, starts.shape[0], kwargs.get("hyperparams"))
+    update, defaults = stepper(opt, starts)
+    shared, per_run = engine._hyperparams(
+        update, defaults, starts, starts.shape[0], kwargs.get("hyperparams")
+    )
     options = fused.Fused(precision=precision, interpret=True)
-    kernel = fused._plan(loss, opt, starts, data, plan, shared, per_run, options, True, None)
+    kernel = fused._plan(loss, update, starts, data, plan, shared, per_run, options, True, None)
     kernel = dataclasses.replace(kernel, interpret=False)  # the GPU kernel, lowered here without one
     traced = jax.jit(fused._program(kernel)).trace(starts, shared, per_run, jax.random.key(0), data)
     return traced.lower(lowering_platforms=("cuda",)).as_text()

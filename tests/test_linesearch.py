@@ -321,10 +321,12 @@ def test_armijo_matches_optax_step_by_step(x64, settings, problem):
         p_ref, s_ref = step_ref(p_ref, s_ref)
         p_ours, s_ours = step_ours(p_ours, s_ours)
         np.testing.assert_allclose(p_ours, p_ref, rtol=0, atol=1e-10)
-        np.testing.assert_allclose(s_ours.inner.learning_rate, s_ref[1].learning_rate, rtol=0, atol=1e-10)
-        assert int(s_ours.inner.evaluations) == int(s_ref[1].info.num_linesearch_steps)
-        counts.append(int(s_ours.inner.evaluations))
-    assert int(s_ours.inner.total_evaluations) == sum(counts)
+        np.testing.assert_allclose(
+            s_ours.inner_state.learning_rate, s_ref[1].learning_rate, rtol=0, atol=1e-10
+        )
+        assert int(s_ours.inner_state.evaluations) == int(s_ref[1].info.num_linesearch_steps)
+        counts.append(int(s_ours.inner_state.evaluations))
+    assert int(s_ours.inner_state.total_evaluations) == sum(counts)
     assert float(fn(p_ref)) <= float(fn(phi0))
     # the engine runs the same trajectory and counts the same evaluations
     res = fitjax.fit(loss, ours, phi0[None], data, steps=steps, record_every=1, record_params=True)
@@ -341,11 +343,11 @@ def test_armijo_backtracks_past_non_finite_losses_or_stays_put():
     assert np.isnan(float(barrier(phi - g)))
     opt = fitjax.backtracking_armijo()
     _, state = opt.update(g, opt.init(phi), phi, value=value, grad=g, value_fn=barrier)
-    assert int(state.inner.evaluations) > 1 and 0 < float(state.inner.learning_rate) < 1
+    assert int(state.inner_state.evaluations) > 1 and 0 < float(state.inner_state.learning_rate) < 1
     opt = fitjax.backtracking_armijo(max_backtracking_steps=1, decrease_factor=0.9, max_learning_rate=3.0)
     res = fitjax.fit(barrier, opt, phi[None], None, steps=3)
     np.testing.assert_array_equal(res.params[0], phi)
-    assert float(res.opt_state.inner.learning_rate[0]) == 0.0
+    assert float(res.opt_state.inner_state.learning_rate[0]) == 0.0
     assert int(fitjax.loss_evaluations(res).total[0]) == 2 + 1 + 1  # two tries, then η = 0 passes
 
 

@@ -56,8 +56,8 @@ def _assert_runs_equal(a: fitjax.FitResult, b: fitjax.FitResult, runs) -> None:
     """Runs ``runs`` of ``a`` and ``b`` are identical, bit for bit, in everything they return."""
     runs = np.asarray(runs)
     for x, y in zip(
-        jax.tree.leaves((a.params, a.loss, a.diverged_step, a.opt_state.inner)),
-        jax.tree.leaves((b.params, b.loss, b.diverged_step, b.opt_state.inner)),
+        jax.tree.leaves((a.params, a.loss, a.diverged_step, a.opt_state.inner_state)),
+        jax.tree.leaves((b.params, b.loss, b.diverged_step, b.opt_state.inner_state)),
         strict=True,
     ):
         np.testing.assert_array_equal(np.asarray(x)[runs], np.asarray(y)[runs])
@@ -271,7 +271,7 @@ LOW = {  # settings bfloat16 and float16 both hold (see docs/errors.md)
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=["bfloat16", "float16"])
 @pytest.mark.parametrize("name", LOW)
 def test_low_precision_parameters_keep_their_dtype_and_still_fit(name, dtype):
-    """Parameters, optimizer state and recorded parameters stay in the low dtype; the fit lands
+    """Parameters, the rule's state and recorded parameters stay in the low dtype; the fit lands
     within the dtype's resolution of the float64 least-squares solution."""
     x, y = _line_data(np.float64)
     solution = np.linalg.lstsq(np.stack([np.ones_like(x), x], axis=1), y, rcond=None)[0]
@@ -280,8 +280,10 @@ def test_low_precision_parameters_keep_their_dtype_and_still_fit(name, dtype):
         LINE, LOW[name](), starts, fitjax.datasets.line(), steps=600, record_every=100, record_params=True
     )
     assert res.params.dtype == dtype and res.history.params.dtype == dtype
-    floats = [a for a in jax.tree.leaves(res.opt_state) if jnp.issubdtype(a.dtype, jnp.floating)]
-    assert floats and all(a.dtype == dtype for a in floats)
+    floats = [a for a in jax.tree.leaves(res.opt_state.inner_state) if jnp.issubdtype(a.dtype, jnp.floating)]
+    assert all(a.dtype == dtype for a in floats)  # the rule's state in the parameters' dtype
+    held = jax.tree.leaves(res.opt_state.hyperparams)  # the hyperparameters exact, in float32
+    assert held and all(a.dtype == jnp.float32 for a in held if jnp.issubdtype(a.dtype, jnp.floating))
     assert not res.diverged.any()
     # the steps stall once α·g is below half an ulp of φ: a few ulps from the solution
     ulps = float(jnp.finfo(dtype).eps) * np.abs(solution).max()
@@ -301,7 +303,7 @@ def test_float64_is_kept_end_to_end_and_matches_the_float64_reference(x64):
         res.history.loss,
         res.history.grad_norm,
         res.history.params,
-        *jax.tree.leaves(res.opt_state.inner),
+        *jax.tree.leaves(res.opt_state.inner_state),
         *res.opt_state.hyperparams.values(),
     ):
         assert leaf.dtype == jnp.float64, leaf.dtype

@@ -234,7 +234,9 @@ def test_momentum_equals_optax_sgd_with_scaled_learning_rate(x64, problem):
     assert_same_trajectory(ours, ref)
     for t, (a, b) in enumerate(zip(s_ours, s_ref, strict=True)):
         assert_close(
-            a.inner.m, jax.tree.map(lambda tr: (1 - beta) * tr, b[0].trace), f"m vs (1−β)·trace, step {t}"
+            a.inner_state.mu,
+            jax.tree.map(lambda tr: (1 - beta) * tr, b[0].trace),
+            f"m vs (1−β)·trace, step {t}",
         )
 
 
@@ -263,8 +265,8 @@ def test_adam_equals_optax_adam_with_states(x64, problem):
     moved(ours, p["params0"])
     assert_same_trajectory(ours, ref)
     for t, (a, b) in enumerate(zip(s_ours, s_ref, strict=True)):
-        assert_close(a.inner.m, b[0].mu, f"m vs mu, step {t}")
-        assert_close(a.inner.v, b[0].nu, f"v vs nu, step {t}")
+        assert_close(a.inner_state.mu, b[0].mu, f"m vs mu, step {t}")
+        assert_close(a.inner_state.nu, b[0].nu, f"v vs nu, step {t}")
 
 
 @pytest.mark.parametrize("problem", PROBLEMS)
@@ -280,7 +282,7 @@ def test_nesterov_classical_equals_optax_nesterov(x64, problem):
     moved(ours, p["params0"])
     assert_same_trajectory(ours, ref)
     for t, (a, b) in enumerate(zip(s_ours, s_ref, strict=True)):
-        assert_close(a.inner.m, b[0].trace, f"b vs trace, step {t}")
+        assert_close(a.inner_state.trace, b[0].trace, f"b vs trace, step {t}")
 
 
 # ----------------------------------------------------------------------------- the lecture's Nesterov
@@ -421,7 +423,7 @@ def test_reduce_on_plateau_equals_optax_contrib(x64, problem):
     ours, s_ours, _ = descend(ours_opt, p["loss"], p["params0"], full_batch(p["data"]), pass_value=True)
     ref, s_ref, _ = descend(ref_opt, p["loss"], p["params0"], full_batch(p["data"]), pass_value=True)
     assert_same_trajectory(ours, ref)
-    a, b = stack([s[1].inner for s in s_ours]), stack([s[1] for s in s_ref])
+    a, b = stack([s[1].inner_state for s in s_ours]), stack([s[1] for s in s_ref])
     for field in ("scale", "best_value", "plateau_count", "cooldown_count"):
         first = np.flatnonzero(getattr(a, field) != getattr(b, field))
         assert first.size == 0, f"{field} differs from step {first[:1]} on"

@@ -186,7 +186,9 @@ RUNS = 6
 
 
 def _outputs(res: fitjax.FitResult) -> list:
-    return jax.tree.leaves((res.params, res.loss, res.diverged_step, res.history[1:], res.opt_state.inner))
+    return jax.tree.leaves(
+        (res.params, res.loss, res.diverged_step, res.history[1:], res.opt_state.inner_state)
+    )
 
 
 @FAST

@@ -21,6 +21,7 @@ import pytest
 
 import fitjax
 from fitjax import _sampler, engine
+from fitjax._base import stepper
 
 LINE = fitjax.least_squares(fitjax.line)
 GABOR = fitjax.least_squares(fitjax.gabor)
@@ -62,7 +63,7 @@ def _reference(loss, optimizer, p0, data, steps, record_every, batch_size=None, 
         else:
             diverged = t if diverged < 0 else diverged
             if isinstance(state, fitjax.OptState):  # the count goes on, the rule's state stays
-                state = new_state._replace(inner=state.inner)
+                state = new_state._replace(inner_state=state.inner_state)
     shown = fitjax.reported_params(optimizer, params, state)
     final = float(value(shown, data))
     if diverged < 0 and not np.isfinite(final):
@@ -207,9 +208,9 @@ def test_fit_unrolls_its_step_loop_twice_on_a_gpu_by_default(monkeypatch, backen
     plans = []
     original = engine._program
 
-    def spy(loss, update, init, plan):
+    def spy(loss, update, plan):
         plans.append(plan)
-        return original(loss, update, init, plan)
+        return original(loss, update, plan)
 
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
     monkeypatch.setattr(engine, "_program", spy)
@@ -236,10 +237,10 @@ def test_a_span_that_fails_in_the_loop_but_not_on_replay_is_flagged_at_its_last_
         batch_size=None,
         n_data=data[0].shape[0],
         shared_order=False,
-        extra_args=engine._uses_loss(opt),
+        extra_args=stepper(opt, p0)[0].uses_loss,
         check_every=span,
     )
-    _, replay = engine._replay_program(LINE, opt.update, plan)
+    _, replay = engine._replay_program(LINE, stepper(opt, p0)[0], plan)
     marked = (jnp.int32([-1, 0]), jnp.int32([-1, span]))  # run 1 failed its span [0, 6)
     kept = (healthy.params.at[1].set(jnp.nan), healthy.loss.at[1].set(jnp.nan), healthy.diverged_step)
     params, loss, diverged_step, history, _ = replay(
