@@ -14,6 +14,7 @@ import json
 import math
 import os
 import socket
+import time
 import types
 import zipfile
 from collections.abc import Mapping
@@ -287,11 +288,14 @@ def acquire_lock(folder: Path, what: str) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        holder = (
-            os.pread(fd, 200, 0).decode(errors="replace").strip()
-            or "a process that has not yet written its PID"
-        )
+        holder = ""
+        for _ in range(50):  # the holder writes its PID just after taking the lock
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            if holder:
+                break
+            time.sleep(0.01)
         os.close(fd)
+        holder = holder or "a process that has not written its PID"
         raise SweepBusyError(
             f"out_dir {str(folder)!r} is being written by {holder}, which holds {str(path)!r}; "
             f"only one process may {what} at a time: wait for it to finish (or stop it) and call again"

@@ -1246,8 +1246,17 @@ def load_chunked(out_dir: str | os.PathLike, *, mmap: bool = False) -> FitResult
         arguments, which computes those chunks again.
     """
     out, manifest = _manifest_and_check(out_dir)
-    problems, missing, _ = _survey(out, manifest)
-    if problems or missing:
+    problems, missing, to_read = _survey(out, manifest)
+    if problems or missing:  # refused: name every damaged chunk, not only the first that was seen
+        recorded = _recorded(manifest)
+        for k in to_read:
+            name = _chunk_name(k, manifest["n_chunks"])
+            runs = _chunk_runs(k, manifest)
+            problem = _chunk_file_problem(
+                out / name, manifest["chunks"][name], runs, manifest["arrays"], recorded
+            )
+            if problem is not None:
+                problems.append(f"{str(out / name)!r}: {problem}")
         raise DamagedSweepError(_refusal(out, manifest, problems, missing))
     arrays = _merged(out, manifest) if mmap else _concatenated(out, manifest)
     paths = manifest["params"]["paths"]
