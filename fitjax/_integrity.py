@@ -17,7 +17,7 @@ import socket
 import time
 import types
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +58,38 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def canonical_json(value: Any) -> str:
+    """``value`` as canonical JSON: sorted keys, no spaces (the text its checksum is taken of)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def json_checksum(value: Any) -> str:
-    """The SHA-256 of ``value`` written as canonical JSON (sorted keys, no spaces)."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return sha256_bytes(text.encode())
+    """The SHA-256 of ``value`` written as canonical JSON."""
+    return sha256_bytes(canonical_json(value).encode())
 
 
 def sealed(record: Mapping[str, Any]) -> dict[str, Any]:
     """``record`` with a ``checksum`` of all its other fields, so that an edit of any is seen."""
     body = {k: v for k, v in record.items() if k != "checksum"}
     return {**body, "checksum": json_checksum(body)}
+
+
+def sealed_text(record: Mapping[str, Any], cache: dict[str, str] | None = None) -> str:
+    """``record`` sealed (:func:`sealed`) as JSON text, each field encoded once if ``cache`` keeps it.
+
+    ``cache`` maps field names to their canonical JSON; fields found there are not
+    encoded again (the caller puts there the fields that do not change). The text
+    is the canonical JSON of the record with ``checksum`` first.
+
+    Example:
+      >>> json.loads(sealed_text({"b": [1, 2], "a": 3})) == sealed({"a": 3, "b": [1, 2]})
+      True
+    """
+    cache = {} if cache is None else cache
+    fields = {k: cache[k] if k in cache else canonical_json(v) for k, v in record.items() if k != "checksum"}
+    body = "{" + ",".join(f"{canonical_json(k)}:{fields[k]}" for k in sorted(fields)) + "}"
+    checksum = sha256_bytes(body.encode())
+    return f'{{"checksum":"{checksum}"' + ("," + body[1:] if fields else "}")
 
 
 def seal_problem(record: Mapping[str, Any]) -> str | None:
@@ -102,28 +124,35 @@ def _header(f: Any) -> tuple[np.dtype, tuple[int, ...]]:
     return dtype, tuple(shape)
 
 
-def npz_layout(data: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """The name, dtype (``dtype.str``) and shape of every array in the ``.npz`` held in ``data``.
+def read_npz(
+    data: bytes, names: Collection[str] | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The layout of the ``.npz`` held in ``data`` and its arrays ``names`` (default: all), in one pass.
 
-    Only the headers are read. Raises ``ValueError`` (with the reason) when ``data``
-    is not a readable ``.npz``.
+    The layout maps every array's name to its dtype (``dtype.str``) and shape; only
+    the headers of the arrays not in ``names`` are read. Raises ``ValueError`` (with
+    the reason) when ``data`` is not a readable ``.npz``.
     """
+    layout, arrays = {}, {}
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            out = {}
-            for name in archive.namelist():
-                with archive.open(name) as f:
-                    dtype, shape = _header(f)
-                out[name.removesuffix(".npy")] = (dtype.str, shape)
-            return out
+            for member in archive.namelist():
+                name = member.removesuffix(".npy")
+                with archive.open(member) as f:
+                    if names is None or name in names:
+                        arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+                        layout[name] = (arrays[name].dtype.str, arrays[name].shape)
+                    else:
+                        dtype, shape = _header(f)
+                        layout[name] = (dtype.str, shape)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
         raise ValueError(f"it cannot be read as a .npz file ({type(err).__name__}: {err})") from None
+    return layout, arrays
 
 
-def npz_array(data: bytes, name: str) -> np.ndarray:
-    """The array ``name`` of the ``.npz`` held in ``data``."""
-    with np.load(io.BytesIO(data)) as f:
-        return f[name]
+def npz_layout(data: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The name, dtype (``dtype.str``) and shape of every array in the ``.npz`` held in ``data``."""
+    return read_npz(data, ())[0]
 
 
 def layout_plan(layout: Mapping[str, tuple[str, tuple[int, ...]]]) -> dict[str, dict[str, Any]]:
@@ -153,6 +182,69 @@ def layout_problem(
     return None
 
 
+class ChunkMismatch(ValueError):
+    """A chunk file is not the chunk its record and the plan describe; the message says why."""
+
+
+def chunk_arrays(
+    data: bytes,
+    record: Mapping[str, Any],
+    runs: tuple[int, int],
+    plan: Mapping[str, Mapping[str, Any]],
+    recorded: Mapping[str, str],
+    full: bool = True,
+) -> dict[str, np.ndarray]:
+    """The arrays of a chunk file's bytes ``data``, once they are shown to be the recorded chunk.
+
+    Checked in order: the record's run range against the plan's, the size and the
+    SHA-256 against the record, the run range the file holds, and its arrays (names,
+    dtypes, shapes) against the plan.
+
+    Args:
+      data: the file's contents.
+      record: the manifest's record of the chunk: ``size``, ``sha256`` and ``runs``.
+      runs: the run range ``[lo, hi)`` the sweep's plan gives this chunk.
+      plan: the sweep's arrays (dtype and shape per run, by name).
+      recorded: every recorded chunk's SHA-256 -> its file name, to name a copy.
+      full: read every array (else only ``runs``, and the other arrays' headers).
+
+    Raises:
+      ChunkMismatch: the reason, in words.
+    """
+    lo, hi = runs
+    if list(record.get("runs", ())) != [lo, hi]:
+        raise ChunkMismatch(
+            f"manifest.json records runs {record.get('runs')} for it, where the plan gives [{lo}, {hi}]"
+        )
+    if len(data) != record["size"]:
+        raise ChunkMismatch(
+            f"it is {len(data)} bytes long where {record['size']} were written (truncated or overwritten)"
+        )
+    digest = sha256_bytes(data)
+    if digest != record["sha256"]:
+        twin = recorded.get(digest)
+        if twin is not None:
+            raise ChunkMismatch(
+                f"it holds the contents of {twin} (a copy or a move), not its own runs [{lo}, {hi})"
+            )
+        raise ChunkMismatch(
+            "its SHA-256 differs from the one written (damaged: bytes flipped, zeroed or replaced)"
+        )
+    try:
+        layout, arrays = read_npz(data, None if full else ("runs",))
+    except ValueError as err:
+        raise ChunkMismatch(str(err)) from None
+    if layout.pop("runs", None) != (np.dtype(np.int64).str, (2,)):
+        raise ChunkMismatch("it holds no run range ('runs': two int64 numbers)")
+    held = arrays["runs"].tolist()
+    if held != [lo, hi]:
+        raise ChunkMismatch(f"it holds runs {held}, where its place in the plan is runs [{lo}, {hi}]")
+    problem = layout_problem(layout, plan, hi - lo)
+    if problem is not None:
+        raise ChunkMismatch(problem)
+    return arrays
+
+
 def chunk_problem(
     data: bytes,
     record: Mapping[str, Any],
@@ -162,34 +254,13 @@ def chunk_problem(
 ) -> str | None:
     """Why the bytes ``data`` of a chunk file are not the chunk the manifest records, or None.
 
-    Args:
-      data: the file's contents.
-      record: the manifest's record of the chunk: ``size``, ``sha256`` and ``runs``.
-      runs: the run range ``[lo, hi)`` the sweep's plan gives this chunk.
-      plan: the sweep's arrays (dtype and shape per run, by name).
-      recorded: every recorded chunk's SHA-256 -> its file name, to name a copy.
+    The checks of :func:`chunk_arrays`, reading only the headers of the arrays.
     """
-    lo, hi = runs
-    if list(record.get("runs", ())) != [lo, hi]:
-        return f"manifest.json records runs {record.get('runs')} for it, where the plan gives [{lo}, {hi}]"
-    if len(data) != record["size"]:
-        return f"it is {len(data)} bytes long where {record['size']} were written (truncated or overwritten)"
-    digest = sha256_bytes(data)
-    if digest != record["sha256"]:
-        twin = recorded.get(digest)
-        if twin is not None:
-            return f"it holds the contents of {twin} (a copy or a move), not its own runs [{lo}, {hi})"
-        return "its SHA-256 differs from the one written (damaged: bytes flipped, zeroed or replaced)"
     try:
-        layout = npz_layout(data)
-        if layout.pop("runs", None) != (np.dtype(np.int64).str, (2,)):
-            return "it holds no run range ('runs': two int64 numbers)"
-        held = npz_array(data, "runs").tolist()
-    except ValueError as err:
+        chunk_arrays(data, record, runs, plan, recorded, full=False)
+    except ChunkMismatch as err:
         return str(err)
-    if held != [lo, hi]:
-        return f"it holds runs {held}, where its place in the plan is runs [{lo}, {hi}]"
-    return layout_problem(layout, plan, hi - lo)
+    return None
 
 
 def npy_problem(path: Path, record: Mapping[str, Any], dtype: str, shape: tuple[int, ...]) -> str | None:

@@ -47,7 +47,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import io
 import json
 import math
 import os
@@ -410,7 +409,6 @@ def _write_json(path: Path, data: Any) -> None:
     tmp = _integrity.temporary_name(path)
     _integrity.write_durably(tmp, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
     _commit(tmp, path)
-    _integrity.sync_folder(path.parent)
 
 
 def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
@@ -483,8 +481,12 @@ def _manifest_problem(manifest: Mapping[str, Any]) -> str | None:
     return _integrity.seal_problem(manifest)
 
 
-def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
-    _write_json(out_dir / MANIFEST, _integrity.sealed(manifest))
+def _write_manifest(out_dir: Path, manifest: dict[str, Any], cache: dict[str, str] | None = None) -> None:
+    """Write ``manifest``, sealed with its checksum (fields in ``cache`` are not encoded again)."""
+    path = out_dir / MANIFEST
+    tmp = _integrity.temporary_name(path)
+    _integrity.write_durably(tmp, (_integrity.sealed_text(manifest, cache) + "\n").encode())
+    _commit(tmp, path)
 
 
 def _stray_chunks(out_dir: Path, names: Sequence[str]) -> list[Path]:
@@ -876,6 +878,13 @@ class _Writer:
     out: Path
     manifest: dict[str, Any]
     lock: int | None
+    encoded: dict[str, str] = dataclasses.field(default_factory=dict)
+    records: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.records.update(
+            {k: _integrity.canonical_json({k: v})[1:-1] for k, v in self.manifest["chunks"].items()}
+        )
 
     def commit(self, k: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Save chunk ``k`` (a temporary name, flushed, renamed into place), then record it in the manifest.
@@ -897,7 +906,12 @@ class _Writer:
             "size": len(data),
             "sha256": _integrity.sha256_bytes(data),
         }
-        _write_manifest(self.out, self.manifest)
+        if not self.encoded:  # the fields that do not change, encoded once
+            fixed = set(self.manifest) - {"chunks", "arrays"}
+            self.encoded.update({k: _integrity.canonical_json(self.manifest[k]) for k in fixed})
+        self.records[name] = _integrity.canonical_json({name: self.manifest["chunks"][name]})[1:-1]
+        self.encoded["chunks"] = "{" + ",".join(self.records[k] for k in sorted(self.records)) + "}"
+        _write_manifest(self.out, self.manifest, self.encoded)
 
     def close(self) -> None:
         """Release the writer lock."""
@@ -1075,16 +1089,14 @@ def _chunk_file_problem(
     runs: tuple[int, int],
     plan: Mapping[str, Any],
     recorded: Mapping[str, str],
-    data: bytes | None = None,
 ) -> str | None:
-    """Why the chunk file at ``path`` is not the chunk ``record`` describes (see ``chunk_problem``)."""
-    if data is None:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return f"recorded in {MANIFEST} as written, but missing"
-        except OSError as err:
-            return f"it cannot be read ({err.strerror or err})"
+    """Why the chunk file at ``path`` is not the chunk ``record`` describes (``chunk_arrays``), or None."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return f"recorded in {MANIFEST} as written, but missing"
+    except OSError as err:
+        return f"it cannot be read ({err.strerror or err})"
     return _integrity.chunk_problem(data, record, runs, plan, recorded)
 
 
@@ -1162,25 +1174,27 @@ def _refusal(out: Path, manifest: Mapping[str, Any], problems: Sequence[str], mi
 
 
 def _read_chunk(out: Path, manifest: Mapping[str, Any], k: int, recorded: Mapping[str, str]) -> dict:
-    """The arrays of recorded chunk ``k``, read once, checked against its record and the plan.
+    """The arrays of recorded chunk ``k``, read once and checked against its record and the plan.
 
     Raises:
       DamagedSweepError: naming the file, the reason and the repair.
     """
     name = _chunk_name(k, manifest["n_chunks"])
     path = out / name
-    data = None
     try:
         data = path.read_bytes()
-    except OSError:
-        pass
-    problem = _chunk_file_problem(
-        path, manifest["chunks"][name], _chunk_runs(k, manifest), manifest["arrays"], recorded, data
-    )
-    if problem is not None:
-        raise DamagedSweepError(f"{str(path)!r}: {problem}. " + _repair(out, "verifies every chunk"))
-    with np.load(io.BytesIO(data)) as f:
-        return {name: _as_saved(name, f[name], manifest) for name in f.files}
+        arrays = _integrity.chunk_arrays(
+            data, manifest["chunks"][name], _chunk_runs(k, manifest), manifest["arrays"], recorded
+        )
+    except FileNotFoundError:
+        problem = f"recorded in {MANIFEST} as written, but missing"
+    except _integrity.ChunkMismatch as err:
+        problem = str(err)
+    except OSError as err:
+        problem = f"it cannot be read ({err.strerror or err})"
+    else:
+        return {name: _as_saved(name, a, manifest) for name, a in arrays.items()}
+    raise DamagedSweepError(f"{str(path)!r}: {problem}. " + _repair(out, "verifies every chunk"))
 
 
 def _recorded(manifest: Mapping[str, Any]) -> dict[str, str]:
