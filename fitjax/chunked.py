@@ -10,6 +10,15 @@ fingerprint of every argument that decides the numbers. Started again with the s
 arguments, the sweep computes only the chunks still missing; started with other
 arguments, it refuses and names what differs.
 
+Integrity. When a chunk is committed, its size, SHA-256 and run range are recorded
+in the manifest (itself sealed by a checksum). Resuming verifies every chunk it
+counts as done against that record and against the sweep's plan, and computes
+again, with a :class:`RepairWarning` naming the file, any that fails;
+:func:`load_chunked` and :func:`iter_chunks` verify the same and refuse, naming the
+file and the repair, a folder with a missing, damaged, duplicated or foreign chunk.
+One process writes a folder at a time: it holds ``writer.lock`` (``fcntl.flock``)
+for the whole call, and another writer is refused at once with the holder's PID.
+
 Runs are numbered setting-major, as in :func:`fitjax.sweep`: run :math:`g = s\,n + i`
 is start :math:`i` (of :math:`n`) under grid setting :math:`s`, and it draws its
 mini-batches from ``fold_in(key, i)``, so every setting sees the same batches.
@@ -720,13 +729,21 @@ def fit_chunked(
         program; under ``jax.distributed`` each process drives its own devices.
       resume: continue a sweep found in ``out_dir`` (its manifest must match these
         arguments, or a ValueError names what differs); False refuses to touch a
-        folder that already holds a sweep.
+        folder that already holds a sweep. Every chunk already on disk is verified
+        first (size, SHA-256, run range, arrays against the plan); those that fail
+        are computed again, each with a :class:`RepairWarning`.
       progress: a tqdm bar on stderr: None shows it on a terminal only, True always,
         False never. Without tqdm installed there is no bar.
 
     Returns:
       A :class:`ChunkedSweep`; read the results with :func:`load_chunked` or
       :func:`iter_chunks`.
+
+    Raises:
+      SweepBusyError: another process is writing ``out_dir`` (it holds
+        ``out_dir/writer.lock``); the message names its PID and host.
+      DamagedSweepError: ``out_dir``'s manifest is missing (with chunk files
+        present) or unreadable, so its chunks cannot be verified.
 
     Under ``jax.distributed`` every process calls this with the same arguments; every
     process computes its share of every block and only process 0 reads and writes
@@ -1108,19 +1125,27 @@ def _manifest_and_check(out_dir: str | os.PathLike) -> tuple[Path, dict[str, Any
     out = Path(out_dir)
     manifest = _read_manifest(out)
     if manifest is None:
+        if any(out.glob("chunk-*.npz")):
+            raise DamagedSweepError(
+                f"{str(out)!r} holds chunk files but no {MANIFEST}, so they cannot be verified; restore "
+                f"{MANIFEST}, or delete the folder and run the sweep again"
+            )
         raise ValueError(f"{str(out)!r} holds no {MANIFEST}: not a chunked sweep made by fitjax.fit_chunked")
     problem = _manifest_problem(manifest)
     if problem is not None:
-        raise DamagedSweepError(f"{str(out / MANIFEST)!r}: {problem}. " + _repair(out, "rewrites it"))
+        raise DamagedSweepError(
+            f"{str(out / MANIFEST)!r}: {problem}. "
+            + _repair(out, "rewrites the manifest from those arguments", "every chunk")
+        )
     return out, manifest
 
 
-def _repair(out: Path, what: str) -> str:
+def _repair(out: Path, what: str, recomputed: str = "every chunk that fails verification") -> str:
     """The sentence naming the call and the command that repair the sweep in ``out``."""
     return (
         f"To repair the sweep, call fitjax.fit_chunked again with the arguments that made it and "
         f"out_dir={str(out)!r} (resume=True, the default), or run the same `fitjax sweep ... --chunk-size` "
-        f"command again: it {what} and computes again every chunk that fails verification"
+        f"command again: it {what} and computes again {recomputed}"
     )
 
 
