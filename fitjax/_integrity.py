@@ -293,20 +293,6 @@ def write_durably(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def sync_folder(folder: Path) -> None:
-    """Flush ``folder``'s entries (renames into it) to disk, where the platform allows it."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def temporary_name(path: Path) -> Path:
     """The name ``path`` is written under before it is renamed into place: hidden, with this PID."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")

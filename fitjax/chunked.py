@@ -391,7 +391,7 @@ def _differences(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[st
     found.sort(key=lambda d: d[0].replace("[", ".").count("."))
     out = []
     for path, a, b in found[:3]:
-        name, inner = re.fullmatch(r"([^.\[]*)\.?(.*)", path).groups()
+        name, inner = re.fullmatch(r"([^.\[]*)\.?(.*)", path, flags=re.S).groups()
         where = f"{name}, at {inner}" if inner else name
         text = f"{where}: stored {_show(a)}, given {_show(b)}"
         function = _integrity.function_at(stored, path)
