@@ -10,6 +10,15 @@ fingerprint of every argument that decides the numbers. Started again with the s
 arguments, the sweep computes only the chunks still missing; started with other
 arguments, it refuses and names what differs.
 
+Integrity. When a chunk is committed, its size, SHA-256 and run range are recorded
+in the manifest (itself sealed by a checksum). Resuming verifies every chunk it
+counts as done against that record and against the sweep's plan, and computes
+again, with a :class:`RepairWarning` naming the file, any that fails;
+:func:`load_chunked` and :func:`iter_chunks` verify the same and refuse, naming the
+file and the repair, a folder with a missing, damaged, duplicated or foreign chunk.
+One process writes a folder at a time: it holds ``writer.lock`` (``fcntl.flock``)
+for the whole call, and another writer is refused at once with the holder's PID.
+
 Runs are numbered setting-major, as in :func:`fitjax.sweep`: run :math:`g = s\,n + i`
 is start :math:`i` (of :math:`n`) under grid setting :math:`s`, and it draws its
 mini-batches from ``fold_in(key, i)``, so every setting sees the same batches.
@@ -52,6 +61,7 @@ import math
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,14 +71,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fitjax import _checks, _shard, engine, inits
+from fitjax import _checks, _integrity, _shard, engine, inits
+from fitjax._integrity import DamagedSweepError, RepairWarning, SweepBusyError  # noqa: F401 (public here)
 from fitjax.engine import FitResult, History, SweepResult
 
 PyTree = Any
 Loss = Callable[[PyTree, Any], jax.Array]
 
 MANIFEST = "manifest.json"
-FORMAT = "fitjax-chunked/1"
+FORMAT = "fitjax-chunked/2"
+MERGED = "merged"
+MERGED_RECORD = "complete.json"
 DEFAULT_BLOCK = 8192
 """Runs per device in one compiled call, unless ``block`` says otherwise."""
 
@@ -289,9 +302,10 @@ def _name(obj: Any) -> str:
 def _describe(obj: Any, depth: int = 0) -> Any:
     """A JSON-ready description of a loss, model, optimizer or value: what decides its numbers.
 
-    Functions are named by module and qualified name, with the values their closure
-    captured and their defaults; dataclasses and named tuples by type and fields;
-    arrays by content. (Module globals a function reads are not followed.)
+    Functions are named by module and qualified name, with their code (bytecode,
+    constants and the names it uses, nested functions included), the values their
+    closure captured and their defaults; dataclasses and named tuples by type and
+    fields; arrays by content. (Module globals a function reads are not followed.)
     """
     if depth > 8:
         return _name(obj)
@@ -331,7 +345,10 @@ def _describe(obj: Any, depth: int = 0) -> Any:
                 closure[name] = nxt(cell.cell_contents)
             except ValueError:  # an empty cell
                 closure[name] = None
-        out: dict[str, Any] = {"function": _name(obj)}
+        out: dict[str, Any] = {
+            "function": _name(obj),
+            "code": _integrity.code_summary(code, doc=getattr(obj, "__doc__", None)),
+        }
         if closure:
             out["closure"] = closure
         if getattr(obj, "__defaults__", None):
@@ -352,6 +369,7 @@ def _fingerprint(**parts: Any) -> dict[str, Any]:
     return {
         "fitjax": fitjax.__version__,
         "jax": jax.__version__,
+        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
         "platform": jax.default_backend(),
         **{k: _describe(v) for k, v in parts.items()},
     }
@@ -363,12 +381,24 @@ def _show(value: Any) -> str:
 
 
 def _differences(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
-    names = sorted(set(stored) | set(given))
-    return [
-        f"{k}: stored {_show(stored.get(k))}, given {_show(given.get(k))}"
-        for k in names
-        if stored.get(k) != given.get(k)
-    ]
+    """What differs between two fingerprints, each as ``name: stored ..., given ...``.
+
+    Where the difference lies inside an argument, the path to it is named
+    (``loss, at closure.scale: ...``), shallowest first; where it lies in a function's
+    code, the function is named.
+    """
+    found = _integrity.differences(dict(stored), dict(given), limit=8)
+    found.sort(key=lambda d: d[0].replace("[", ".").count("."))
+    out = []
+    for path, a, b in found[:3]:
+        name, inner = re.fullmatch(r"([^.\[]*)\.?(.*)", path, flags=re.S).groups()
+        where = f"{name}, at {inner}" if inner else name
+        text = f"{where}: stored {_show(a)}, given {_show(b)}"
+        function = _integrity.function_at(stored, path)
+        if function is not None:
+            text += f" (the code of function {function} differs from the stored sweep's)"
+        out.append(text)
+    return out
 
 
 # ----------------------------------------------------------------------------- files
@@ -383,37 +413,108 @@ def _commit(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def _save(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` as ``.npz``: a temporary name, flushed to disk, then renamed."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    _commit(tmp, path)
-
-
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    """Write ``data`` as JSON to ``path``: a temporary name, flushed to disk, then renamed."""
+    tmp = _integrity.temporary_name(path)
+    _integrity.write_durably(tmp, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
     _commit(tmp, path)
 
 
 def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
+    """The manifest of the sweep in ``out_dir``, or None where there is none.
+
+    Raises:
+      DamagedSweepError: the manifest cannot be read, or is not one this fitjax writes.
+    """
     path = out_dir / MANIFEST
     if not path.exists():
         return None
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise ValueError(f"{str(path)!r} cannot be read as a fitjax chunked-sweep manifest: {err}") from None
+        raise DamagedSweepError(
+            f"{str(path)!r} cannot be read as a fitjax chunked-sweep manifest ({err}): the record of what "
+            "the sweep is and of its chunks is lost, so its chunks cannot be verified; restore the file, "
+            "or delete the folder and run the sweep again"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{str(path)!r} is not a {FORMAT} manifest; choose another out_dir")
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        why = (
+            f"it is a {found} manifest, written by an older fitjax without checksums"
+            if isinstance(found, str) and found.startswith("fitjax-chunked/")
+            else f"it is not a {FORMAT} manifest"
+        )
+        raise DamagedSweepError(f"{str(path)!r}: {why}; choose another out_dir, or delete this one")
     return manifest
 
 
-def _done(out_dir: Path, n_chunks: int) -> np.ndarray:
-    return np.array([(out_dir / _chunk_name(k, n_chunks)).exists() for k in range(n_chunks)], dtype=bool)
+def _chunk_runs(k: int, manifest: Mapping[str, Any]) -> tuple[int, int]:
+    """The runs ``[lo, hi)`` chunk ``k`` holds in the plan of ``manifest``."""
+    size = manifest["chunk_size"]
+    return k * size, min((k + 1) * size, manifest["n_runs"])
+
+
+def _manifest_problem(manifest: Mapping[str, Any]) -> str | None:
+    """Why ``manifest`` (read from disk) cannot be trusted, or None.
+
+    Its counts must agree with each other and with its fingerprint, every chunk
+    record must be one of the plan's chunks with the plan's runs, and its checksum
+    must match its contents.
+    """
+    try:
+        fp, n_runs, size = manifest["fingerprint"], manifest["n_runs"], manifest["chunk_size"]
+        grid_runs = math.prod(len(v) for v in manifest["grid"].values()) * manifest["n_starts"]
+        if n_runs != grid_runs or n_runs != fp["n_runs"]:
+            return (
+                f"n_runs is {n_runs}, but its starts and grid make {grid_runs} (fingerprint: {fp['n_runs']})"
+            )
+        if size != fp["chunk_size"]:
+            return f"chunk_size is {size}, but its fingerprint says {fp['chunk_size']}"
+        want = -(-n_runs // size)
+        if manifest["n_chunks"] != want:
+            return f"n_chunks is {manifest['n_chunks']}, but {n_runs} runs in chunks of {size} make {want}"
+        for key in ("steps", "block", "record_every"):
+            if manifest[key] != fp[key]:
+                return f"{key} is {manifest[key]}, but its fingerprint says {fp[key]}"
+        names = {_chunk_name(k, want): k for k in range(want)}
+        for name, record in manifest["chunks"].items():
+            if name not in names:
+                return f"it records {name!r}, which is not one of the plan's {want} chunks"
+            planned = list(_chunk_runs(names[name], manifest))
+            if list(record["runs"]) != planned:
+                return f"it records runs {record['runs']} for {name}, where the plan gives {planned}"
+        if manifest["chunks"] and not manifest["arrays"]:
+            return "it records chunks but not the arrays they hold"
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        return f"it lacks a field or holds a field of the wrong kind ({type(err).__name__}: {err})"
+    return _integrity.seal_problem(manifest)
+
+
+def _write_manifest(out_dir: Path, manifest: dict[str, Any], cache: dict[str, str] | None = None) -> None:
+    """Write ``manifest``, sealed with its checksum (fields in ``cache`` are not encoded again)."""
+    path = out_dir / MANIFEST
+    tmp = _integrity.temporary_name(path)
+    _integrity.write_durably(tmp, (_integrity.sealed_text(manifest, cache) + "\n").encode())
+    _commit(tmp, path)
+
+
+def _stray_chunks(out_dir: Path, names: Sequence[str]) -> list[Path]:
+    """Chunk files in ``out_dir`` that are not among the plan's ``names``."""
+    planned = set(names)
+    return sorted(
+        p
+        for p in out_dir.glob("chunk-*.npz")
+        if re.fullmatch(r"chunk-\d+\.npz", p.name) and p.name not in planned
+    )
+
+
+def _chunk_names(manifest: Mapping[str, Any]) -> list[str]:
+    n_chunks = manifest["n_chunks"]
+    return [_chunk_name(k, n_chunks) for k in range(n_chunks)]
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, RepairWarning, stacklevel=3)
 
 
 def _structure(tree: PyTree) -> Any:
@@ -628,13 +729,21 @@ def fit_chunked(
         program; under ``jax.distributed`` each process drives its own devices.
       resume: continue a sweep found in ``out_dir`` (its manifest must match these
         arguments, or a ValueError names what differs); False refuses to touch a
-        folder that already holds a sweep.
+        folder that already holds a sweep. Every chunk already on disk is verified
+        first (size, SHA-256, run range, arrays against the plan); those that fail
+        are computed again, each with a :class:`RepairWarning`.
       progress: a tqdm bar on stderr: None shows it on a terminal only, True always,
         False never. Without tqdm installed there is no bar.
 
     Returns:
       A :class:`ChunkedSweep`; read the results with :func:`load_chunked` or
       :func:`iter_chunks`.
+
+    Raises:
+      SweepBusyError: another process is writing ``out_dir`` (it holds
+        ``out_dir/writer.lock``); the message names its PID and host.
+      DamagedSweepError: ``out_dir``'s manifest is missing (with chunk files
+        present) or unreadable, so its chunks cannot be verified.
 
     Under ``jax.distributed`` every process calls this with the same arguments; every
     process computes its share of every block and only process 0 reads and writes
@@ -680,11 +789,42 @@ def fit_chunked(
     )
     n_chunks = -(-n_runs // chunk_size)
     out = Path(out_dir)
-    done = _open_everywhere(out, fingerprint, n_chunks, layout, example, steps, record_every, resume)
+    done, writer = _open_everywhere(out, fingerprint, n_chunks, layout, example, steps, record_every, resume)
+    try:
+        todo = _compute_chunks(
+            writer, done, source, layout, local, loss, optimizer, data, steps, key, batch_size,
+            shared_order, record_every, record_params, unroll, progress, out.name,
+        )  # fmt: skip
+    finally:
+        if writer is not None:
+            writer.close()
+    return ChunkedSweep(out, n_runs, n_chunks, tuple(todo))
 
+
+def _compute_chunks(
+    writer: _Writer | None,
+    done: np.ndarray,
+    source: Starts,
+    layout: _Layout,
+    local: list[jax.Device],
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    data: Any,
+    steps: int,
+    key: jax.Array | None,
+    batch_size: int | None,
+    shared_order: bool,
+    record_every: int | None,
+    record_params: bool,
+    unroll: int | None,
+    progress: bool | None,
+    label: str,
+) -> list[int]:
+    """Compute the chunks not ``done`` and commit each through ``writer`` (process 0's); their numbers."""
+    n_runs, chunk_size, block, n_chunks = layout.n_runs, layout.chunk_size, layout.block, done.size
     todo = [k for k in range(n_chunks) if not done[k]]
     n_done = sum(min((k + 1) * chunk_size, n_runs) - k * chunk_size for k in range(n_chunks) if done[k])
-    bar = _progress(n_runs, n_done, progress, f"fit_chunked {out.name}")
+    bar = _progress(n_runs, n_done, progress, f"fit_chunked {label}")
     fit_block = functools.partial(
         engine.fit,
         loss,
@@ -737,46 +877,126 @@ def fit_chunked(
                 a, z = max(lo, b * block) - b * block, min(hi, (b + 1) * block) - b * block
                 parts.append({name: v[a:z] for name, v in cache[b].items()})
             chunk = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-            if jax.process_index() == 0:
-                _save(out / _chunk_name(k, n_chunks), {**chunk, "runs": np.array([lo, hi], np.int64)})
+            if writer is not None:
+                writer.commit(k, {**chunk, "runs": np.array([lo, hi], np.int64)})
             if bar is not None:
                 bar.update(hi - lo)
     finally:
         if bar is not None:
             bar.close()
-    return ChunkedSweep(out, n_runs, n_chunks, tuple(todo))
+    return todo
 
 
-def _open_everywhere(out: Path, fingerprint: dict, n_chunks: int, *args: Any) -> np.ndarray:
+@dataclasses.dataclass
+class _Writer:
+    """Process 0's hold on a sweep's folder: its writer lock and its manifest, kept up to date."""
+
+    out: Path
+    manifest: dict[str, Any]
+    lock: int | None
+    encoded: dict[str, str] = dataclasses.field(default_factory=dict)
+    records: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.records.update(
+            {k: _integrity.canonical_json({k: v})[1:-1] for k, v in self.manifest["chunks"].items()}
+        )
+
+    def commit(self, k: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Save chunk ``k`` (a temporary name, flushed, renamed into place), then record it in the manifest.
+
+        The record holds the file's size, SHA-256 and run range; the first chunk also
+        sets the sweep's plan of arrays (names, dtypes and shapes per run).
+        """
+        name = _chunk_name(k, self.manifest["n_chunks"])
+        data = _integrity.npz_bytes(arrays)
+        if not self.manifest["arrays"]:
+            self.manifest["arrays"] = _integrity.layout_plan(_integrity.npz_layout(data))
+        final = self.out / name
+        tmp = _integrity.temporary_name(final)
+        _integrity.write_durably(tmp, data)
+        _commit(tmp, final)
+        runs = [int(v) for v in arrays["runs"]]
+        self.manifest["chunks"][name] = {
+            "runs": runs,
+            "size": len(data),
+            "sha256": _integrity.sha256_bytes(data),
+        }
+        if not self.encoded:  # the fields that do not change, encoded once
+            fixed = set(self.manifest) - {"chunks", "arrays"}
+            self.encoded.update({k: _integrity.canonical_json(self.manifest[k]) for k in fixed})
+        self.records[name] = _integrity.canonical_json({name: self.manifest["chunks"][name]})[1:-1]
+        self.encoded["chunks"] = "{" + ",".join(self.records[k] for k in sorted(self.records)) + "}"
+        _write_manifest(self.out, self.manifest, self.encoded)
+
+    def close(self) -> None:
+        """Release the writer lock."""
+        _integrity.release_lock(self.lock)
+        self.lock = None
+
+
+def _open_everywhere(
+    out: Path, fingerprint: dict, n_chunks: int, *args: Any
+) -> tuple[np.ndarray, _Writer | None]:
     """:func:`_open` on process 0; every process gets its verdict and the chunks already done.
 
     Every process also checks that it was called with the same arguments as process 0,
     and all of them refuse together, so that none is left waiting for the others.
+    Process 0 also gets the writer that holds the folder's lock; the others get None.
     """
     if jax.process_count() == 1:
         return _open(out, fingerprint, n_chunks, *args)
     from jax.experimental import multihost_utils
 
-    done, refusal = np.zeros(n_chunks, dtype=bool), None
+    done, writer, refusal = np.zeros(n_chunks, dtype=bool), None, None
     if jax.process_index() == 0:
         try:
-            done = _open(out, fingerprint, n_chunks, *args)
+            done, writer = _open(out, fingerprint, n_chunks, *args)
         except ValueError as err:
             refusal = err
-    text = json.dumps(fingerprint, sort_keys=True).encode()
-    digest = np.frombuffer(hashlib.sha256(text).digest(), np.uint8)
-    same = np.array_equal(_agree(digest), digest)
-    verdict = np.asarray(multihost_utils.process_allgather(np.array([refusal is None, same], np.int32)))
-    if refusal is not None:
-        raise refusal
-    if not verdict[:, 0].all():
-        raise ValueError(f"process 0 refused out_dir {str(out)!r}; its error says why")
-    if not verdict[:, 1].all():
-        raise ValueError(
-            f"processes {np.flatnonzero(verdict[:, 1] == 0).tolist()} were called with other arguments "
-            "than process 0 (their fingerprints differ); every process must call fit_chunked alike"
-        )
-    return _agree(done.astype(np.uint8)).astype(bool)
+    try:
+        text = json.dumps(fingerprint, sort_keys=True).encode()
+        digest = np.frombuffer(hashlib.sha256(text).digest(), np.uint8)
+        same = np.array_equal(_agree(digest), digest)
+        verdict = np.asarray(multihost_utils.process_allgather(np.array([refusal is None, same], np.int32)))
+        if refusal is not None:
+            raise refusal
+        if not verdict[:, 0].all():
+            raise ValueError(f"process 0 refused out_dir {str(out)!r}; its error says why")
+        if not verdict[:, 1].all():
+            raise ValueError(
+                f"processes {np.flatnonzero(verdict[:, 1] == 0).tolist()} were called with other arguments "
+                "than process 0 (their fingerprints differ); every process must call fit_chunked alike"
+            )
+        return _agree(done.astype(np.uint8)).astype(bool), writer
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        raise
+
+
+def _new_manifest(
+    fingerprint: dict, n_chunks: int, layout: _Layout, example: PyTree, steps: int, record_every: int | None
+) -> dict[str, Any]:
+    """The manifest of a sweep with no chunk written yet."""
+    return {
+        "format": FORMAT,
+        "fingerprint": fingerprint,
+        "n_runs": layout.n_runs,
+        "n_starts": layout.n_starts,
+        "grid": {k: v.tolist() for k, v in layout.grid.items()},
+        "chunk_size": layout.chunk_size,
+        "n_chunks": n_chunks,
+        "block": layout.block,
+        "steps": steps,
+        "record_every": record_every,
+        "params": {
+            "structure": _structure(example),
+            "paths": [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(example)],
+        },
+        "arrays": None,
+        "chunks": {},
+    }
 
 
 def _open(
@@ -788,43 +1008,49 @@ def _open(
     steps: int,
     record_every: int | None,
     resume: bool,
-) -> np.ndarray:
-    """Check or create ``out``'s manifest; the chunks already complete."""
+) -> tuple[np.ndarray, _Writer]:
+    """Lock ``out``, check or create its manifest, verify its chunks: the chunks complete, and the writer."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"out_dir {str(out)!r} cannot be created: {err.strerror or err}") from None
+    lock = _integrity.acquire_lock(out, "write a chunked sweep")
+    try:
+        new = _new_manifest(fingerprint, n_chunks, layout, example, steps, record_every)
+        manifest, done = _resume(out, new, resume)
+        for stale in _integrity.stale_temporaries(out):  # left by writers that died while writing
+            stale.unlink(missing_ok=True)
+        return done, _Writer(out, manifest, lock)
+    except BaseException:
+        _integrity.release_lock(lock)
+        raise
+
+
+def _resume(out: Path, new: dict[str, Any], resume: bool) -> tuple[dict[str, Any], np.ndarray]:
+    """The manifest to continue with and the chunks done, after checking the folder (lock held).
+
+    A folder without a manifest gets ``new``. A manifest that fails its checks
+    (edited counts, a bad checksum) is replaced by ``new``, and every chunk is
+    recomputed; chunks that fail verification are recomputed, files outside the plan
+    removed, each with a :class:`RepairWarning` naming the file and the reason.
+    """
+    n_chunks = new["n_chunks"]
     manifest = _read_manifest(out)
     if manifest is None:
         if any(out.glob("chunk-*.npz")):
-            raise ValueError(
-                f"out_dir {str(out)!r} holds chunk files but no {MANIFEST}; choose an empty folder"
+            raise DamagedSweepError(
+                f"out_dir {str(out)!r} holds chunk files but no {MANIFEST}, so they cannot be verified; "
+                "delete them (or the folder), or choose an empty folder"
             )
-        manifest = {
-            "format": FORMAT,
-            "fingerprint": fingerprint,
-            "n_runs": layout.n_runs,
-            "n_starts": layout.n_starts,
-            "grid": {k: v.tolist() for k, v in layout.grid.items()},
-            "chunk_size": layout.chunk_size,
-            "n_chunks": n_chunks,
-            "block": layout.block,
-            "steps": steps,
-            "record_every": record_every,
-            "params": {
-                "structure": _structure(example),
-                "paths": [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(example)],
-            },
-        }
-        _write_json(out / MANIFEST, manifest)
-        return np.zeros(n_chunks, dtype=bool)
-    done = _done(out, manifest["n_chunks"])
+        _write_manifest(out, new)
+        return new, np.zeros(n_chunks, dtype=bool)
     if not resume:
+        recorded = len(manifest.get("chunks") or {})
         raise ValueError(
-            f"out_dir {str(out)!r} already holds a sweep ({int(done.sum())} of {done.size} chunks done); "
-            "pass resume=True to continue it, or choose another folder"
+            f"out_dir {str(out)!r} already holds a sweep ({recorded} of {manifest.get('n_chunks')} chunks "
+            "done); pass resume=True to continue it, or choose another folder"
         )
-    diff = _differences(manifest["fingerprint"], fingerprint)
+    diff = _differences(manifest.get("fingerprint") or {}, new["fingerprint"])
     if diff:
         raise ValueError(
             f"out_dir {str(out)!r} holds a sweep made with other arguments, so it cannot be resumed: "
@@ -832,20 +1058,172 @@ def _open(
             + ". Call again with the stored arguments to continue it, or choose another out_dir "
             "for a new sweep."
         )
-    for stale in out.glob(".chunk-*.npz.tmp-*"):  # left by a run that was killed while writing
-        stale.unlink(missing_ok=True)
+    problem = _manifest_problem(manifest)
+    if problem is not None:
+        _warn(
+            f"{out / MANIFEST}: {problem}; it is rewritten from this call's arguments (which match its "
+            "fingerprint) and every chunk is computed again"
+        )
+        for name in _chunk_names(new):
+            (out / name).unlink(missing_ok=True)
+        manifest = new
+    done = _verify_for_resume(out, manifest)
+    _write_manifest(out, manifest)
+    return manifest, done
+
+
+def _verify_for_resume(out: Path, manifest: dict[str, Any]) -> np.ndarray:
+    """Which of the plan's chunks verify; failed records are dropped from ``manifest`` and strays removed."""
+    records, plan = manifest["chunks"], manifest["arrays"]
+    recorded = {r["sha256"]: name for name, r in records.items()}
+    names = _chunk_names(manifest)
+    done = np.zeros(len(names), dtype=bool)
+    for k, name in enumerate(names):
+        path, record = out / name, records.get(name)
+        if record is None:
+            if path.exists():
+                _warn(
+                    f"{path}: not recorded in {MANIFEST} (its writer stopped before recording it, or it was "
+                    "copied there); computing it again"
+                )
+            continue
+        problem = _chunk_file_problem(path, record, _chunk_runs(k, manifest), plan, recorded)
+        if problem is None:
+            done[k] = True
+        else:
+            _warn(f"{path}: {problem}; computing it again")
+            del records[name]
+    for stray in _stray_chunks(out, names):
+        _warn(f"{stray}: not one of this sweep's {len(names)} chunks; removed")
+        stray.unlink(missing_ok=True)
     return done
+
+
+def _chunk_file_problem(
+    path: Path,
+    record: Mapping[str, Any],
+    runs: tuple[int, int],
+    plan: Mapping[str, Any],
+    recorded: Mapping[str, str],
+) -> str | None:
+    """Why the chunk file at ``path`` is not the chunk ``record`` describes (``chunk_arrays``), or None."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return f"recorded in {MANIFEST} as written, but missing"
+    except OSError as err:
+        return f"it cannot be read ({err.strerror or err})"
+    return _integrity.chunk_problem(data, record, runs, plan, recorded)
 
 
 # ----------------------------------------------------------------------------- reading back
 
 
 def _manifest_and_check(out_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """The folder and its manifest, verified (see :func:`_manifest_problem`)."""
     out = Path(out_dir)
     manifest = _read_manifest(out)
     if manifest is None:
+        if any(out.glob("chunk-*.npz")):
+            raise DamagedSweepError(
+                f"{str(out)!r} holds chunk files but no {MANIFEST}, so they cannot be verified; restore "
+                f"{MANIFEST}, or delete the folder and run the sweep again"
+            )
         raise ValueError(f"{str(out)!r} holds no {MANIFEST}: not a chunked sweep made by fitjax.fit_chunked")
+    problem = _manifest_problem(manifest)
+    if problem is not None:
+        raise DamagedSweepError(
+            f"{str(out / MANIFEST)!r}: {problem}. "
+            + _repair(out, "rewrites the manifest from those arguments", "every chunk")
+        )
     return out, manifest
+
+
+def _repair(out: Path, what: str, recomputed: str = "every chunk that fails verification") -> str:
+    """The sentence naming the call and the command that repair the sweep in ``out``."""
+    return (
+        f"To repair the sweep, call fitjax.fit_chunked again with the arguments that made it and "
+        f"out_dir={str(out)!r} (resume=True, the default), or run the same `fitjax sweep ... --chunk-size` "
+        f"command again: it {what} and computes again {recomputed}"
+    )
+
+
+def _survey(out: Path, manifest: Mapping[str, Any]) -> tuple[list[str], list[str], list[int]]:
+    """A first look at the chunk files, without reading them.
+
+    Returns the problems (recorded chunks missing or of the wrong size, chunk files
+    the manifest does not record, files outside the plan), the chunks not yet
+    computed (neither recorded nor on disk), and the recorded chunks to read.
+    """
+    problems, missing, recorded = [], [], []
+    records = manifest["chunks"]
+    names = _chunk_names(manifest)
+    for k, name in enumerate(names):
+        path, record = out / name, records.get(name)
+        if record is None:
+            if path.exists():
+                problems.append(
+                    f"{str(path)!r} is not recorded in {MANIFEST} (its writer stopped before recording "
+                    "it, or it was copied there)"
+                )
+            else:
+                missing.append(name)
+        elif not path.exists():
+            problems.append(f"{str(path)!r} is recorded in {MANIFEST} as written, but missing")
+        elif path.stat().st_size != record["size"]:
+            problems.append(
+                f"{str(path)!r} is {path.stat().st_size} bytes long where {record['size']} were written "
+                "(truncated or overwritten)"
+            )
+        else:
+            recorded.append(k)
+    problems += [
+        f"{str(p)!r} is not one of this sweep's {len(names)} chunks" for p in _stray_chunks(out, names)
+    ]
+    return problems, missing, recorded
+
+
+def _refusal(out: Path, manifest: Mapping[str, Any], problems: Sequence[str], missing: Sequence[str]) -> str:
+    """The message refusing to load the sweep in ``out``, naming the files and the repair."""
+    parts = list(problems[:3])
+    if len(problems) > 3:
+        parts.append(f"and {len(problems) - 3} more damaged or foreign chunk files")
+    if missing:
+        parts.append(
+            f"{len(missing)} of {manifest['n_chunks']} chunks are missing (first: {missing[0]}; "
+            "not computed yet)"
+        )
+    tail = "; fitjax.iter_chunks reads the chunks already done" if missing and not problems else ""
+    return f"{str(out)!r} cannot be loaded: " + "; ".join(parts) + ". " + _repair(out, "verifies them") + tail
+
+
+def _read_chunk(out: Path, manifest: Mapping[str, Any], k: int, recorded: Mapping[str, str]) -> dict:
+    """The arrays of recorded chunk ``k``, read once and checked against its record and the plan.
+
+    Raises:
+      DamagedSweepError: naming the file, the reason and the repair.
+    """
+    name = _chunk_name(k, manifest["n_chunks"])
+    path = out / name
+    try:
+        data = path.read_bytes()
+        arrays = _integrity.chunk_arrays(
+            data, manifest["chunks"][name], _chunk_runs(k, manifest), manifest["arrays"], recorded
+        )
+    except FileNotFoundError:
+        problem = f"recorded in {MANIFEST} as written, but missing"
+    except _integrity.ChunkMismatch as err:
+        problem = str(err)
+    except OSError as err:
+        problem = f"it cannot be read ({err.strerror or err})"
+    else:
+        return {name: _as_saved(name, a, manifest) for name, a in arrays.items()}
+    raise DamagedSweepError(f"{str(path)!r}: {problem}. " + _repair(out, "verifies every chunk"))
+
+
+def _recorded(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Every recorded chunk's SHA-256 -> its file name."""
+    return {r["sha256"]: name for name, r in manifest["chunks"].items()}
 
 
 def iter_chunks(out_dir: str | os.PathLike) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
@@ -853,16 +1231,23 @@ def iter_chunks(out_dir: str | os.PathLike) -> Iterator[tuple[slice, dict[str, n
 
     ``runs`` is the slice of global run indices the chunk holds; ``arrays`` maps the
     saved names (``params.<leaf>``, ``loss``, ``diverged_step``, ``history.*``) to
-    arrays with one row per run. Chunks not yet computed are skipped.
+    arrays with one row per run. Chunks not yet computed are skipped. Every chunk is
+    verified before it is yielded (size, checksum, run range, arrays against the plan).
+
+    Raises:
+      DamagedSweepError: a recorded chunk is missing or damaged, or a chunk file lies
+        outside the sweep's plan; the message names the file and the repair.
     """
     out, manifest = _manifest_and_check(out_dir)
-    n_chunks = manifest["n_chunks"]
-    for k in range(n_chunks):
-        path = out / _chunk_name(k, n_chunks)
-        if not path.exists():
+    problems, _, _ = _survey(out, manifest)
+    problems = [p for p in problems if "is not recorded" not in p]  # not yet done: skipped
+    if problems:
+        raise DamagedSweepError(_refusal(out, manifest, problems, []))
+    recorded = _recorded(manifest)
+    for k, name in enumerate(_chunk_names(manifest)):
+        if name not in manifest["chunks"]:
             continue
-        with np.load(path) as f:
-            arrays = {name: _as_saved(name, f[name], manifest) for name in f.files}
+        arrays = _read_chunk(out, manifest, k, recorded)
         lo, hi = arrays.pop("runs").tolist()
         yield slice(lo, hi), arrays
 
@@ -886,19 +1271,32 @@ def load_chunked(out_dir: str | os.PathLike, *, mmap: bool = False) -> FitResult
         ``out_dir/merged/<name>.npy`` (one chunk in memory at a time) and return
         read-only memory maps of those files.
 
+    Every chunk is verified as it is read: its size, its SHA-256 and run range
+    against the record the manifest took when the chunk was written, and its arrays
+    (names, dtypes, shapes) against the sweep's plan; so are the merged files, which
+    are built again (with a :class:`RepairWarning`) when they fail. No row is
+    returned that a verified chunk did not fill.
+
     Raises:
-      ValueError: when chunks are missing (finish the sweep by calling
-        :func:`fit_chunked` again with the same arguments).
+      DamagedSweepError: when chunks are missing, damaged, duplicated, not recorded
+        or outside the plan, or the manifest fails its checks; the message names the
+        file and the repair: calling :func:`fit_chunked` again with the same
+        arguments, which computes those chunks again.
     """
     out, manifest = _manifest_and_check(out_dir)
-    n_chunks, n_runs = manifest["n_chunks"], manifest["n_runs"]
-    missing = [k for k in range(n_chunks) if not (out / _chunk_name(k, n_chunks)).exists()]
-    if missing:
-        raise ValueError(
-            f"{str(out)!r}: {len(missing)} of {n_chunks} chunks are missing (first: chunk {missing[0]}); "
-            "call fit_chunked again with the same arguments to finish the sweep, or use iter_chunks"
-        )
-    arrays = _merged(out, n_runs) if mmap else _concatenated(out, n_runs)
+    problems, missing, to_read = _survey(out, manifest)
+    if problems or missing:  # refused: name every damaged chunk, not only the first that was seen
+        recorded = _recorded(manifest)
+        for k in to_read:
+            name = _chunk_name(k, manifest["n_chunks"])
+            runs = _chunk_runs(k, manifest)
+            problem = _chunk_file_problem(
+                out / name, manifest["chunks"][name], runs, manifest["arrays"], recorded
+            )
+            if problem is not None:
+                problems.append(f"{str(out / name)!r}: {problem}")
+        raise DamagedSweepError(_refusal(out, manifest, problems, missing))
+    arrays = _merged(out, manifest) if mmap else _concatenated(out, manifest)
     paths = manifest["params"]["paths"]
     structure = manifest["params"]["structure"]
     grid = {k: np.asarray(v) for k, v in manifest["grid"].items()}
@@ -935,34 +1333,100 @@ def load_chunked(out_dir: str | os.PathLike, *, mmap: bool = False) -> FitResult
 
 
 def _fill(
-    out: Path, allocate: Callable[[str, tuple[int, ...], np.dtype], np.ndarray]
+    out: Path, manifest: Mapping[str, Any], allocate: Callable[[str, tuple[int, ...], np.dtype], np.ndarray]
 ) -> dict[str, np.ndarray]:
+    """Every verified chunk's rows placed into arrays from ``allocate``; every row is filled, or it raises."""
     arrays: dict[str, np.ndarray] = {}
+    filled = 0
     for runs, chunk in iter_chunks(out):
         for name, a in chunk.items():
             if name not in arrays:
                 arrays[name] = allocate(name, a.shape[1:], a.dtype)
             arrays[name][runs] = a
+        filled += runs.stop - runs.start
+    if filled != manifest["n_runs"]:  # the survey and the plan rule this out; never return unfilled rows
+        raise DamagedSweepError(
+            f"{str(out)!r}: its chunks fill {filled} of {manifest['n_runs']} rows. "
+            + _repair(out, "verifies them")
+        )
     return arrays
 
 
-def _concatenated(out: Path, n_runs: int) -> dict[str, np.ndarray]:
-    return _fill(out, lambda name, shape, dtype: np.empty((n_runs, *shape), dtype))
+def _concatenated(out: Path, manifest: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return _fill(out, manifest, lambda name, shape, dtype: np.empty((manifest["n_runs"], *shape), dtype))
 
 
-def _merged(out: Path, n_runs: int) -> dict[str, np.ndarray]:
-    merged = out / "merged"
-    done = merged / "complete.json"
-    if not done.exists():
-        merged.mkdir(exist_ok=True)
+def _merged_problem(merged: Path, manifest: Mapping[str, Any]) -> str | None:
+    """Why ``merged`` does not hold this sweep's verified merged arrays, or None."""
+    record_path = merged / MERGED_RECORD
+    if not record_path.exists():
+        return f"{MERGED_RECORD} is missing"
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as err:
+        return f"{MERGED_RECORD} cannot be read ({err})"
+    problem = _integrity.seal_problem(record) if isinstance(record, dict) else "it is not a JSON object"
+    if problem is not None:
+        return f"{MERGED_RECORD}: {problem}"
+    if record.get("chunks") != _integrity.json_checksum(manifest["chunks"]):
+        return f"{MERGED_RECORD} was made from other chunks than the manifest records"
+    files = record.get("arrays") or {}
+    if sorted(files) != sorted(manifest["arrays"]):
+        planned = sorted(manifest["arrays"])
+        return f"{MERGED_RECORD} lists the arrays {sorted(files)}, where the plan has {planned}"
+    for name, plan in sorted(manifest["arrays"].items()):
+        shape = (manifest["n_runs"], *plan["shape"])
+        problem = _integrity.npy_problem(merged / f"{name}.npy", files[name], plan["dtype"], shape)
+        if problem is not None:
+            return f"{name}.npy: {problem}"
+    return None
+
+
+def _merged(out: Path, manifest: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Memory maps of ``out/merged/<name>.npy``, verified; built (again) from verified chunks if needed."""
+    merged = out / MERGED
+    problem = _merged_problem(merged, manifest)
+    if problem is not None:
+        if problem != f"{MERGED_RECORD} is missing":
+            _warn(f"{merged}: {problem}; built again from the chunks")
+        _build_merged(out, manifest)
+    return {name: np.load(merged / f"{name}.npy", mmap_mode="r") for name in sorted(manifest["arrays"])}
+
+
+def _build_merged(out: Path, manifest: Mapping[str, Any]) -> None:
+    """Gather every verified chunk into ``out/merged/<name>.npy`` and record their checksums (lock held)."""
+    merged = out / MERGED
+    merged.mkdir(exist_ok=True)
+    lock = _integrity.acquire_lock(out, "write a chunked sweep or its merged arrays")
+    try:
+        (merged / MERGED_RECORD).unlink(missing_ok=True)
+        for stale in _integrity.stale_temporaries(merged):
+            stale.unlink(missing_ok=True)
+        finals = {name: merged / f"{name}.npy" for name in manifest["arrays"]}
+        tmps = {name: _integrity.temporary_name(path) for name, path in finals.items()}
         maps = _fill(
             out,
+            manifest,
             lambda name, shape, dtype: np.lib.format.open_memmap(
-                merged / f"{name}.npy", mode="w+", dtype=dtype, shape=(n_runs, *shape)
+                tmps[name], mode="w+", dtype=dtype, shape=(manifest["n_runs"], *shape)
             ),
         )
         for a in maps.values():
             a.flush()
         del maps
-        _write_json(done, {"n_runs": n_runs})
-    return {p.stem: np.load(p, mmap_mode="r") for p in sorted(merged.glob("*.npy"))}
+        files = {}
+        for name, tmp in tmps.items():
+            files[name] = {"size": tmp.stat().st_size, "sha256": _integrity.sha256_file(tmp)}
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            _commit(tmp, finals[name])
+        for stray in set(merged.glob("*.npy")) - set(finals.values()):
+            stray.unlink(missing_ok=True)
+        record = {
+            "arrays": files,
+            "chunks": _integrity.json_checksum(manifest["chunks"]),
+            "n_runs": manifest["n_runs"],
+        }
+        _write_json(merged / MERGED_RECORD, _integrity.sealed(record))
+    finally:
+        _integrity.release_lock(lock)
