@@ -8,7 +8,7 @@ The public API is flat::
     result = fitjax.fit(loss, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), steps=1000)
 """
 
-from fitjax import datasets, fused, inits
+from fitjax import datasets, fused, inits, problems
 from fitjax._base import Optimizer, OptState, make_optimizer, reported_params
 from fitjax._shard import run_mesh
 from fitjax.basins import DIVERGED, UNSETTLED, BasinMap, basin_map, convergence_step, label_minima, settled
@@ -57,6 +57,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "fused",
+    "problems",
     "DIVERGED",
     "UNSETTLED",
     "BasinMap",
