@@ -8,11 +8,12 @@ The public API is flat::
     result = fitjax.fit(loss, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), steps=1000)
 """
 
-from fitjax import datasets, fused, inits
+from fitjax import comparison, datasets, fused, inits, problems
 from fitjax._base import Hyperparam, Optimizer, OptState, PrecisionWarning, Rule, build, reported_params
 from fitjax._shard import run_mesh
 from fitjax.basins import DIVERGED, UNSETTLED, BasinMap, basin_map, convergence_step, label_minima, settled
 from fitjax.chunked import ChunkedSweep, fit_chunked, iter_chunks, load_chunked
+from fitjax.comparison import compare
 from fitjax.engine import FitResult, History, SweepResult, fit, sweep, trace_count
 from fitjax.fastmath import polynomial_math
 from fitjax.landscape import (
@@ -59,6 +60,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "fused",
+    "problems",
+    "comparison",
+    "compare",
     "DIVERGED",
     "UNSETTLED",
     "BasinMap",

@@ -1444,6 +1444,9 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--steps", type=_positive_int, default=300, help="mlp: training steps (default 300)")
     _add_common(land)
     land.set_defaults(func=_landscape)
+    from fitjax.comparison import cli as compare_cli  # the compare command lives with its study code
+
+    compare_cli.add_parser(sub)
     return parser
 
 

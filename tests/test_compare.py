@@ -1,0 +1,183 @@
+"""fitjax.compare and ``fitjax compare``: the study runs what it says, its measures agree with
+plain NumPy on its own per-run arrays, it resumes bit for bit, and the command writes its
+report."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import fitjax
+from fitjax import problems
+from fitjax.cli import main
+from fitjax.comparison import load
+from fitjax.comparison.study import _seed_of
+
+BOWL = problems.Problem(
+    "bowl", lambda p, data: jnp.sum((p - 1.0) ** 2), low=[-2.0, -2.0], high=[2.0, 2.0], minimum=0.0
+)
+KW = {"starts": 8, "steps": 40, "record_every": 2, "key": jax.random.key(3)}
+
+
+@pytest.fixture(scope="module")
+def study():
+    return fitjax.compare(
+        ["himmelblau", BOWL],
+        {"gd": fitjax.gd(0.01), "adam": "adam", "osgd": lambda learning_rate: optax.sgd(learning_rate)},
+        {
+            "gd": {"learning_rate": [0.001, 0.01]},
+            "adam": {"learning_rate": [0.1]},
+            "osgd": {"learning_rate": [0.01]},
+        },
+        **KW,
+    )
+
+
+def test_study_runs_every_cell_from_the_same_starts_as_fit(study):
+    assert [(c.problem, c.optimizer, c.setting) for c in study.cells] == [
+        (p, o, {"learning_rate": lr})
+        for p in ("himmelblau", "bowl")
+        for o, lr in (("gd", 0.001), ("gd", 0.01), ("adam", 0.1), ("osgd", 0.01))
+    ]
+    prob = problems.get("himmelblau")
+    starts = prob.starts(jax.random.fold_in(KW["key"], _seed_of("starts", "himmelblau")), 8)
+    direct = fitjax.fit(prob.loss, fitjax.gd(0.01), starts, prob.data, steps=40, record_every=2)
+    cell = study.cells[1]
+    np.testing.assert_allclose(cell.curves[:, :-1], np.asarray(direct.history.loss), rtol=1e-6)
+    np.testing.assert_allclose(cell.final, np.asarray(direct.loss), rtol=1e-6)
+    np.testing.assert_array_equal(cell.steps, np.r_[np.arange(0, 40, 2), 40])
+    # the optax sgd at the same rate is the same gradient descent
+    np.testing.assert_allclose(study.cells[3].final, cell.final, rtol=1e-5, atol=1e-6)
+
+
+def test_table_against_plain_numpy_on_the_per_run_arrays(study):
+    rows = study.table()
+    for cell, row in zip(study.cells, rows, strict=True):
+        ref = 0.0  # both problems have a known minimum of 0
+        assert row["reference"] == ref and row["reference_source"] == "known minimum"
+        for d in study.deltas:
+            tau = ref + d
+            rts = []
+            for r in range(cell.runs):
+                hits = [s for s, v in zip(cell.steps, cell.curves[r], strict=True) if v <= tau]
+                rts.append(hits[0] if hits and cell.diverged_step[r] < 0 else np.inf)
+            rts = np.array(rts, float)
+            t = f"{d:.0e}"
+            assert row[f"success_{t}"] == pytest.approx(np.isfinite(rts).mean())
+            ok = np.isfinite(rts)
+            art = (np.where(ok, rts, 40.0).sum() / ok.sum()) if ok.any() else np.inf
+            assert row[f"aRT_steps_{t}"] == pytest.approx(art)
+        assert row["gap_median"] == pytest.approx(np.sort(cell.final)[3])  # inverted-CDF median of 8
+
+
+def test_best_settings_and_sensitivity(study):
+    best = {(b["problem"], b["optimizer"]): b for b in study.best_settings()}
+    assert best[("bowl", "gd")]["best"] == "gd(learning_rate=0.01)"  # 0.001 is far too slow in 40 steps
+    assert best[("bowl", "gd")]["tuning_budget"] == 2 * 8 * 40
+    width, values, rates = study.sensitivity("himmelblau", "gd", 1e-1)
+    np.testing.assert_array_equal(values, [0.001, 0.01])
+    assert rates[1] >= rates[0] and width in (0.0, 1.0)
+
+
+def test_save_load_and_csv_round_trip(study, tmp_path):
+    again = load(study.save(tmp_path / "runs.npz"), [BOWL])
+    for a, b in zip(study.cells, again.cells, strict=True):
+        np.testing.assert_array_equal(a.curves, b.curves)
+        assert a.setting == b.setting
+    study.to_csv(tmp_path / "results.csv")
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert (
+        len(rows) == len(study.cells) and float(rows[0]["success_1e-01"]) == study.table()[0]["success_1e-01"]
+    )
+
+
+def test_resume_is_bit_identical(tmp_path):
+    args = (["beale"], ["gd", "adam"], {"gd": {"learning_rate": [1e-3, 1e-2]}})
+    first = fitjax.compare(*args, **KW, cache_dir=tmp_path)
+    (tmp_path / "beale__adam.npz").unlink()  # as if the study had been killed before this pair
+    resumed = fitjax.compare(*args, **KW, cache_dir=tmp_path)
+    for a, b in zip(first.cells, resumed.cells, strict=True):
+        np.testing.assert_array_equal(a.curves, b.curves)
+        np.testing.assert_array_equal(a.diverged_step, b.diverged_step)
+    with pytest.raises(ValueError, match="holds a different study"):
+        fitjax.compare(*args, **{**KW, "steps": 20}, cache_dir=tmp_path)
+
+
+def test_metrics_and_line_search_evaluations():
+    def path_length(path):
+        return jnp.sum(jnp.linalg.norm(jnp.diff(path, axis=0), axis=-1))
+
+    s = fitjax.compare(
+        [BOWL],
+        ["backtracking_armijo", "gd"],
+        {"gd": {"learning_rate": [0.1]}},
+        metrics={"path": path_length},
+        **KW,
+    )
+    armijo, gd = s.cells
+    assert np.all(armijo.evals_per_step > 1.0) and np.all(gd.evals_per_step == 1.0)
+    assert np.all(s.runtimes(armijo, "evaluations") >= s.runtimes(armijo, "steps"))
+    assert gd.metrics["path"].shape == (8,) and np.all(gd.metrics["path"] > 0)
+
+
+def test_compare_errors_name_the_argument():
+    with pytest.raises(ValueError, match="grids names optimizer"):
+        fitjax.compare(["beale"], ["gd"], {"adam": {"learning_rate": [0.1]}}, key=jax.random.key(0))
+    with pytest.raises(TypeError, match="key must be a jax.random.key"):
+        fitjax.compare(["beale"], ["gd"], key=0)
+    with pytest.raises(ValueError, match="unknown optimizer 'nope'"):
+        fitjax.compare(["beale"], ["nope"], key=jax.random.key(0))
+    with pytest.raises(ValueError, match="cannot vary them"):
+        fitjax.compare(
+            ["beale"], {"o": optax.sgd(0.1)}, {"o": {"learning_rate": [0.1]}}, key=jax.random.key(0), steps=5
+        )
+
+
+STUDY = """
+problems = ["beale", "camel"]
+starts = 6
+steps = 30
+record_every = 3
+seed = 2
+
+[optimizers.gd]
+learning_rate = [1e-3, 1e-2]
+
+[optimizers.osgd]
+optimizer = "optax:sgd"
+learning_rate = 0.01
+"""
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY)
+    out = tmp_path / "out"
+    assert main(["compare", str(path), "--out", str(out), "--quiet"]) == 0
+    for name in ("results.csv", "runs.npz", "report.md", "report.html", "ecdf_beale.png", "ecdf_all.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "sensitivity_beale.png").exists()
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and "<img" in html
+    assert "known minimum" in (out / "report.md").read_text()
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 3 and {r["setting"] for r in rows} >= {"osgd(learning_rate=0.01)"}
+    assert json.loads((out / "pairs" / "study.json").read_text())["starts"] == 6
+
+
+def test_cli_errors_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('problems = ["beale"]\n[optimizers.x]\noptimizer = "nope"\n')
+    assert main(["compare", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown optimizer 'nope'" in capsys.readouterr().err
+    assert main(["compare", "--out", str(tmp_path / "o")]) == 2
+    assert "give a study file" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "missing.toml")]) == 2
