@@ -38,7 +38,12 @@ def _as_float_array(name: str, value: Any, what: str = _NUMBERS) -> np.ndarray |
 
 
 def _show(arr: np.ndarray, bad: np.ndarray) -> str:
-    return f"{arr.item():g}" if arr.ndim == 0 else f"{arr[bad].ravel()[0]:g} (among {arr.size} values)"
+    """The first offending value as given (to 10 significant digits) and, in an array,
+    which of its values it is."""
+    if arr.ndim == 0:
+        return f"{arr.item():.10g}"
+    index = int(np.flatnonzero(np.ravel(bad))[0])
+    return f"{np.ravel(arr)[index]:.10g} (value {index + 1} of {arr.size})"
 
 
 def positive(name: str, value: Any) -> None:
@@ -182,30 +187,55 @@ def _all_finite(arr: Any) -> bool:
     return ok
 
 
+def _run_dtype(dtype: Any) -> np.dtype:
+    """The dtype JAX computes a host array of ``dtype`` in (float64 is float32 unless x64 is on)."""
+    return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+
+
 def finite(name: str, tree: Any, fix: str, *, axis: str | None = None, offset: int = 0) -> None:
-    """Every floating-point element of ``tree`` is finite; else name the first that is not.
+    """Every floating-point element of ``tree`` is finite in the dtype the run uses; else
+    name the first that is not.
 
     A small array, or one in host memory, is tested there (a device reduction and its
     read-back cost more than the test); a large one on an accelerator is tested where it
-    lives. Only a failing leaf is copied to the host to find the offending entry.
-    ``axis`` names the leading axis in the message (``"run"``, ``"example"``);
-    ``offset`` is added to the leading index, for rows ``offset, offset + 1, ...`` of a
-    larger array checked a slice at a time.
+    lives. A float64 host array that the run will hold in float32 (float64 not enabled)
+    is tested in float32 too: 1e39 is finite as given and inf in the run. Only a failing
+    leaf is copied to the host to find the offending entry. ``axis`` names the leading
+    axis in the message (``"run"``, ``"example"``); ``offset`` is added to the leading
+    index, for rows ``offset, offset + 1, ...`` of a larger array checked a slice at a time.
     """
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         arr = as_array(leaf_name(name, path), leaf)
-        if not jnp.issubdtype(arr.dtype, jnp.inexact) or _all_finite(arr):
+        if not jnp.issubdtype(arr.dtype, jnp.inexact):
+            continue
+        used = _run_dtype(arr.dtype)
+        narrowed = used != np.dtype(arr.dtype)
+        if _all_finite(arr) and not (narrowed and not _finite_as(arr, used)):
             continue
         host = np.asarray(arr)
-        bad = ~np.isfinite(host.astype(np.complex128 if np.iscomplexobj(host) else np.float64))
+        with np.errstate(over="ignore"):
+            seen = host.astype(used) if narrowed else host
+        bad = ~np.isfinite(seen.astype(np.complex128 if np.iscomplexobj(seen) else np.float64))
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         shown = (index[0] + offset, *index[1:]) if index else index
         where = leaf_name(name, path) + (f"[{', '.join(map(str, shown))}]" if shown else "")
         lead = f" ({axis} {shown[0]})" if axis and shown else ""
+        value = f"{host[index]}"
+        if narrowed and np.isfinite(host[index]):
+            value += (
+                f", which is {seen[index]} in {used.name}, the dtype the run computes in "
+                "(float64 needs jax.config.update('jax_enable_x64', True))"
+            )
         raise ValueError(
-            f"{where} is {host[index]}{lead}, one of {int(bad.sum())} non-finite value(s) in "
+            f"{where} is {value}{lead}, one of {int(bad.sum())} non-finite value(s) in "
             f"{leaf_name(name, path)}; {fix}"
         )
+
+
+def _finite_as(arr: Any, dtype: np.dtype) -> bool:
+    host = np.asarray(arr)
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(host.astype(dtype)).all())
 
 
 def prng_key(name: str, value: Any) -> jax.Array:

@@ -115,6 +115,9 @@ class SweepResult(NamedTuple):
     result: FitResult
 
 
+MAX_STEPS = 2**31 - 2
+"""The most steps a run takes: the step counter is an int32, and Nesterov reads step ``t + 1``."""
+
 CHECK_EVERY = 32
 """About how many steps run between two divergence checks of the step loop (see
 :func:`_run_one` and :func:`_span`)."""
@@ -620,6 +623,22 @@ def _check_data(data: Any) -> int:
     return n
 
 
+_TRACED = (
+    "fit was called inside jax.jit, jax.vmap or another transformation ({what}): fit compiles and runs "
+    "its own program and reads back on the host whether a run needs its span replayed, so it cannot be "
+    "traced. Call fit outside the transformation; to batch fits, put the starts on params0's leading "
+    "axis, give one value per run with hyperparams=, or a grid to fitjax.sweep"
+)
+
+
+def _refuse_tracers(**trees: Any) -> None:
+    """Refuse, before anything is compiled, arguments that are being traced by an enclosing
+    transformation (``jax.jit``, ``jax.vmap``, ``jax.grad``)."""
+    for name, tree in trees.items():
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree)):
+            raise TypeError(_TRACED.format(what=f"{name} is traced"))
+
+
 def _check_loss_and_optimizer(loss: Any, optimizer: Any) -> None:
     """``loss`` is callable and ``optimizer`` has callable ``init`` and ``update``."""
     if not callable(loss):
@@ -637,22 +656,30 @@ def _dtype_of(a: Any) -> Any:
     return a.dtype if hasattr(a, "dtype") else jnp.asarray(a).dtype
 
 
+def _signature(*parts: Any, params0: PyTree, batch: Any) -> tuple | None:
+    """What a check made on abstract values depends on: ``parts`` (the loss, the optimizer's
+    view) and the structure, shapes and dtypes of one run's params and of a batch. None
+    when something is unhashable (then the check runs every time)."""
+    p_leaves, p_def = jax.tree.flatten(params0)
+    b_leaves, b_def = jax.tree.flatten(batch)
+    memo = (
+        *parts,
+        p_def,
+        b_def,
+        tuple((jnp.shape(a)[1:], _dtype_of(a)) for a in p_leaves),
+        tuple((getattr(a, "shape", None), getattr(a, "dtype", a)) for a in b_leaves),
+    )
+    try:
+        hash(memo)
+    except TypeError:
+        return None
+    return memo
+
+
 def _check_loss(loss: Loss, params0: PyTree, batch: Any) -> None:
     """``loss`` runs on one run's params and returns a scalar (traced abstractly, once per
     loss and argument shapes: later calls with the same shapes skip the trace)."""
-    p_leaves, p_def = jax.tree.flatten(params0)
-    b_leaves, b_def = jax.tree.flatten(batch)
-    try:
-        memo = (
-            loss,
-            p_def,
-            b_def,
-            tuple((jnp.shape(a)[1:], _dtype_of(a)) for a in p_leaves),
-            tuple((getattr(a, "shape", None), getattr(a, "dtype", a)) for a in b_leaves),
-        )
-        hash(memo)
-    except TypeError:  # an unhashable loss: check every time
-        memo = None
+    memo = _signature(loss, params0=params0, batch=batch)
     if memo is not None and memo in _LOSS_CHECKED:
         return
     one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[1:], jnp.asarray(a).dtype), params0)
@@ -670,6 +697,58 @@ def _check_loss(loss: Loss, params0: PyTree, batch: Any) -> None:
         raise ValueError(
             f"loss must return a scalar, got shape {shape}; reduce it, e.g. with jnp.sum over examples"
         )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(
+            f"loss must return a real floating-point scalar, got dtype {out.dtype}; fit takes its gradient "
+            "(return a float, e.g. jnp.sum(r**2); for complex residuals jnp.sum(jnp.abs(r)**2))"
+        )
+    try:  # fit differentiates the loss in reverse mode: refuse what jax.grad cannot take, now
+        jax.eval_shape(jax.grad(loss), one, batch)
+    except Exception as err:  # noqa: BLE001 - reported with the argument's name
+        raise TypeError(
+            f"jax.grad(loss) fails on one run's params: {type(err).__name__}: {str(err).splitlines()[0]} "
+            "(fit takes reverse-mode gradients: a lax.while_loop has none, use lax.scan or lax.fori_loop "
+            "with fixed bounds; a loss must not close over values traced elsewhere)"
+        ) from err
+    if memo is not None:
+        _LOSS_CHECKED.add(memo)
+
+
+def _check_update(update: Stepper, loss: Loss, params0: PyTree, batch: Any, hp: Mapping[str, Any]) -> None:
+    """The optimizer's ``init`` and ``update`` run on one run's params abstractly and return
+    what optax's conventions say: ``update(updates, state, params, **extra) -> (updates, state)``
+    with updates shaped like the params. Nothing is compiled; checked once per signature."""
+    shapes = tuple(sorted((k, jnp.shape(v), str(jnp.result_type(v))) for k, v in hp.items()))
+    memo = _signature("update", update, loss, shapes, params0=params0, batch=batch)
+    if memo is not None and memo in _LOSS_CHECKED:
+        return
+    one = _one_run(params0)
+    hp_one = {k: jax.ShapeDtypeStruct(jnp.shape(v)[1:], jnp.result_type(v)) for k, v in hp.items()}
+
+    def step(p, hp):
+        state = update.init(p, hp)
+        value, grads = jax.value_and_grad(loss)(p, batch)
+        extra = {}
+        if update.uses_loss:
+            extra = {"value": value, "grad": grads, "value_fn": lambda q: loss(q, batch)}
+        return update.update(grads, state, p, **extra)
+
+    try:
+        out = jax.eval_shape(step, one, hp_one)
+    except Exception as err:  # noqa: BLE001 - reported with the argument's name
+        raise TypeError(
+            f"optimizer.update failed on one run's params: {type(err).__name__}: "
+            f"{str(err).splitlines()[0]}; an optimizer is an optax GradientTransformation: "
+            "init(params) -> state and update(updates, state, params, **extra) -> (updates, state)"
+        ) from err
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(
+            f"optimizer.update must return (updates, state), got {type(out).__name__} "
+            f"{jax.tree.structure(out)}; an optax GradientTransformation returns both"
+        )
+    _checks.same_tree(
+        "the updates of optimizer.update", out[0], one, "the params", "return one update per parameter"
+    )
     if memo is not None:
         _LOSS_CHECKED.add(memo)
 
@@ -736,18 +815,19 @@ def _check_schedules(update: Stepper, params0: PyTree, steps: int) -> None:
     """
     if update.rule is None:
         return
-    dtype = held_dtype(params0)
+    dtypes = [held_dtype(params0), *_checks.float_dtypes(params0)]
     for name, fn in update.schedules:
-        with np.errstate(over="ignore"):
-            values = (
-                np.asarray(jax.vmap(fn)(_steps(0, steps + 1)), np.float64).astype(dtype).astype(np.float64)
-            )
-        t = _first_failing(update.rule.declared(name).check, name, values)
-        if t is not None:
-            raise ValueError(
-                f"the {name} schedule gives {values[t]:g} at step {t} (held in {dtype.name}); it must be "
-                f"finite and in range at every step 0..{steps} of this run (steps={steps})"
-            )
+        given = np.asarray(jax.vmap(fn)(_steps(0, steps + 1)))  # shown in the schedule's own dtype
+        for dtype in dict.fromkeys(np.dtype(d) for d in dtypes):  # held, and met by each leaf
+            with np.errstate(over="ignore"):
+                values = given.astype(dtype).astype(np.float64)
+            t = _first_failing(update.rule.declared(name).check, name, values)
+            if t is not None:
+                raise ValueError(
+                    f"the {name} schedule gives {given[t]:.7g} at step {t}, {values[t]:.7g} in "
+                    f"{dtype.name}; it must be finite and in range in the run's dtypes at every step "
+                    f"0..{steps} (steps={steps})"
+                )
 
 
 def _check_optimizer(optimizer: Any, params0: PyTree, steps: int, values: Mapping[str, Any]) -> None:
@@ -760,7 +840,7 @@ def _check_optimizer(optimizer: Any, params0: PyTree, steps: int, values: Mappin
 
 
 def _check_grid(grid: Mapping[str, Any]) -> dict[str, jax.Array]:
-    """The grid's shape: names to 1-D arrays (their values are checked by ``fit``, per run)."""
+    """The grid's shape: names to 1-D arrays of the values as given (checked by the caller)."""
     if not isinstance(grid, Mapping):
         raise TypeError(
             f"grid must be a mapping name -> 1-D array of values, e.g. {{'learning_rate': [0.01, 0.1]}}; "
@@ -773,10 +853,17 @@ def _check_grid(grid: Mapping[str, Any]) -> dict[str, jax.Array]:
         )
     values = {}
     for name, v in grid.items():
-        arr = _checks.as_array(f"grid[{name!r}]", v)
+        # as given (a list of floats stays float64 here), so that a check shows the value the user wrote
+        if hasattr(v, "dtype") and hasattr(v, "shape"):
+            arr = v
+        else:
+            try:
+                arr = np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(f"grid[{name!r}] must be an array of numbers, got {v!r}") from None
         if arr.ndim != 1 or arr.shape[0] < 1:
             raise ValueError(f"grid[{name!r}] must be a non-empty 1-D array of values, got shape {arr.shape}")
-        values[name] = jnp.asarray(arr)
+        values[name] = arr
     return values
 
 
@@ -862,9 +949,10 @@ def fit(
       0.1999
     """
     _check_loss_and_optimizer(loss, optimizer)
+    _refuse_tracers(params0=params0, data=data, hyperparams=hyperparams, key=key)
     n_runs = _check_params0(params0)
     n_data = _check_data(data)
-    steps = _checks.positive_int("steps", steps)
+    steps = _checks.positive_int("steps", steps, upper=MAX_STEPS, upper_name="the int32 step counter's limit")
     if record_every is not None:
         record_every = _checks.positive_int("record_every", record_every, upper=steps, upper_name="steps")
     unroll = _default_unroll() if unroll is None else _checks.positive_int("unroll", unroll)
@@ -874,6 +962,7 @@ def fit(
     _check_schedules(update, params0, steps)
 
     hp_shared, hp_run = _hyperparams(update, defaults, params0, n_runs, hyperparams)
+    _check_update(update, loss, params0, _batch_struct(data, batch_size), {**hp_shared, **hp_run})
     plan = _Plan(
         steps=steps,
         record_every=record_every,
@@ -921,10 +1010,18 @@ def fit(
         key = jax.random.wrap_key_data(_shard.replicate(jax.random.key_data(key), mesh))
     args = (params0, hp_shared, hp_run, key, run_ids, data)
     with contextlib.nullcontext() if jit else jax.disable_jit():
-        final, final_loss, diverged_step, hist, state, loop_params, failed, any_failed = (
-            jitted if jit else raw
-        )(*args)
+        try:
+            results = (jitted if jit else raw)(*args)
+        except jax.errors.UnexpectedTracerError as err:
+            raise TypeError(
+                "the loss or the optimizer uses a value traced by another transformation (a leaked "
+                "tracer, e.g. an array saved from inside a jax.jit); pass such values as data or as "
+                f"concrete arrays. JAX says: {str(err).splitlines()[0]}"
+            ) from err
+        final, final_loss, diverged_step, hist, state, loop_params, failed, any_failed = results
         out = (final, final_loss, diverged_step, hist, state)
+        if isinstance(any_failed, jax.core.Tracer):  # traced through a closure: the arguments were not
+            raise TypeError(_TRACED.format(what="its results are traced"))
         if bool(any_failed):  # some run's span check failed: find its exact step
             replay_raw, replay_jitted = _replay_program(loss, update, plan)
             out = (replay_jitted if jit else replay_raw)(
@@ -985,9 +1082,9 @@ def sweep(
     values = _check_grid(grid)
     n_runs = _check_params0(params0)
     _check_loss_and_optimizer(loss, optimizer)
-    _check_swept(
-        stepper(optimizer, params0)[0], _one_run(params0), values
-    )  # values named as the grid has them
+    # checked as given (1e-46 is named so, not as its float32 rounding 0), then held as arrays
+    _check_swept(stepper(optimizer, params0)[0], _one_run(params0), values)
+    values = {name: jnp.asarray(v) for name, v in values.items()}
     shape = tuple(v.shape[0] for v in values.values())
     n_settings = math.prod(shape)
     mesh = jnp.meshgrid(*values.values(), indexing="ij")

@@ -83,6 +83,17 @@ def _mlp_loss(params: Any, batch: Any) -> jax.Array:
     return LINE(params, batch)
 
 
+def _while_loss(params: Any, batch: Any) -> jax.Array:
+    """A loss with a lax.while_loop, which has no reverse-mode derivative."""
+    return jax.lax.while_loop(lambda c: c[1] < 3, lambda c: (c[0] * jnp.sum(params), c[1] + 1), (1.0, 0))[0]
+
+
+_TWO_ARG_UPDATE = optax.GradientTransformation(lambda p: optax.EmptyState(), lambda g, s: (g, s))
+_ONE_VALUE_UPDATE = optax.GradientTransformation(lambda p: optax.EmptyState(), lambda g, s, p=None: g)
+X64 = np.linspace(-1.0, 1.0, 6)  # float64 on the host
+F16_DATA = tuple(np.asarray(a, np.float16) for a in DATA)
+
+
 @dataclasses.dataclass(frozen=True)
 class Bad:
     """One bad input: ``call()`` raises ``error`` whose message contains ``argument`` and ``value``."""
@@ -339,7 +350,7 @@ CATALOGUE = [
         lambda: sweep({"beta": jnp.array([0.5, 1.0])}),
         ValueError,
         "beta",
-        "1 (among 2 values)",
+        "1 (value 2 of 2)",
         "[0, 1)",
     ),
     row(
@@ -1074,7 +1085,7 @@ CLI = [
     (
         ["sweep", "--model", "line", "--optimizer", "momentum", "--beta", "0.5,1.0"],
         "beta",
-        "1 (among 2 values)",
+        "1 (value 2 of 2)",
     ),
     (["sweep", "--model", "mlp", "--optimizer", "adam", "--hidden", "0"], "--hidden", "0"),
     (["sweep", "--model", "line", "--optimizer", "gd", "--seed", "abc"], "--seed", "'abc'"),
@@ -1112,6 +1123,13 @@ def test_command_line_refuses_an_output_path_that_is_a_file(tmp_path, capsys, no
     assert main(["sweep", "--model", "line", "--optimizer", "gd", "--out", str(taken), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "cannot write to output folder" in err and str(taken) in err
+
+
+def test_a_loss_closing_over_a_leaked_tracer_is_refused_by_name():
+    leaked: list = []
+    jax.jit(lambda x: leaked.append(x) or x)(1.0)
+    with pytest.raises(TypeError, match="leaked tracer"):
+        fit(loss=lambda p, b: LINE(p, b) * leaked[0])
 
 
 def test_a_numpy_array_changed_between_calls_is_checked_again(monkeypatch):

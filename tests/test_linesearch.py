@@ -385,7 +385,7 @@ def test_armijo_backtracks_past_non_finite_losses_or_stays_put():
         (
             lambda: fitjax.bracket_search(lambda s: s, 1.0, jnp.array([1e-3, -1.0]), 5),
             ValueError,
-            r"tol must be > 0 and finite, got -1 \(among 2",
+            r"tol must be > 0 and finite, got -1 \(value 2 of 2",
         ),
         (lambda: fitjax.bracket_search("h", 1.0, 1e-3, 5), TypeError, "h must be a function"),
         (
@@ -430,7 +430,7 @@ def test_bad_settings_are_refused_by_fit_and_sweep_before_compiling():
     starts, data = jnp.zeros((3, 2)), fitjax.datasets.line()
     with pytest.raises(ValueError, match="max_dist must be > 0 and finite, got -1"):
         fitjax.fit(LINE, fitjax.gd_line_search(), starts, data, steps=2, hyperparams={"max_dist": -1.0})
-    with pytest.raises(ValueError, match=r"max_iter must be an integer >= 1, got 0 \(among 2 values\)"):
+    with pytest.raises(ValueError, match=r"max_iter must be an integer >= 1, got 0 \(value 1 of 2\)"):
         fitjax.sweep(
             LINE, fitjax.gd_line_search(), starts, data, steps=2, grid={"max_iter": jnp.array([0, 5])}
         )
