@@ -725,16 +725,16 @@ def _check_update(update: Stepper, loss: Loss, params0: PyTree, batch: Any, hp: 
     one = _one_run(params0)
     hp_one = {k: jax.ShapeDtypeStruct(jnp.shape(v)[1:], jnp.result_type(v)) for k, v in hp.items()}
 
-    def step(p, hp):
+    def step(p, hp, b):
         state = update.init(p, hp)
-        value, grads = jax.value_and_grad(loss)(p, batch)
+        value, grads = jax.value_and_grad(loss)(p, b)
         extra = {}
         if update.uses_loss:
-            extra = {"value": value, "grad": grads, "value_fn": lambda q: loss(q, batch)}
+            extra = {"value": value, "grad": grads, "value_fn": lambda q: loss(q, b)}
         return update.update(grads, state, p, **extra)
 
     try:
-        out = jax.eval_shape(step, one, hp_one)
+        out = jax.eval_shape(step, one, hp_one, batch)
     except Exception as err:  # noqa: BLE001 - reported with the argument's name
         raise TypeError(
             f"optimizer.update failed on one run's params: {type(err).__name__}: "
