@@ -279,6 +279,39 @@ def _draw_labels(
         ax.set_ylim(y[0], y[-1])
 
 
+def _label_color(label: int) -> str:
+    return _LABEL_COLORS[label % len(_LABEL_COLORS)]
+
+
+def _basin_key(fig: Any, present: Any, key: Sequence[str] | None, most: int = 24) -> None:
+    """A legend of the basin colours on the figure: one entry per minimum present
+    (``key[i]`` names minimum ``i``), then the unsettled grey and the diverged black."""
+    from matplotlib.patches import Patch
+
+    present = sorted(int(v) for v in np.unique(np.asarray(present)))
+    minima = [v for v in present if v >= 0]
+    handles = []
+    for v in minima[:most]:
+        text = key[v] if key is not None and v < len(key) else ""
+        handles.append(
+            Patch(facecolor=_label_color(v), edgecolor="black", label=f"minimum {v} {text}".strip())
+        )
+    if len(minima) > most:
+        handles.append(
+            Patch(facecolor="white", edgecolor="white", label=f"… {len(minima) - most} more minima")
+        )
+    handles.append(Patch(facecolor="lightgrey", edgecolor="black", label="unsettled (not at a minimum)"))
+    handles.append(Patch(facecolor="black", edgecolor="black", label="diverged"))
+    fig.legend(
+        handles=handles,
+        loc="outside right center",
+        fontsize="x-small",
+        title="basin of",
+        title_fontsize="small",
+        frameon=False,
+    )
+
+
 def plot_basins(
     path: Any,
     x: Any,
@@ -287,6 +320,7 @@ def plot_basins(
     *,
     minima: Any = None,
     converged_step: Any = None,
+    key: Sequence[str] | None = None,
     title: str | None = None,
     xlabel: str = "φ0",
     ylabel: str = "φ1",
@@ -301,11 +335,15 @@ def plot_basins(
       minima: points ``(K, 2)`` to mark (the minima, in the same coordinates).
       converged_step: if given, a second panel maps the step at which each run
         converged (diverged runs, marked −1, left blank).
+      key: if given, a legend of the colours, ``key[i]`` describing minimum ``i``
+        (with the unsettled grey and the diverged black).
     """
     fig, out = _figure(size, dpi, path)
     x, y, lab = _grid(x, y, labels)
     axes = fig.subplots(1, 1 if converged_step is None else 2, squeeze=False)[0]
     _draw_labels(axes[0], x, y, lab, minima, title)
+    if key is not None:
+        _basin_key(fig, lab, key)
     if converged_step is not None:
         _, _, steps = _grid(x, y, converged_step)
         shown = np.where(steps < 0, np.nan, steps)
@@ -332,6 +370,8 @@ def plot_basin_panels(
     labels: Any,
     *,
     titles: Sequence[str] | None = None,
+    key: Sequence[str] | None = None,
+    suptitle: str | None = None,
     xlabel: str = "φ0",
     ylabel: str = "φ1",
     size: tuple[float, float] = (9.6, 7.2),
@@ -340,13 +380,25 @@ def plot_basin_panels(
 ) -> Path:
     """Basin maps side by side, one per setting: ``labels`` of shape ``(S, len(x), len(y))``.
 
-    At most ``most`` panels are drawn (the first ones).
+    A label has the same colour in every panel, so labels numbered in one list for all
+    settings (e.g. by :func:`fitjax.sweep_report.match_minima`) show the same minimum
+    in the same colour. At most ``most`` panels fit on one figure: more raise
+    ``ValueError`` (:func:`plot_basin_pages` spreads any number over several).
+
+    Args:
+      key: if given, a legend of the colours, ``key[i]`` describing minimum ``i``.
+      suptitle: a title over all panels.
     """
     fig, out = _figure(size, dpi, path)
     stack = np.asarray(labels)
     if stack.ndim != 3:
         raise ValueError(f"labels must have shape (settings, len(x), len(y)), got {stack.shape}")
-    n = min(stack.shape[0], most)
+    n = stack.shape[0]
+    if n > most:
+        raise ValueError(
+            f"labels holds {n} settings but at most most={most} panels fit on one figure; "
+            "use plot_basin_pages to draw them all"
+        )
     titles = list(titles) if titles is not None else [f"setting {s}" for s in range(n)]
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
@@ -360,7 +412,59 @@ def plot_basin_panels(
         ax.title.set_fontsize("small")
         ax.set_xlabel(xlabel, fontsize="small")
         ax.set_ylabel(ylabel, fontsize="small")
+    if key is not None:
+        _basin_key(fig, stack, key)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize="medium")
     return _save(fig, out, dpi)
+
+
+def plot_basin_pages(
+    path: Any,
+    x: Any,
+    y: Any,
+    labels: Any,
+    *,
+    titles: Sequence[str] | None = None,
+    key: Sequence[str] | None = None,
+    per_page: int = 16,
+    **kwargs: Any,
+) -> list[Path]:
+    """Every setting's basin map, ``per_page`` panels a figure: ``path`` for the first
+    page, then ``<stem>_2<suffix>``, ``<stem>_3<suffix>``... Each page says which
+    settings it shows (``settings 17–30 of 30, page 2 of 2``), so none is left out.
+
+    Returns:
+      The paths written, in page order.
+    """
+    stack = np.asarray(labels)
+    if stack.ndim != 3:
+        raise ValueError(f"labels must have shape (settings, len(x), len(y)), got {stack.shape}")
+    if per_page < 1:
+        raise ValueError(f"per_page must be >= 1, got {per_page}")
+    first = Path(os.fspath(path))
+    n = stack.shape[0]
+    titles = list(titles) if titles is not None else [f"setting {s}" for s in range(n)]
+    pages = max(1, math.ceil(n / per_page))
+    written = []
+    for page in range(pages):
+        lo, hi = page * per_page, min(n, (page + 1) * per_page)
+        target = first if page == 0 else first.with_name(f"{first.stem}_{page + 1}{first.suffix}")
+        note = f"settings {lo + 1}–{hi} of {n}" + (f", page {page + 1} of {pages}" if pages > 1 else "")
+        written.append(
+            plot_basin_panels(
+                target,
+                x,
+                y,
+                stack[lo:hi],
+                titles=titles[lo:hi],
+                key=key,
+                suptitle=note,
+                most=per_page,
+                **kwargs,
+            )
+        )
+    return written
 
 
 def plot_loss_curves(
