@@ -467,6 +467,8 @@ def _hyperparams(args: argparse.Namespace) -> dict[str, tuple[float, ...]]:
                 f"it takes {', '.join(_flag(t) for t in takes)}"
             )
     given.setdefault("learning_rate", (default_learning_rate(args.model, args.optimizer),))
+    make, _ = OPTIMIZERS[args.optimizer]
+    make(**{k: np.asarray(v, dtype=np.float64) for k, v in given.items()})  # every value checked up front
     return given
 
 
