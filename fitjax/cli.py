@@ -1639,6 +1639,7 @@ def _demo_sgd(d: _Demo) -> tuple[dict, str]:
             f"SGD median of {d.runs} orders": _curve(sgd, None),
             "SGD order 1": _curve(sgd, 0),
         },
+        colors={f"SGD median of {d.runs} orders": "black", "SGD order 1": plots.PATH_COLORS[1]},
     )
     summary = {
         "gd": _record(gd, learning_rate=fixed["alpha"]),

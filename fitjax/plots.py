@@ -78,10 +78,15 @@ def _levels(z: np.ndarray, n: int, log: bool) -> np.ndarray:
     return np.linspace(finite.min(), finite.max(), n)
 
 
+PATH_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+"""The colours of trajectories, in order, and of loss curves in the same order: the k-th
+run of a landscape figure and the k-th curve of its loss figure share a colour."""
+
+
 def _draw_paths(ax: Any, trajectories: Sequence[Any] | None, labels: Sequence[str] | None) -> None:
     if not trajectories:
         return
-    colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    colors = PATH_COLORS
     labels = list(labels) if labels is not None else [None] * len(trajectories)
     if len(labels) != len(trajectories):
         raise ValueError(
@@ -475,21 +480,26 @@ def plot_loss_curves(
     title: str | None = None,
     xlabel: str = "step",
     ylabel: str = "loss",
+    colors: Mapping[str, str] | None = None,
     size: tuple[float, float] = (6.4, 4.8),
     dpi: int = 100,
 ) -> Path:
-    """Loss curves of several optimizers on one axis: ``curves[name] = (steps, loss)``."""
+    """Loss curves of several optimizers on one axis: ``curves[name] = (steps, loss)``.
+
+    The k-th curve takes the k-th of :data:`PATH_COLORS` (the colour of the k-th
+    trajectory of :func:`plot_landscape`) unless ``colors[name]`` says otherwise."""
     fig, out = _figure(size, dpi, path)
     if not curves:
         raise ValueError("curves must hold at least one (steps, loss) pair")
     ax = fig.add_subplot()
     positive = True
-    for name, (steps, values) in curves.items():
+    for k, (name, (steps, values)) in enumerate(curves.items()):
         s, v = np.asarray(steps, dtype=float).ravel(), np.asarray(values, dtype=float).ravel()
         if s.shape != v.shape:
             raise ValueError(f"curves[{name!r}]: steps and loss differ in length ({s.size} and {v.size})")
         positive &= bool(np.all(v[np.isfinite(v)] > 0))
-        ax.plot(s, v, label=name, lw=1.5)
+        color = (colors or {}).get(name, PATH_COLORS[k % len(PATH_COLORS)])
+        ax.plot(s, v, label=name, lw=1.5, color=color)
     if log and positive:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
