@@ -21,12 +21,14 @@ from __future__ import annotations
 import ast
 import contextlib
 import doctest
+import importlib.util
 import io
 import os
 import re
 import shlex
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -96,8 +98,11 @@ def examples(text: str) -> list[tuple[str, str | None, int, bool]]:
 # ----------------------------------------------------------------------------- the build
 
 
-def test_mkdocs_build_strict(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site, built once for this module's tests: ``(folder, mkdocs' exit code, its output)``."""
     pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install -e '.[docs]')")
+    folder = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     # Not -q: mkdocs counts warnings for --strict only at the log levels it shows.
     out = subprocess.run(
@@ -110,7 +115,7 @@ def test_mkdocs_build_strict(tmp_path):
             "-f",
             str(ROOT / "mkdocs.yml"),
             "-d",
-            str(tmp_path),
+            str(folder),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -118,12 +123,143 @@ def test_mkdocs_build_strict(tmp_path):
         env=env,
         timeout=300,
     )
-    warnings = [line for line in (out.stdout + out.stderr).splitlines() if "WARNING" in line]
-    assert out.returncode == 0 and not warnings, "mkdocs build --strict failed:\n" + "\n".join(
-        warnings or [out.stderr]
+    return folder, out.returncode, out.stdout + out.stderr
+
+
+def test_mkdocs_build_strict(site):
+    folder, returncode, output = site
+    warnings = [line for line in output.splitlines() if "WARNING" in line]
+    assert returncode == 0 and not warnings, "mkdocs build --strict failed:\n" + "\n".join(
+        warnings or [output]
     )
-    assert (tmp_path / "index.html").exists()
-    assert (tmp_path / "reference" / "engine" / "index.html").exists()
+    assert (folder / "index.html").exists()
+    assert (folder / "reference" / "engine" / "index.html").exists()
+
+
+class _Loads(HTMLParser):
+    """What a page makes the browser fetch: scripts, stylesheets, fonts, images, frames."""
+
+    FETCHED_LINKS = {
+        "stylesheet",
+        "preload",
+        "modulepreload",
+        "prefetch",
+        "preconnect",
+        "dns-prefetch",
+        "icon",
+    }
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+        self.styles: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "link" and self.FETCHED_LINKS & set((a.get("rel") or "").lower().split()):
+            self.urls.append(a.get("href") or "")
+        elif tag in ("script", "img", "iframe", "embed", "audio", "video", "source", "track") and a.get(
+            "src"
+        ):
+            self.urls.append(a["src"])
+        elif tag == "object" and a.get("data"):
+            self.urls.append(a["data"])
+        self._in_style = tag == "style"
+        if a.get("style"):
+            self.styles.append(a["style"])
+
+    def handle_endtag(self, tag):
+        self._in_style = False
+
+    def handle_data(self, data):
+        if self._in_style:
+            self.styles.append(data)
+
+
+_CSS_URL = re.compile(r"""(?:url\(\s*['"]?|@import\s+['"])([^'")\s]+)""")
+
+
+def _remote(url: str) -> bool:
+    """A URL that another host serves (``https://…``, ``//host/…``), not the site's own file."""
+    url = url.strip().lower()
+    return (
+        url.startswith("//")
+        or bool(re.match(r"^[a-z][a-z0-9+.-]*:", url))
+        and not url.startswith(("data:", "blob:", "about:", "javascript:"))
+    )
+
+
+def test_remote_url_classifier():
+    for url in (
+        "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js",
+        "//fonts.gstatic.com",
+        "http://x",
+    ):
+        assert _remote(url), url
+    for url in ("../assets/javascripts/bundle.js", "_css/math.css", "data:image/svg+xml;base64,AA", "#top"):
+        assert not _remote(url), url
+    page = _Loads()
+    page.feed(
+        '<link rel="stylesheet" href="https://fonts.googleapis.com/css"><link rel="canonical" href="https://x">'
+        '<script src="https://cdn/x.js"></script><script>var a = "https://not/loaded";</script>'
+        '<style>@import "https://css/y.css";</style><img src="../figures/a.png">'
+    )
+    assert page.urls == ["https://fonts.googleapis.com/css", "https://cdn/x.js", "../figures/a.png"]
+    assert _CSS_URL.findall(" ".join(page.styles)) == ["https://css/y.css"]
+
+
+def test_site_loads_nothing_from_another_host(site):
+    """Every page reads offline: no script, stylesheet, font or image comes from another host,
+    and the equations are MathML in the page (rendered when the site was built)."""
+    folder, returncode, output = site
+    assert returncode == 0, output
+    pages = sorted(folder.rglob("*.html"))
+    assert len(pages) >= len(PAGES), pages
+    remote = []
+    for page in pages:
+        parsed = _Loads()
+        parsed.feed(page.read_text())
+        urls = parsed.urls + _CSS_URL.findall(" ".join(parsed.styles))
+        remote += [f"{page.relative_to(folder)}: {url}" for url in urls if _remote(url)]
+    for sheet in folder.rglob("*.css"):
+        remote += [
+            f"{sheet.relative_to(folder)}: {u}" for u in _CSS_URL.findall(sheet.read_text()) if _remote(u)
+        ]
+    assert not remote, "the site loads from other hosts:\n" + "\n".join(remote)
+
+    adam = (folder / "lecture" / "adam" / "index.html").read_text()
+    assert adam.count("<math ") >= 10, "the Adam lecture's equations are not MathML"
+    raw = [
+        f"{page.relative_to(folder)}: {m.group(0)[:80]}"
+        for page in pages
+        for m in re.finditer(r'class="arithmatex">\s*\\[(\[]', page.read_text())
+    ]
+    assert not raw, "equations left as TeX for a script to render:\n" + "\n".join(raw)
+    optimizers = (folder / "reference" / "optimizers" / "index.html").read_text()
+    assert "<math " in optimizers, "the docstrings' :math: is not rendered"
+
+
+def _mathml_hook():
+    spec = importlib.util.spec_from_file_location("docs_mathml", DOCS / "_ext" / "mathml.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mathml_hook_renders_and_refuses():
+    pytest.importorskip("latex2mathml", reason="latex2mathml is not installed (pip install -e '.[docs]')")
+    hook = _mathml_hook()
+    page = (
+        '<p>x <span class="arithmatex">\\(a &lt; \\frac{1}{2}\\)</span></p>'
+        '<div class="arithmatex">\\[\n\\sum_i \\phi_i\n\\]</div>'
+    )
+    got = hook.render(page, where="p.md")
+    assert got.count("<math ") == 2 and "\\(" not in got and "\\[" not in got
+    assert 'display="inline"' in got and 'display="block"' in got
+    assert "<mfrac>" in got and "&lt;" in got and 'alttext="a &lt; \\frac{1}{2}"' in got
+    with pytest.raises(ValueError, match="p.md"):
+        hook.render('<span class="arithmatex">\\(\\left( a\\)</span>', where="p.md")
 
 
 # ----------------------------------------------------------------------------- the examples
