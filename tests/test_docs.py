@@ -19,10 +19,13 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import contextlib
 import doctest
+import html
 import importlib.util
 import io
+import json
 import os
 import re
 import shlex
@@ -329,6 +332,170 @@ def test_example_parser():
     ]
 
 
+# ----------------------------------------------------------------------------- what a block needs
+
+NEEDS = "# Uses from the blocks above:"
+
+
+class _Names(ast.NodeVisitor):
+    """The names a block reads before (or without) binding them, and the names its imports bind."""
+
+    def __init__(self):
+        self.bound: set[str] = set()
+        self.imported: set[str] = set()
+        self.free: list[str] = []
+
+    def _read(self, name: str) -> None:
+        if name not in self.bound and name not in self.free and not hasattr(builtins, name):
+            self.free.append(name)
+
+    def visit_Name(self, node):
+        if isinstance(node.ctx, ast.Load):
+            self._read(node.id)
+        else:
+            self.bound.add(node.id)
+
+    def visit_Import(self, node):
+        for alias in node.names:
+            name = (alias.asname or alias.name).split(".")[0]
+            self.bound.add(name)
+            self.imported.add(name)
+
+    visit_ImportFrom = visit_Import
+
+    def visit_AugAssign(self, node):
+        if isinstance(node.target, ast.Name):
+            self._read(node.target.id)
+        self.generic_visit(node)
+
+    def visit_ExceptHandler(self, node):
+        if node.name:
+            self.bound.add(node.name)
+        self.generic_visit(node)
+
+    def _arguments(self, args: ast.arguments) -> None:
+        for a in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
+            if a is not None:
+                self.bound.add(a.arg)
+
+    def visit_FunctionDef(self, node):
+        self.bound.add(node.name)
+        self._arguments(node.args)
+        self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node):
+        self._arguments(node.args)
+        self.generic_visit(node)
+
+    def visit_ClassDef(self, node):
+        self.bound.add(node.name)
+        self.generic_visit(node)
+
+    def _comprehension(self, node, *results):
+        for gen in node.generators:  # the loop variables are bound before the result is read
+            self.visit(gen.iter)
+            self.visit(gen.target)
+            for cond in gen.ifs:
+                self.visit(cond)
+        for r in results:
+            self.visit(r)
+
+    def visit_ListComp(self, node):
+        self._comprehension(node, node.elt)
+
+    visit_SetComp = visit_GeneratorExp = visit_ListComp
+
+    def visit_DictComp(self, node):
+        self._comprehension(node, node.key, node.value)
+
+
+def block_names(source: str) -> _Names:
+    names = _Names()
+    names.visit(ast.parse(source))
+    return names
+
+
+def missing_needs(text: str) -> list[tuple[int, str]]:
+    """``(line, what is wrong)`` for each python block of a page that reads names from the blocks
+    above it without saying so in a first line ``# Uses from the blocks above: ...``.
+
+    Names made by the page's earlier imports may be summed up as "the imports"; every other
+    name is listed. A block that needs nothing from above must not carry the line."""
+    problems = []
+    imported: set[str] = set()
+    for source, _, line, _ in examples(text):
+        names = block_names(source)
+        first = source.lstrip().splitlines()[0] if source.strip() else ""
+        said = first[len(NEEDS) :] if first.startswith(NEEDS) else None
+        from_imports = [n for n in names.free if n in imported]
+        others = [n for n in names.free if n not in imported]
+        if not names.free:
+            if said is not None:
+                problems.append((line, "says it uses names from above, but needs none"))
+        elif said is None:
+            problems.append((line, f"needs {', '.join(names.free)} from above: start it with {NEEDS!r}"))
+        else:
+            words = set(re.findall(r"\w+", said))
+            unsaid = [n for n in others if n not in words]
+            if from_imports and "imports" not in words:
+                unsaid.insert(0, "the imports")
+            if unsaid:
+                problems.append((line, f"does not say that it uses {', '.join(unsaid)}"))
+            listed = re.findall(r"`?(\w+)`?", said.replace("the imports", ""))
+            stale = [n for n in listed if n not in names.free and n not in ("and", "from", "imports")]
+            if stale:
+                problems.append((line, f"says it uses {', '.join(stale)}, which it does not read"))
+        imported |= names.imported
+    return problems
+
+
+def test_blocks_say_what_they_need():
+    """Pasted alone, a block runs once the reader has run what it names from the blocks above."""
+    problems = [
+        f"{_rel(page)}:{line}: {what}"
+        for page in PAGES_WITH_CODE
+        for line, what in missing_needs(page.read_text())
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_missing_needs_finds_unsaid_names():
+    page = "\n".join(
+        [
+            "```python",
+            "import numpy as np",
+            "x = np.arange(3)",
+            "```",
+            "```python",
+            "print([v for v in x], np.sum(x))",
+            "```",
+            "```python",
+            f"{NEEDS} the imports, x",
+            "try:",
+            "    print(np.sum(x))",
+            "except ValueError as err:",
+            "    print(err)",
+            "```",
+            "```python",
+            f"{NEEDS} y",
+            "print(np.pi)",
+            "```",
+            "```python",
+            f"{NEEDS} nothing",
+            "print(1)",
+            "```",
+        ]
+    )
+    assert missing_needs(page) == [
+        (5, f"needs x, np from above: start it with {NEEDS!r}"),
+        (15, "does not say that it uses the imports"),
+        (15, "says it uses y, which it does not read"),
+        (19, "says it uses names from above, but needs none"),
+    ]
+
+
 # ----------------------------------------------------------------------------- the commands
 
 
@@ -417,6 +584,73 @@ def test_reference_documents_every_public_name():
         shown |= set(re.findall(r"^::: fitjax\.(\w+)\s*$", page.read_text(), flags=re.M))
     missing = sorted(set(fitjax.__all__) - shown)
     assert not missing, f"add '::: fitjax.NAME' for these to a page in docs/reference/: {missing}"
+
+
+_PRIVATE_NAME = re.compile(r"(?<![\w/])(?:\w+\.)*_[A-Za-z]\w*(?![\w/])")
+
+
+def _article_text(page: Path) -> str:
+    """The words of a built page's article (no navigation), without its markup."""
+    text = page.read_text()
+    article = text[text.find("<article") : text.find("</article>")]
+    return html.unescape(re.sub(r"<[^>]+>", " ", article))
+
+
+def test_reference_names_no_private_name(site):
+    """The API reference shows the public API only: no ``_name`` or ``fitjax._module`` in its
+    signatures, parameter tables or text (file paths such as ``fitjax/_data/...`` are not names)."""
+    folder, returncode, output = site
+    assert returncode == 0, output
+    pages = sorted((folder / "reference").glob("*/index.html"))
+    assert len(pages) >= 8, pages
+    found = {
+        page.parent.name: sorted(set(_PRIVATE_NAME.findall(_article_text(page))))
+        for page in pages
+        if _PRIVATE_NAME.search(_article_text(page))
+    }
+    assert not found, f"the API reference names private objects: {found}"
+
+
+def test_private_pointers_are_dropped():
+    spec = importlib.util.spec_from_file_location("docs_rst_markup", DOCS / "_ext" / "rst_markup.py")
+    rst = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rst)
+    cases = {
+        "epoch (stochastic; see ``fitjax._sampler`` for what\n    happens last).": "epoch (stochastic).",
+        "None: 2 on a GPU, 1 elsewhere (:func:`_default_unroll`).": "None: 2 on a GPU, 1 elsewhere.",
+        "over them (see :mod:`fitjax._fused_loss` for the exact rules), at most": "over them, at most",
+        "functions (:mod:`fitjax._fused_math`; speed on an H200)": "functions (speed on an H200)",
+        "their components: :mod:`fitjax._fused_loss`) and": "their components) and",
+        "float32 only). See :mod:`fitjax._fused_math`.": "float32 only).",
+        "given; see ``_launch``).": "given).",
+    }
+    kept = "public (see :func:`fitjax.fit`) stays, ``__init__`` too"
+    cases[kept] = kept
+    for before, after in cases.items():
+        assert rst.drop_private_pointers(before) == after, before
+    assert _PRIVATE_NAME.findall("fitjax._sampler, _x, a_b, fitjax/_data/x.json, __init__") == [
+        "fitjax._sampler",
+        "_x",
+    ]
+
+
+def test_landscapes_page_quotes_the_demo():
+    """The basin-map numbers of the landscapes guide are those of the demo run whose figures
+    docs/figures holds (``fitjax demo --out docs/figures`` writes both)."""
+    summary = json.loads((DOCS / "figures" / "summary.json").read_text())
+    basins = summary["experiments"]["gabor"]["basins"]
+    text = " ".join((DOCS / "how-to" / "landscapes.md").read_text().split())
+    quoted = re.search(
+        r"on its (\d+) × (\d+) grid \(([\d,]+) steps\) the runs reach (\d+) minima, and ([\d,]+) of the "
+        r"([\d,]+) runs are unsettled",
+        text,
+    )
+    assert quoted, "the landscapes guide no longer quotes the demo's basin map"
+    n0, n1, steps, minima, unsettled, runs = (int(g.replace(",", "")) for g in quoted.groups())
+    assert [n0, n1] == basins["grid"] and n0 * n1 == runs, (quoted.group(0), basins)
+    assert (steps, minima, unsettled) == (basins["steps"], basins["minima"], basins["unsettled"]), (
+        f"the page says {quoted.group(0)!r}; docs/figures/summary.json says {basins}"
+    )
 
 
 # ----------------------------------------------------------------------------- the figures
