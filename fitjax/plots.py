@@ -83,30 +83,85 @@ PATH_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
 run of a landscape figure and the k-th curve of its loss figure share a colour."""
 
 
-def _draw_paths(ax: Any, trajectories: Sequence[Any] | None, labels: Sequence[str] | None) -> None:
+def _draw_paths(
+    ax: Any,
+    trajectories: Sequence[Any] | None,
+    labels: Sequence[str] | None,
+    box: tuple[float, float, float, float] | None = None,
+    colors: Sequence[str] = PATH_COLORS,
+) -> bool:
+    """Draw the paths (start: circle, end: square); True when some path ends outside ``box``.
+
+    An end outside ``box`` = ``(x0, x1, y0, y1)`` is drawn as a hollow square on the
+    box's edge, where the path leaves it, and its label says so."""
     if not trajectories:
-        return
-    colors = PATH_COLORS
+        return False
     labels = list(labels) if labels is not None else [None] * len(trajectories)
     if len(labels) != len(trajectories):
         raise ValueError(
             f"labels must name each trajectory: {len(trajectories)} trajectories, {len(labels)} labels"
         )
+    outside = False
     for k, (path, label) in enumerate(zip(trajectories, labels, strict=True)):
         p = np.asarray(path, dtype=float)
         if p.ndim != 2 or p.shape[1] != 2:
             raise ValueError(f"trajectories[{k}] must have shape (steps, 2), got {p.shape}")
         color = colors[k % len(colors)]
+        end = p[-1]
+        leaves = box is not None and not (box[0] <= end[0] <= box[1] and box[2] <= end[1] <= box[3])
+        if leaves and label is not None:
+            label = f"{label}, ends outside"
         ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=1.5, marker="o", ms=2.5, label=label)
-        ax.plot(p[:1, 0], p[:1, 1], "o", color=color, ms=6, mec="black")
-        ax.plot(p[-1:, 0], p[-1:, 1], "s", color=color, ms=6, mec="black")
-    if any(label is not None for label in labels):
-        ax.legend(loc="best", fontsize="x-small", framealpha=0.7)
+        ax.plot(p[:1, 0], p[:1, 1], "o", color=color, ms=6, mec="black", zorder=6)
+        if leaves:
+            outside = True
+            edge = (np.clip(end[0], box[0], box[1]), np.clip(end[1], box[2], box[3]))
+            ax.plot(*edge, "s", mfc="white", mec=color, mew=2, ms=8, clip_on=False, zorder=6)
+        else:
+            ax.plot(end[:1], end[1:], "s", color=color, ms=6, mec="black", zorder=6)
+    return outside
 
 
-def _draw_points(ax: Any, points: Any, kinds: Sequence[str] | None) -> None:
+def _marker_key(kinds: Sequence[str], paths: bool, outside: bool) -> list[Any]:
+    """Legend entries for the markers drawn: start and end of a path, each kind of critical point."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    if paths:
+        handles.append(Line2D([], [], ls="", marker="o", mfc="lightgrey", mec="black", ms=6, label="start"))
+        handles.append(Line2D([], [], ls="", marker="s", mfc="lightgrey", mec="black", ms=6, label="end"))
+        if outside:
+            edge = dict(ls="", marker="s", mfc="white", mec="grey", mew=2, ms=7)
+            handles.append(Line2D([], [], **edge, label="end outside (drawn at the edge)"))
+    for kind in dict.fromkeys(kinds):
+        style = _KIND_STYLE.get(kind, _KIND_STYLE["degenerate"])
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker=style["marker"],
+                mfc=style["color"],
+                mec=style["edgecolor"],
+                ms=np.sqrt(style["s"]),
+                label=kind,
+            )
+        )
+    return handles
+
+
+def _legend_below(fig: Any, ax: Any, handles: list[Any]) -> None:
+    """One legend under the plot (it hides no data): the paths' labels, then the marker key."""
+    entries = list(ax.get_legend_handles_labels()[0]) + handles
+    if entries:
+        ncols = min(3, len(entries))
+        fig.legend(handles=entries, loc="outside lower center", ncols=ncols, fontsize="x-small")
+
+
+def _draw_points(ax: Any, points: Any, kinds: Sequence[str] | None) -> list[str]:
+    """Mark ``points`` by kind; returns the kinds drawn, in order."""
     if points is None:
-        return
+        return []
     pts = np.asarray(points, dtype=float).reshape(-1, 2)
     kinds = ["minimum"] * len(pts) if kinds is None else list(kinds)
     for kind in dict.fromkeys(kinds):
@@ -122,6 +177,7 @@ def _draw_points(ax: Any, points: Any, kinds: Sequence[str] | None) -> None:
             zorder=5,
             label=None,
         )
+    return list(dict.fromkeys(kinds))
 
 
 def plot_landscape(
@@ -167,6 +223,26 @@ def plot_landscape(
     fig, out = _figure(size, dpi, path)
     x, y, z = _grid(x, y, loss)
     ax = fig.add_subplot()
+    image = _draw_landscape(ax, x, y, z, log, levels)
+    _colorbar(fig, image, ax)
+    outside = _draw_paths(ax, trajectories, labels, box=(x[0], x[-1], y[0], y[-1]))
+    kinds = _draw_points(ax, points, point_kinds)
+    _legend_below(fig, ax, _marker_key(kinds, bool(trajectories), outside))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return _save(fig, out, dpi)
+
+
+def _colorbar(fig: Any, image: Any, ax: Any) -> None:
+    bar = fig.colorbar(image, ax=ax, label="loss")
+    if image.norm.__class__.__name__ == "LogNorm":
+        _readable_log_ticks(bar.ax.yaxis, image.norm.vmin, image.norm.vmax)
+
+
+def _draw_landscape(ax: Any, x: np.ndarray, y: np.ndarray, z: np.ndarray, log: bool, levels: int) -> Any:
+    """The heatmap and contours of ``z`` on ``ax``, limited to the grid; returns the image."""
     norm = None
     finite = z[np.isfinite(z)]
     if log and finite.size and finite.min() > 0:
@@ -182,19 +258,69 @@ def plot_landscape(
         norm=norm,
         interpolation="nearest",
     )
-    fig.colorbar(image, ax=ax, label="loss")
     lv = _levels(z, levels, log)
     if lv.size > 1 and min(z.shape) > 1:
         s0, s1 = _stride(x.size, 400), _stride(y.size, 400)
         ax.contour(x[::s0], y[::s1], z[::s0, ::s1].T, levels=lv, colors="white", linewidths=0.4, alpha=0.6)
-    _draw_paths(ax, trajectories, labels)
-    _draw_points(ax, points, point_kinds)
     ax.set_xlim(x[0], x[-1])
     ax.set_ylim(y[0], y[-1])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    return image
+
+
+def plot_landscape_panels(
+    path: Any,
+    x: Any,
+    y: Any,
+    loss: Any,
+    trajectories: Sequence[Any],
+    labels: Sequence[str],
+    *,
+    log: bool = False,
+    levels: int = 20,
+    title: str | None = None,
+    xlabel: str = "φ0",
+    ylabel: str = "φ1",
+    size: tuple[float, float] | None = None,
+    dpi: int = 100,
+) -> Path:
+    """The landscape of :func:`plot_landscape` once per trajectory, side by side, so that no
+    path hides another; the k-th panel's path takes the k-th of :data:`PATH_COLORS` and is
+    titled by ``labels[k]``.
+
+    Example:
+      >>> import tempfile, pathlib, numpy as np
+      >>> from fitjax import plots
+      >>> x, y = np.linspace(-1, 1, 30), np.linspace(-1, 1, 20)
+      >>> z = x[:, None] ** 2 + 3 * y[None, :] ** 2
+      >>> paths = [np.array([[0.9, 0.9], [0.0, 0.0]]), np.array([[0.9, 0.9], [0.1, 0.0]])]
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     out = plots.plot_landscape_panels(pathlib.Path(tmp) / "two.png", x, y, z, paths, ["a", "b"])
+      ...     out.name, out.stat().st_size > 0
+      ('two.png', True)
+    """
+    trajectories, labels = list(trajectories), list(labels)
+    if not trajectories or len(labels) != len(trajectories):
+        raise ValueError(
+            f"give one label per trajectory and at least one: {len(trajectories)} trajectories, "
+            f"{len(labels)} labels"
+        )
+    n = len(trajectories)
+    fig, out = _figure(size or (3.6 * n + 0.8, 4.2), dpi, path)
+    x, y, z = _grid(x, y, loss)
+    axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]
+    outside = False
+    for k, ax in enumerate(axes):
+        image = _draw_landscape(ax, x, y, z, log, levels)
+        color = PATH_COLORS[k % len(PATH_COLORS)]
+        leaves = _draw_paths(ax, [trajectories[k]], None, box=(x[0], x[-1], y[0], y[-1]), colors=[color])
+        outside |= leaves
+        ax.set_title(labels[k] + (" (ends outside)" if leaves else ""), color=color, fontsize="medium")
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel(ylabel)
+    _colorbar(fig, image, list(axes))
+    _legend_below(fig, axes[0], _marker_key([], True, outside))
     if title:
-        ax.set_title(title)
+        fig.suptitle(title)
     return _save(fig, out, dpi)
 
 
@@ -215,6 +341,24 @@ def plot_surface(
     """A 3-D surface of ``loss`` over ``x × y`` (grids larger than ``max_points`` per axis are strided)."""
     fig, out = _figure(size, dpi, path)
     x, y, z = _grid(x, y, loss)
+    _draw_surface(fig, x, y, z, max_points, xlabel, ylabel, zlabel)
+    if title:
+        fig.axes[0].set_title(title)
+    return _save(fig, out, dpi)
+
+
+def _draw_surface(
+    fig: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    max_points: int,
+    xlabel: str,
+    ylabel: str,
+    zlabel: str,
+) -> Any:
+    from matplotlib.ticker import MaxNLocator
+
     s0, s1 = _stride(x.size, max_points), _stride(y.size, max_points)
     xs, ys, zs = x[::s0], y[::s1], z[::s0, ::s1]
     ax = fig.add_subplot(projection="3d")
@@ -222,12 +366,13 @@ def plot_surface(
     ax.plot_surface(
         gx, gy, np.where(np.isfinite(zs), zs, np.nan), cmap="viridis", linewidth=0, antialiased=True
     )
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):  # few enough ticks that their labels do not touch
+        axis.set_major_locator(MaxNLocator(5))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_zlabel(zlabel)
-    if title:
-        ax.set_title(title)
-    return _save(fig, out, dpi)
+    ax.set_zlabel(zlabel, labelpad=12)  # clear of the tick labels
+    ax.set_box_aspect(None, zoom=0.88)  # room for the labels inside the figure
+    return ax
 
 
 _LABEL_COLORS = (
@@ -472,6 +617,21 @@ def plot_basin_pages(
     return written
 
 
+def _readable_log_ticks(axis: Any, lo: float, hi: float) -> None:
+    """Plain-number labels at 1-2-5 steps (every integer step within one decade) on a log
+    ``axis`` from ``lo`` to ``hi`` spanning at most three decades, where matplotlib would
+    label only one or two ticks."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    decades = np.log10(hi / lo) if lo > 0 and hi > lo else np.inf
+    if decades > 3:
+        return
+    subs = tuple(range(1, 10)) if decades <= 1 else (1.0, 2.0, 5.0)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_loss_curves(
     path: Any,
     curves: Mapping[str, tuple[Any, Any]],
@@ -502,6 +662,7 @@ def plot_loss_curves(
         ax.plot(s, v, label=name, lw=1.5, color=color)
     if log and positive:
         ax.set_yscale("log")
+        _readable_log_ticks(ax.yaxis, *ax.get_ylim())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(loc="best", fontsize="small")
