@@ -22,8 +22,8 @@ What the kernel takes, and why the rest falls back to the XLA path:
   over them (see :mod:`fitjax._fused_loss` for the exact rules), at most
   ``Fused.max_points`` points per evaluation;
 * full batch, or mini-batches in one order shared by all runs (``shared_order=True``):
-  the batches' indices come from :mod:`fitjax._sampler` exactly as on the XLA path,
-  drawn before the kernel starts into a table of ``steps × batch_size`` indices. With
+  the batches' indices are drawn exactly as on the XLA path (see :mod:`fitjax._sampler`),
+  before the kernel starts, into a table of ``steps × batch_size`` indices. With
   one order per run (the default) the table would be ``runs × steps × batch_size``
   and drawing a permutation inside a kernel is not practical, so that case runs on
   the XLA path;

@@ -76,7 +76,19 @@ def test_demo_writes_figures_summary_and_report(tmp_path, capsys):
     figures = [line.split("](")[1].split(")")[0] for line in report.split("![")[1:]]
     assert len(figures) >= 11
     for name in figures:
-        assert _png_size(out / name) == (480, 640), name
+        if name == "momentum_nesterov.png":  # one map per optimizer, side by side
+            height, width = _png_size(out / name)
+            assert width >= 2.5 * height and height >= 400, (name, height, width)
+        else:
+            assert _png_size(out / name) == (480, 640), name
+    # the SGD report says where the runs that beat GD ended, in numbers
+    sgd = experiments["sgd_vs_gd"]["sgd"]
+    assert {"below_gd", "near_zero_model", "at_global_minimum"} <= set(sgd)
+    assert 0 <= sgd["near_zero_model"] <= sgd["runs"] and 0 <= sgd["at_global_minimum"] <= sgd["runs"]
+    np.testing.assert_allclose(sgd["zero_model_loss"], 5.43, atol=0.01)  # Σy² of the Gabor data
+    assert "can carry it out of the valley" not in report
+    assert f"{sgd['near_zero_model']} of them end within 15% of Σy²" in " ".join(report.split())
+    assert f"{sgd['at_global_minimum']} reached the global minimum" in " ".join(report.split())
 
 
 def test_sweep_over_a_hyperparameter_grid_matches_the_library(tmp_path, capsys):

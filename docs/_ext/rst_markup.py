@@ -15,7 +15,10 @@ stay as they are (they also serve ``help()`` and doctests).
 * an ``Example:`` section is read as griffe's ``Examples:`` (else it would be an
   admonition and its ``>>>`` lines prose);
 * an argument entry that names several parameters (``loss, data: as for fit``)
-  becomes one entry per parameter, each with the description.
+  becomes one entry per parameter, each with the description;
+* a pointer to a private name (``see :mod:`fitjax._sampler` for ...``, ``(:func:`_x`)``),
+  useful in ``help()`` to someone reading the source, is left out: the site documents
+  the public API only (tests/test_docs.py fails on any private name left on a page).
 """
 
 from __future__ import annotations
@@ -28,6 +31,24 @@ import griffe
 _ROLE = re.compile(r":(?:func|class|meth|data|attr|mod|obj|exc|const):`(~?)([^`]+)`")
 _MATH_ROLE = re.compile(r":math:`([^`]+)`")
 _MATH_BLOCK = re.compile(r"^(\s*)\.\. math::\s*$")
+
+# A role or a literal naming a private object: :mod:`fitjax._sampler`, ``_launch``.
+_PRIVATE = r"(?::\w+:`~?(?:\w+\.)*_[A-Za-z][\w.]*`|``(?:\w+\.)*_[A-Za-z][\w.]*``)"
+_PRIVATE_POINTERS = [
+    (re.compile(rf"\s*\(see\s+{_PRIVATE}(?:\s+for\s[^()]*)?\)"), ""),  # (see X for the rules)
+    (re.compile(rf";\s+see\s+{_PRIVATE}(?:\s+for\s[^();.]*)?(?=[).;])"), ""),  # ...; see X for what)
+    (re.compile(rf"\s*\({_PRIVATE}\)"), ""),  # (X)
+    (re.compile(rf"\({_PRIVATE};\s*"), "("),  # (X; more) -> (more)
+    (re.compile(rf":\s+{_PRIVATE}\)"), ")"),  # its parts: X) -> its parts)
+    (re.compile(rf"\s*See\s+{_PRIVATE}\."), ""),  # See X.
+]
+
+
+def drop_private_pointers(text: str) -> str:
+    """``text`` without its pointers to private names (the forms in ``_PRIVATE_POINTERS``)."""
+    for pattern, replacement in _PRIVATE_POINTERS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def _role(match: re.Match[str]) -> str:
@@ -105,7 +126,7 @@ def rst_to_markdown(text: str) -> str:
     lines = _split_grouped_args(lines)
     text = "\n".join(re.sub(r"(\S)::$", r"\1:", line) for line in lines)
     text = _MATH_ROLE.sub(lambda m: f"${m.group(1)}$", text)
-    return _ROLE.sub(_role, text)
+    return _ROLE.sub(_role, drop_private_pointers(text))
 
 
 class RstMarkup(griffe.Extension):
@@ -115,3 +136,6 @@ class RstMarkup(griffe.Extension):
         del loader, kwargs
         if obj.docstring is not None:
             obj.docstring.value = rst_to_markdown(obj.docstring.value)
+        if isinstance(obj, griffe.Function):  # private keyword arguments are not part of the API
+            for name in [p.name for p in obj.parameters if p.name.startswith("_")]:
+                del obj.parameters[name]
