@@ -1,7 +1,7 @@
 """Time a study of 7 test functions × 6 optimizers × 8 learning rates × starts × steps.
 
-    python benchmarks/compare_bench.py                       # 1000 starts × 1000 steps
-    python benchmarks/compare_bench.py --starts 100 --steps 100
+    python -m benchmarks.compare_bench                       # 1000 starts × 1000 steps
+    python -m benchmarks.compare_bench --starts 100 --steps 100
 
 Each (function, optimizer) pair is one compiled program (the 8 learning rates go through
 ``fit(..., hyperparams=...)``); the time printed is the whole study, compilation included,

@@ -2,8 +2,8 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/fused_bench.py --runs 1000000 --points 28 --steps 1000
-    python benchmarks/fused_bench.py                      # without a GPU: correctness only
+    python -m benchmarks.fused_bench --runs 1000000 --points 28 --steps 1000
+    python -m benchmarks.fused_bench                      # without a GPU: correctness only
 
 The workload is the contenders' (``benchmarks/contenders.py``): the Gabor model
 (w = 8) fitted by Adam (0.05, 0.9, 0.999, 1e-8) from ``runs`` uniform starts to
@@ -48,12 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import fitjax
+from benchmarks import contenders as c
 from fitjax import engine, fused
-
-try:  # python -m benchmarks.fused_bench
-    from . import contenders as c
-except ImportError:  # python benchmarks/fused_bench.py
-    import contenders as c
 
 LOSS = fitjax.least_squares(fitjax.Gabor(8.0))
 PRECISIONS = ("platform", "full", "fast")
@@ -84,20 +80,20 @@ def xla_program(
     starts, data, steps: int, record_every: int | None = None, unroll: int | None = None
 ) -> tuple[Callable, tuple]:
     """fitjax's XLA path as a jitted function and its arguments (``unroll``: fit's default)."""
-    opt = adam()
-    shared, per_run = engine._hyperparams(opt, starts, starts.shape[0], None)
+    update, defaults = engine.stepper(adam(), starts)
+    shared, per_run = engine._hyperparams(update, defaults, starts, starts.shape[0], None)
     plan = _plan(steps, data[0].shape[0], record_every, unroll)
-    _, jitted = engine._program(LOSS, opt.update, None, plan)
+    _, jitted = engine._program(LOSS, update, plan)
     run_ids = jnp.arange(starts.shape[0], dtype=jnp.uint32)
     return jitted, (starts, shared, per_run, jax.random.key(0), run_ids, data)
 
 
 def fused_program(starts, data, steps: int, options: fused.Fused, record_every: int | None = None):
     """The fused kernel as a jitted function and its arguments."""
-    opt = adam()
-    shared, per_run = engine._hyperparams(opt, starts, starts.shape[0], None)
+    update, defaults = engine.stepper(adam(), starts)
+    shared, per_run = engine._hyperparams(update, defaults, starts, starts.shape[0], None)
     plan = _plan(steps, data[0].shape[0], record_every)
-    kernel = fused._plan(LOSS, opt, starts, data, plan, shared, per_run, options, True, None)
+    kernel = fused._plan(LOSS, update, starts, data, plan, shared, per_run, options, True, None)
     return fused._compiled(kernel), (starts, shared, per_run, jax.random.key(0), data)
 
 

@@ -72,8 +72,8 @@ step() {
 
 PAGE="$RESULTS/benchmarks.md"  # a copy of docs/benchmarks.md that the steps write their tables into
 cp docs/benchmarks.md "$PAGE"
-RUNNER=(benchmarks/run_contenders.py --markdown "$PAGE" --repeat 2 --loop-starts 2)
-FUSED=(benchmarks/fused_bench.py --runs 1000000 --points 28 --steps 1000 --repeat 2 --configs 64x2,128x4,256x8,64x4
+RUNNER=(-m benchmarks.run_contenders --markdown "$PAGE" --repeat 2 --loop-starts 2)
+FUSED=(-m benchmarks.fused_bench --runs 1000000 --points 28 --steps 1000 --repeat 2 --configs 64x2,128x4,256x8,64x4
     --ref-runs 20000)  # fewer configurations and float64 reference runs than its defaults, to fit the budget
 PROFILE_RUNS=(10000 1000000)
 RECORD_RUNS=(100 10000 1000000)
@@ -91,7 +91,7 @@ if [ "$TINY" = "1" ]; then
     OPT_RUNS=32
     BIG=64
     RUNNER+=(--tiny)
-    FUSED=(benchmarks/fused_bench.py --runs 64 --points 28 --steps 20 --repeat 1 --ref-runs 64
+    FUSED=(-m benchmarks.fused_bench --runs 64 --points 28 --steps 20 --repeat 1 --ref-runs 64
         --cpu-runs 16 --cpu-steps 10 --configs 16x4)
     PROFILE_RUNS=(64)
     RECORD_RUNS=(64)
@@ -126,15 +126,15 @@ step bench-n28 100 "$PY" "${RUNNER[@]}" --points 28 --runs "${RUNS_28[@]}" --sui
 step fused 60 "$PY" "${FUSED[@]}" --json "$RESULTS/fused.json"
 
 # e. where the XLA path's step time goes
-step step-profile 45 "$PY" benchmarks/step_profile.py --runs "${PROFILE_RUNS[@]}" --steps "$PROFILE_STEPS" \
+step step-profile 45 "$PY" -m benchmarks.step_profile --runs "${PROFILE_RUNS[@]}" --steps "$PROFILE_STEPS" \
     --repeat 2 --unroll --json "$RESULTS/step-profile.json"
 
 # e2. what recording costs in the step loop, and without a loop per record block
-step record-profile 45 "$PY" benchmarks/step_profile.py --runs "${RECORD_RUNS[@]}" --steps "$PROFILE_STEPS" \
+step record-profile 45 "$PY" -m benchmarks.step_profile --runs "${RECORD_RUNS[@]}" --steps "$PROFILE_STEPS" \
     --repeat 2 --record 10 --engine-only --json "$RESULTS/record-profile.json"
 
 # e3. what a call of fit costs beyond its program
-step call-profile 30 "$PY" benchmarks/call_profile.py --runs "${CALL_RUNS[@]}" --steps "$PROFILE_STEPS" \
+step call-profile 30 "$PY" -m benchmarks.call_profile --runs "${CALL_RUNS[@]}" --steps "$PROFILE_STEPS" \
     --calls "$CALLS" --json "$RESULTS/call-profile.json"
 
 # f. N = 1024

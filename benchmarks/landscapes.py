@@ -27,11 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import fitjax
-
-try:  # python -m benchmarks.run_contenders
-    from . import contenders as c
-except ImportError:  # python benchmarks/run_contenders.py
-    import contenders as c
+from benchmarks import contenders as c
 
 
 def axes(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -31,11 +31,7 @@ import jax
 import optax
 
 import fitjax
-
-try:  # python -m benchmarks.run_contenders
-    from . import contenders as c
-except ImportError:  # python benchmarks/run_contenders.py
-    import contenders as c
+from benchmarks import contenders as c
 
 STEP_SCALE = 3.0
 """α · N: the step size is STEP_SCALE / N for a sum over N points."""

@@ -19,10 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-try:  # python -m benchmarks.run_contenders
-    from . import contenders as c
-except ImportError:  # python benchmarks/run_contenders.py
-    import contenders as c
+from benchmarks import contenders as c
 
 Row = dict[str, Any]
 Record = dict[str, Any]

@@ -2,9 +2,9 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/run_contenders.py --quick --json quick.json --markdown docs/benchmarks.md
-    python benchmarks/run_contenders.py --json full.json --markdown docs/benchmarks.md
-    python benchmarks/run_contenders.py --runs 10000 --points 1024 --suites adam
+    python -m benchmarks.run_contenders --quick --json quick.json --markdown docs/benchmarks.md
+    python -m benchmarks.run_contenders --json full.json --markdown docs/benchmarks.md
+    python -m benchmarks.run_contenders --runs 10000 --points 1024 --suites adam
 
 Suites (``--suites``; all but ``chunked`` by default, ``chunked`` too on a GPU):
 
@@ -50,17 +50,9 @@ from typing import Any
 import jax
 import numpy as np
 
-try:  # python -m benchmarks.run_contenders
-    from . import contenders as c
-    from . import landscapes, memory, optimizer_pairs, report
-except ImportError:  # python benchmarks/run_contenders.py
-    import contenders as c
-    import landscapes
-    import memory
-    import optimizer_pairs
-    import report
-
 import fitjax
+from benchmarks import contenders as c
+from benchmarks import landscapes, memory, optimizer_pairs, report
 
 REFERENCE = "expert_optax"
 ON_GPU = jax.default_backend() == "gpu"
@@ -419,7 +411,7 @@ def optimizer_cases(args: argparse.Namespace) -> list[tuple[int, int]]:
 
 
 def command(argv: list[str] | None) -> str:
-    return "python benchmarks/run_contenders.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    return "python -m benchmarks.run_contenders " + shlex.join(sys.argv[1:] if argv is None else argv)
 
 
 def page_notes(args: argparse.Namespace, check: float) -> list[str]:

@@ -2,8 +2,8 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/step_profile.py                       # I = 1e4 and 1e6 on a GPU
-    python benchmarks/step_profile.py --runs 1000 --steps 200   # small, on a CPU
+    python -m benchmarks.step_profile                       # I = 1e4 and 1e6 on a GPU
+    python -m benchmarks.step_profile --runs 1000 --steps 200   # small, on a CPU
 
 For the Adam workload of ``benchmarks/contenders.py`` it compiles the expert optax
 program and fitjax's XLA program with several divergence-check settings, and prints
@@ -43,14 +43,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from benchmarks import contenders as c
+from benchmarks import fused_bench as fb
 from fitjax import engine
-
-try:  # python -m benchmarks.step_profile
-    from . import contenders as c
-    from . import fused_bench as fb
-except ImportError:  # python benchmarks/step_profile.py
-    import contenders as c
-    import fused_bench as fb
 
 
 def _sliced_check(tree: Any) -> jax.Array:
@@ -71,15 +66,32 @@ def _new(pred: Any, new: Any, old: Any) -> Any:
     return new
 
 
+def _new_state(self: Any, keep: Any, new: Any, old: Any) -> Any:
+    return new
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
     f"every {engine.CHECK_EVERY} (engine)": {},
     "every 1": {"CHECK_EVERY": 1},
     "sliced, every 1": {"CHECK_EVERY": 1, "_all_finite": _sliced_check},
     "every 8": {"CHECK_EVERY": 8},
     "every 128": {"CHECK_EVERY": 128},
-    "none, no freeze": {"_all_finite": _no_check, "_select": _new, "_keep": _new},
+    "none, no freeze": {"_all_finite": _no_check, "_select": _new, "Stepper.freeze": _new_state},
 }
-"""Each variant: the engine attributes it replaces while its program is traced."""
+"""Each variant: the engine attributes (``Stepper.freeze``: an attribute of an engine
+attribute) it replaces while its program is traced."""
+
+
+def _owner(path: str) -> tuple[Any, str]:
+    """The object holding the engine attribute ``path`` and its last name; an error if it is
+    gone (a variant that patched a removed name would silently time the engine itself)."""
+    *outer, name = path.split(".")
+    owner: Any = engine
+    for part in outer:
+        owner = getattr(owner, part)
+    if not hasattr(owner, name):
+        raise AttributeError(f"fitjax.engine has no {path}: update step_profile.VARIANTS")
+    return owner, name
 
 
 _KERNEL = re.compile(r"\b(fusion|custom-call|reduce|dot|convolution|sort|scatter|gather)\(")
@@ -146,15 +158,16 @@ def profile(
     rows: dict[str, dict[str, Any]] = {}
     rows["expert_optax"] = timed(expert_program(steps), (starts, x, y), repeat)
     for name, patches in VARIANTS.items() if variants else list(VARIANTS.items())[:1]:
-        original = {attr: getattr(engine, attr) for attr in patches}
+        owners = {path: _owner(path) for path in patches}
+        original = {path: getattr(*owners[path]) for path in patches}
         try:
-            for attr, fn in patches.items():
-                setattr(engine, attr, fn)
+            for path, fn in patches.items():
+                setattr(*owners[path], fn)
             engine._program.cache_clear()
             rows[f"fitjax[{name}]"] = timed(*fb.xla_program(starts, (x, y), steps), repeat)
         finally:
-            for attr, fn in original.items():
-                setattr(engine, attr, fn)
+            for path, fn in original.items():
+                setattr(*owners[path], fn)
             engine._program.cache_clear()
     if unroll:
         for k in sorted({1, 2, 4, 8} - {engine._default_unroll()}):

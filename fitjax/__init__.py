@@ -56,7 +56,7 @@ from fitjax.optimizers import (
 from fitjax.plateau import PlateauState, reduce_on_plateau
 from fitjax.rmsprop import RMSPropState, rmsprop
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "fused",
