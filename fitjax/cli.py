@@ -468,7 +468,13 @@ def _hyperparams(args: argparse.Namespace) -> dict[str, tuple[float, ...]]:
             )
     given.setdefault("learning_rate", (default_learning_rate(args.model, args.optimizer),))
     make, _ = OPTIMIZERS[args.optimizer]
-    make(**{k: np.asarray(v, dtype=np.float64) for k, v in given.items()})  # every value checked up front
+    firsts = {k: v[0] for k, v in given.items()}
+    for name, values in given.items():  # every value checked up front, one at a time
+        for i, value in enumerate(values):
+            try:
+                make(**{**firsts, name: value}).init(np.zeros(1, np.float32))
+            except ValueError as err:
+                raise CLIError(f"{err} ({_flag(name)}: value {i + 1} of {len(values)})") from None
     return given
 
 

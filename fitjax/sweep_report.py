@@ -63,7 +63,7 @@ def reach_threshold(best: float, rtol: float = 0.01, atol: float = 1e-6) -> floa
     ``best + max(rtol * |best|, atol)``; ``inf`` when ``best`` is (every run diverged).
 
     Example:
-      >>> reach_threshold(0.6457, rtol=0.01)
+      >>> round(reach_threshold(0.6457, rtol=0.01), 6)
       0.652157
     """
     if not math.isfinite(best):

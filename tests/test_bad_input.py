@@ -1085,7 +1085,7 @@ CLI = [
     (
         ["sweep", "--model", "line", "--optimizer", "momentum", "--beta", "0.5,1.0"],
         "beta",
-        "1 (value 2 of 2)",
+        "got 1 (--beta: value 2 of 2)",
     ),
     (["sweep", "--model", "mlp", "--optimizer", "adam", "--hidden", "0"], "--hidden", "0"),
     (["sweep", "--model", "line", "--optimizer", "gd", "--seed", "abc"], "--seed", "'abc'"),

@@ -39,21 +39,21 @@ import numpy as np
 import optax
 
 import fitjax
-from fitjax import linesearch as _ls
-from fitjax import optimizers as _opt
+from fitjax import linesearch, optimizers, rmsprop
 from fitjax import problems as _problems
 from fitjax.comparison import measures as m
 
 OPTIMIZERS: dict[str, Callable[..., Any]] = {
-    "gd": _opt.gd,
-    "sgd": _opt.sgd,
-    "momentum": _opt.momentum,
-    "nesterov": _opt.nesterov,
-    "nesterov_classical": _opt.nesterov_classical,
-    "normalized": _opt.normalized,
-    "adam": _opt.adam,
-    "gd_line_search": _ls.gd_line_search,
-    "backtracking_armijo": _ls.backtracking_armijo,
+    "gd": optimizers.gd,
+    "sgd": optimizers.sgd,
+    "momentum": optimizers.momentum,
+    "nesterov": optimizers.nesterov,
+    "nesterov_classical": optimizers.nesterov_classical,
+    "normalized": optimizers.normalized,
+    "adam": optimizers.adam,
+    "rmsprop": rmsprop.rmsprop,
+    "gd_line_search": linesearch.gd_line_search,
+    "backtracking_armijo": linesearch.backtracking_armijo,
 }
 """The fitjax optimizers a study (or a study file) can name, by name."""
 
@@ -303,7 +303,7 @@ class Study:
     # ------------------------------------------------------------------ saving
 
     def save(self, path: str | Path) -> Path:
-        """Write every cell's per-run arrays to one ``.npz`` (``cell{i}_curves``, ...) with
+        """Write every cell's per-run arrays to one ``.npz`` (``cell0_curves``, ``cell1_curves``, ...) with
         a JSON index (``index``) of the cells and the study's configuration."""
         arrays: dict[str, np.ndarray] = {}
         index = []
