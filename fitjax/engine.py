@@ -639,6 +639,29 @@ def _refuse_tracers(**trees: Any) -> None:
             raise TypeError(_TRACED.format(what=f"{name} is traced"))
 
 
+Backend = Callable[..., "FitResult | None"]
+"""``dispatch(backend, loss, stepper, params0, data, *, plan, hp_shared, hp_run, key, jit, mesh)``:
+a fit on another path than this module's program, or None to run this one."""
+
+_BACKENDS: list[Backend] = []
+
+
+def register_backend(dispatch: Backend) -> None:
+    """Add a path that ``fit(..., backend=...)`` can take (the fused GPU kernel registers
+    itself so). The engine does not import the paths built on it: they come to it."""
+    if dispatch not in _BACKENDS:
+        _BACKENDS.append(dispatch)
+
+
+def _other_backend(backend: Any) -> Backend:
+    if not _BACKENDS:
+        raise ValueError(
+            f"backend={backend!r} needs a path that is not loaded; import fitjax (which loads the fused "
+            "kernel) or pass backend='xla'"
+        )
+    return _BACKENDS[0]
+
+
 def _check_loss_and_optimizer(loss: Any, optimizer: Any) -> None:
     """``loss`` is callable and ``optimizer`` has callable ``init`` and ``update``."""
     if not callable(loss):
@@ -975,9 +998,7 @@ def fit(
         check_every=CHECK_EVERY,
     )
     if backend != "xla":
-        from fitjax import fused  # imported here: the fused path builds on this module
-
-        result = fused.dispatch(
+        result = _other_backend(backend)(
             backend,
             loss,
             update,

@@ -55,7 +55,7 @@ from jax import lax
 from fitjax import _checks, _fused_math, _sampler, _shard
 from fitjax._base import OptState, Stepper
 from fitjax._fused_loss import KernelLoss, Unsupported, pad_size, rewrite
-from fitjax.engine import FitResult, History, _make_step, _Plan, _record_steps
+from fitjax.engine import FitResult, History, _make_step, _Plan, _record_steps, register_backend
 
 __all__ = ["FallbackWarning", "Fused", "Unsupported", "trace_count"]
 
@@ -617,3 +617,6 @@ def dispatch(
                 f"backend={backend!r}: running the XLA path because {why}", FallbackWarning, stacklevel=3
             )
         return None
+
+
+register_backend(dispatch)  # fit(..., backend="fused" / "auto" / Fused(...)) comes here
