@@ -31,7 +31,7 @@ import dataclasses
 import functools
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +47,9 @@ LearningRate = float | jax.Array | Schedule
 OptState = optax.InjectStatefulHyperparamsState
 """The state of every fitjax optimizer: optax's ``InjectStatefulHyperparamsState``
 (``count``, ``hyperparams``, ``hyperparams_states``, ``inner_state``)."""
+
+# optax ships no type information, so the runtime alias above cannot be used in annotations.
+OptStateType: TypeAlias = Any
 
 
 class EmptyState(NamedTuple):
@@ -231,10 +234,10 @@ def _apply(
     schedules: Mapping[str, Schedule],
     hp: Mapping[str, jax.Array],
     grads: PyTree,
-    state: OptState,
+    state: OptStateType,
     params: PyTree,
     extra: Mapping[str, Any],
-) -> tuple[PyTree, OptState]:
+) -> tuple[PyTree, OptStateType]:
     """One step of ``rule`` with hyperparameters ``hp`` (fixed ones; schedules evaluated here)."""
     now = _values_at(state.count, hp, schedules)
     context = {}
@@ -253,14 +256,16 @@ def _apply(
     return updates, new
 
 
-def _report(rule: Rule, schedules: Mapping[str, Schedule], params: PyTree, state: OptState) -> PyTree:
+def _report(rule: Rule, schedules: Mapping[str, Schedule], params: PyTree, state: OptStateType) -> PyTree:
     if rule.report is None:
         return params
     lr = _lr(state.hyperparams, schedules)
+    if lr is None:  # report(params, inner, lr_now) needs the learning rate
+        raise TypeError(f"{rule.name}: a rule with report must declare a learning_rate hyperparameter")
     return rule.report(params, state.inner_state, lr(state.count))
 
 
-def _initial_state(rule: Rule, schedules: Mapping[str, Schedule], params: PyTree, hp: dict) -> OptState:
+def _initial_state(rule: Rule, schedules: Mapping[str, Schedule], params: PyTree, hp: dict) -> OptStateType:
     count = jnp.zeros((), jnp.int32)
     return OptState(count, _values_at(count, hp, schedules), {}, rule.init(params))
 
@@ -290,7 +295,7 @@ class _Public:
     def schedules(self) -> dict[str, Schedule]:
         return {k: v for k, v in self.given.items() if callable(v)}
 
-    def init(self, params: PyTree) -> OptState:
+    def init(self, params: PyTree) -> OptStateType:
         check_precision(self.rule, self.given, params)
         dtype = held_dtype(params)
         hp = {}
@@ -302,8 +307,8 @@ class _Public:
         return state._replace(hyperparams_states={"initial": tuple(state.hyperparams[k] for k in hp)})
 
     def update(
-        self, updates: PyTree, state: OptState, params: PyTree = None, **extra: Any
-    ) -> tuple[PyTree, OptState]:
+        self, updates: PyTree, state: OptStateType, params: PyTree = None, **extra: Any
+    ) -> tuple[PyTree, OptStateType]:
         _check_state(self.rule, updates, state, params)
         record = state.hyperparams_states.get("initial")
         hp, kept = {}, {}

@@ -183,7 +183,11 @@ def _all_finite(arr: Any) -> bool:
         ok = bool(jnp.all(jnp.isfinite(arr)))
     if ok and cacheable:
         key = id(arr)
-        _KNOWN_FINITE[key] = weakref.ref(arr, lambda _, key=key: _KNOWN_FINITE.pop(key, None))
+
+        def forget(_: weakref.ref, key: int = key) -> None:
+            _KNOWN_FINITE.pop(key, None)
+
+        _KNOWN_FINITE[key] = weakref.ref(arr, forget)
     return ok
 
 
@@ -291,7 +295,8 @@ def same_tree(name: str, tree: Any, expected: Any, expected_name: str, fix: str)
     ``jit``), before anything is compiled.
     """
     got, want = jax.tree.structure(tree), jax.tree.structure(expected)
-    if got != want:
+    # jaxlib ships no type stubs for PyTreeDef, so mypy cannot see its __ne__.
+    if got != want:  # type: ignore[operator]
         raise ValueError(f"{name} has structure {got}, but {expected_name} need {want}; {fix}")
     leaves = jax.tree_util.tree_leaves_with_path(tree)
     for (path, a), b in zip(leaves, jax.tree.leaves(expected), strict=True):

@@ -437,12 +437,12 @@ def rewrite(loss: Callable, param: jax.ShapeDtypeStruct, batch: Any) -> KernelLo
     if param.ndim > 1:
         raise Unsupported(f"each run's parameters have shape {param.shape}; the kernel takes a vector (P,)")
     leaves = jax.tree.leaves(batch)
-    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
     if any(np.ndim(leaf) != 1 for leaf in leaves):
         shapes = [tuple(np.shape(leaf)) for leaf in leaves]
         raise Unsupported(
             f"the data arrays have shapes {shapes}; the kernel takes one-dimensional arrays (n,)"
         )
+    sizes = {np.shape(leaf)[0] for leaf in leaves}
     n = sizes.pop() if leaves else 0
     treedef = jax.tree.structure(batch)
 

@@ -184,7 +184,7 @@ def functions(gpu: bool) -> dict[str, Callable[[jax.Array], jax.Array]]:
 def _split_bits(value: float, zero_bits: int) -> np.float32:
     """``value`` rounded to float32 with its last ``zero_bits`` mantissa bits cleared."""
     bits = np.array(np.float32(value)).view(np.uint32) & np.uint32((0xFFFFFFFF << zero_bits) & 0xFFFFFFFF)
-    return bits.view(np.float32)[()]
+    return np.float32(bits.view(np.float32)[()])
 
 
 _PIO2_1 = _split_bits(np.pi / 2, 12)

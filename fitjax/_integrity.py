@@ -19,10 +19,12 @@ import types
 import zipfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # no advisory locks on this platform
@@ -108,7 +110,7 @@ def seal_problem(record: Mapping[str, Any]) -> str | None:
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     """``arrays`` written as an uncompressed ``.npz``, in memory."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, allow_pickle=True, **arrays)  # numpy's default, named so no array can be taken for it
     return buffer.getvalue()
 
 

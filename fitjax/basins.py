@@ -304,6 +304,7 @@ def basin_map(
     if settle and n_params <= _SETTLE_MAX_PARAMS:
         unsettled = ~settled(loss, res.params, data, tol=tol)
     labels, minima, minima_loss = label_minima(res.params, res.loss, diverged, tol=tol, unsettled=unsettled)
+    assert res.history is not None  # fit records a history: record_every is set above
     conv = convergence_step(
         res.history.step, res.history.loss, res.loss, diverged, steps, rtol=rtol, atol=atol
     )

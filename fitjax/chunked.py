@@ -64,7 +64,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -391,7 +391,9 @@ def _differences(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[st
     found.sort(key=lambda d: d[0].replace("[", ".").count("."))
     out = []
     for path, a, b in found[:3]:
-        name, inner = re.fullmatch(r"([^.\[]*)\.?(.*)", path, flags=re.S).groups()
+        match = re.fullmatch(r"([^.\[]*)\.?(.*)", path, flags=re.S)
+        assert match is not None  # the pattern matches every string: its last group takes any rest
+        name, inner = match.groups()
         where = f"{name}, at {inner}" if inner else name
         text = f"{where}: stored {_show(a)}, given {_show(b)}"
         function = _integrity.function_at(stored, path)
@@ -1252,7 +1254,7 @@ def iter_chunks(out_dir: str | os.PathLike) -> Iterator[tuple[slice, dict[str, n
         yield slice(lo, hi), arrays
 
 
-def _as_saved(name: str, a: np.ndarray, manifest: dict[str, Any]) -> np.ndarray:
+def _as_saved(name: str, a: np.ndarray, manifest: Mapping[str, Any]) -> np.ndarray:
     """A parameter array in its own dtype: ``.npy`` files keep bfloat16 only as raw bytes (``V2``)."""
     if a.dtype.kind != "V" or not name.startswith(("params.", "history.params.")):
         return a
@@ -1332,11 +1334,14 @@ def load_chunked(out_dir: str | os.PathLike, *, mmap: bool = False) -> FitResult
     return SweepResult(grid, result) if grid else result
 
 
+_Filled = TypeVar("_Filled", bound=np.ndarray)
+
+
 def _fill(
-    out: Path, manifest: Mapping[str, Any], allocate: Callable[[str, tuple[int, ...], np.dtype], np.ndarray]
-) -> dict[str, np.ndarray]:
+    out: Path, manifest: Mapping[str, Any], allocate: Callable[[str, tuple[int, ...], np.dtype], _Filled]
+) -> dict[str, _Filled]:
     """Every verified chunk's rows placed into arrays from ``allocate``; every row is filled, or it raises."""
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, _Filled] = {}
     filled = 0
     for runs, chunk in iter_chunks(out):
         for name, a in chunk.items():

@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +70,7 @@ class CLIError(Exception):
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line and exit code 2 (raised, not printed)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise CLIError(f"{message} (see {self.prog} --help)", prog=self.prog)
 
 
@@ -490,7 +490,9 @@ def _flat(params: Any) -> np.ndarray:
     return np.asarray(jax.vmap(lambda p: ravel_pytree(p)[0])(params)).reshape(lead + (-1,))
 
 
-def _make_starts(prob: Problem, starts: Starts, box: Any, key: jax.Array) -> tuple[Any, np.ndarray | None]:
+def _make_starts(
+    prob: Problem, starts: Starts, box: Any, key: jax.Array
+) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
     """Starting points, and for grid starts the two axes of values."""
     if prob.init is not None:
         if starts.kind == "grid":
@@ -582,7 +584,10 @@ def _metadata(args: argparse.Namespace, prob: Problem | None, **extra: Any) -> d
         },
         "seeds": {"seed": args.seed, "start_key": f"jax.random.fold_in(jax.random.key({args.seed}), 1)"},
         "options": _finite(
-            {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in options.items()}
+            {
+                k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type) else v
+                for k, v in options.items()
+            }
         ),
         "data": None if prob is None else {"model": prob.name, **prob.description},
         **extra,
@@ -903,6 +908,7 @@ def _sweep_chunked(args: argparse.Namespace, prob: Problem, starts: Starts) -> i
     elif prob.init is not None:
         params0 = fitjax.chunked.generated_starts(prob.init, start_key, starts.runs)
     else:
+        assert box is not None  # every built-in problem without init has a box (problem())
         (lo0, hi0), (lo1, hi1) = box
         params0 = fitjax.chunked.uniform_starts(start_key, starts.runs, [lo0, lo1], [hi0, hi1])
     batch_size = SGD_BATCH if args.optimizer == "sgd" and args.batch_size is None else args.batch_size
@@ -958,7 +964,7 @@ def _sweep_chunked(args: argparse.Namespace, prob: Problem, starts: Starts) -> i
         f"{run.n_chunks} chunks ({len(run.computed)} computed now, the rest found in {run.path}) "
         f"in {seconds:.2f} s"
     )
-    if best_run is not None:
+    if best_hp is not None:  # set exactly when some run finished (best_run is not None)
         hp = ", ".join(f"{k}={v:g}" for k, v in best_hp.items())
         print(f"  best loss {best:.6g} (run {best_run}: {hp}); diverged runs: {diverged}")
     print(f"  wrote {out / 'sweep.json'}; read every run with fitjax.load_chunked({str(run.path)!r})")
@@ -1113,7 +1119,9 @@ def _landscape(args: argparse.Namespace) -> int:
     args.keep = lambda: f"nothing was written to {out}/ (a landscape is saved whole); rerun the command"
     start_time = time.perf_counter()
     if prob.init is None:
-        (lo0, hi0), (lo1, hi1) = args.box or prob.box
+        box = args.box or prob.box
+        assert box is not None  # every built-in problem without init has a box (problem())
+        (lo0, hi0), (lo1, hi1) = box
 
         def work() -> Any:
             return fitjax.loss_grid(
@@ -1152,7 +1160,9 @@ def _landscape(args: argparse.Namespace) -> int:
     )
     if trajectory is not None:
         extra["trajectory"] = trajectory
-    np.savez_compressed(npz, values0=land.coords[0], values1=land.coords[1], loss=land.loss, **extra)
+    np.savez_compressed(
+        npz, values0=land.coords[0], values1=land.coords[1], loss=land.loss, allow_pickle=True, **extra
+    )  # allow_pickle: numpy's default, named so that no array can be taken for it
     files.append(npz)
     fig = out / f"landscape.{args.format}"
     plots.plot_landscape(
@@ -1204,7 +1214,7 @@ def _landscape(args: argparse.Namespace) -> int:
     }
     files.append(_write_json(out / "landscape.json", summary))
     if cps is not None:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "kind": str(k),
                 "loss": float(v),
@@ -1333,11 +1343,13 @@ class _Demo:
 
 def _path(res: fitjax.FitResult, i: int = 0) -> np.ndarray:
     """Run ``i``'s recorded parameters followed by its final parameters, shape ``(R + 1, 2)``."""
+    assert res.history is not None and res.history.params is not None  # the demo records parameters
     return np.concatenate([np.asarray(res.history.params[i]), np.asarray(res.params[i])[None]])
 
 
 def _curve(res: fitjax.FitResult, i: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
     """(steps, loss) of run ``i`` (or the median over runs) including the final loss."""
+    assert res.history is not None  # the demo's fits record every step
     hist = np.asarray(res.history.loss)
     final = np.asarray(res.loss)
     values = (
@@ -1412,7 +1424,8 @@ def _demo_line(d: _Demo) -> tuple[dict, str]:
     land = fitjax.loss_grid(prob.loss, prob.data, *_grid_axes(prob.box, d.grid))
     f1 = plots.plot_landscape(
         d.fig("line_landscape"),
-        *land.coords,
+        land.coords[0],
+        land.coords[1],
         land.loss,
         trajectories=[_path(r) for r in runs.values()],
         labels=[f"{k} ({r.steps} steps)" for k, r in runs.items()],
@@ -1459,7 +1472,8 @@ def _demo_gabor(d: _Demo) -> tuple[dict, str]:
     cps = fitjax.critical_points(prob.loss, prob.data, land)
     f1 = plots.plot_landscape(
         d.fig("gabor_landscape"),
-        *land.coords,
+        land.coords[0],
+        land.coords[1],
         land.loss,
         trajectories=[_path(res, i) for i in range(len(_GABOR_STARTS))],
         labels=[f"start ({a:g}, {b:g})" for a, b in _GABOR_STARTS],
@@ -1467,7 +1481,9 @@ def _demo_gabor(d: _Demo) -> tuple[dict, str]:
         point_kinds=list(cps.kind),
         title=f"Gabor: GD α={lr}, {steps} steps",
     )
-    f2 = plots.plot_surface(d.fig("gabor_surface"), *land.coords, land.loss, title="Gabor loss surface")
+    f2 = plots.plot_surface(
+        d.fig("gabor_surface"), land.coords[0], land.coords[1], land.loss, title="Gabor loss surface"
+    )
     v0, v1 = _grid_axes(prob.box, d.basin_grid)
     bm = fitjax.basin_map(prob.loss, fitjax.gd(lr), prob.data, v0, v1, steps=d.basin_steps, tol=_BASIN_TOL)
     f3 = plots.plot_basins(
@@ -1482,7 +1498,7 @@ def _demo_gabor(d: _Demo) -> tuple[dict, str]:
     minima = cps.kind == "minimum"
     glob = cps.coords[minima][0] if minima.any() else None
     ok = bm.label >= 0
-    summary = {
+    summary: dict[str, Any] = {
         "gd_from_starts": [
             {"start": s, "final_params": np.asarray(res.params[i]), "final_loss": float(res.loss[i])}
             for i, s in enumerate(_GABOR_STARTS)
@@ -1546,14 +1562,14 @@ def _demo_line_search(d: _Demo) -> tuple[dict, str] | None:
     nb = fitjax.datasets.notebook()["gabor"]["runs"]
     ls, fixed = nb["gd_line_search"], nb["gd_fixed_lr"]
     cfg = ls["line_search"]
-    kw = dict(record_every=1, record_params=True)
     a = fitjax.fit(
         prob.loss,
         search(cfg["max_dist"], cfg["thresh"], cfg["max_iter"]),
         jnp.asarray([ls["phi_init"]]),
         prob.data,
         steps=ls["n_steps"],
-        **kw,
+        record_every=1,
+        record_params=True,
     )
     b = fitjax.fit(
         prob.loss,
@@ -1561,12 +1577,14 @@ def _demo_line_search(d: _Demo) -> tuple[dict, str] | None:
         jnp.asarray([fixed["phi_init"]]),
         prob.data,
         steps=fixed["n_steps"],
-        **kw,
+        record_every=1,
+        record_params=True,
     )
     land = fitjax.loss_grid(prob.loss, prob.data, *_grid_axes(prob.box, d.grid))
     f1 = plots.plot_landscape(
         d.fig("gabor_line_search"),
-        *land.coords,
+        land.coords[0],
+        land.coords[1],
         land.loss,
         trajectories=[_path(a), _path(b)],
         labels=[f"GD + line search (max_dist {cfg['max_dist']:g})", f"GD α={fixed['alpha']:g}"],
@@ -1634,7 +1652,8 @@ def _demo_sgd(d: _Demo) -> tuple[dict, str]:
     shown = min(3, d.runs)
     f1 = plots.plot_landscape(
         d.fig("sgd_vs_gd"),
-        *land.coords,
+        land.coords[0],
+        land.coords[1],
         land.loss,
         trajectories=[_path(gd)] + [_path(sgd, i) for i in range(shown)],
         labels=[f"GD α={fixed['alpha']:g}"]
@@ -1717,7 +1736,8 @@ def _demo_momentum(d: _Demo) -> tuple[dict, str]:
     c0 = nb["momentum_6_4"]
     f1 = plots.plot_landscape_panels(  # side by side, as the lecture draws them: no path hides another
         d.fig("momentum_nesterov"),
-        *land.coords,
+        land.coords[0],
+        land.coords[1],
         land.loss,
         [_path(r) for r in results.values()],
         list(results),
@@ -1794,7 +1814,8 @@ def _demo_adam(d: _Demo) -> tuple[dict, str]:
     land = fitjax.loss_grid(prob.loss, None, *_grid_axes(prob.box, d.grid))
     f1 = plots.plot_landscape(
         d.fig("toy_adam"),
-        *land.coords,
+        land.coords[0],
+        land.coords[1],
         land.loss,
         trajectories=[_path(x) for x in results.values()],
         labels=list(results),

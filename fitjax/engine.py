@@ -111,7 +111,7 @@ class FitResult(NamedTuple):
 class SweepResult(NamedTuple):
     """A :class:`FitResult` with leading axes ``(len(v) for v in grid.values()) + (runs,)``."""
 
-    grid: dict[str, jax.Array]
+    grid: Mapping[str, jax.Array | np.ndarray]  # numpy arrays in a loaded chunked sweep
     result: FitResult
 
 
@@ -172,7 +172,7 @@ def _norm(tree: PyTree) -> jax.Array:
     """Global norm √(Σ g²) of real leaves: ``optax.tree.norm``'s value, without its
     ``g.imag`` term (a constant that the fused kernel's Triton lowering cannot take)."""
     squares = [jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)]
-    return jnp.sqrt(functools.reduce(lambda a, b: a + b, squares, 0))
+    return jnp.sqrt(sum(squares))
 
 
 def _select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
@@ -391,6 +391,7 @@ def _refreeze_history(history, bad, d, params, state, key, data, *, loss: Loss, 
     at them on that step's batch."""
     h_loss, h_gnorm, h_params = history
     k = plan.record_every
+    assert k is not None  # a history is recorded only with record_every (_run_one)
     at = _steps(0, plan.steps // k) * k
 
     def record(t):
@@ -432,6 +433,7 @@ def _run_keys(plan: _Plan, key: jax.Array, run_ids: jax.Array | None) -> tuple[j
         return None, None
     if plan.shared_order:
         return key, None
+    assert run_ids is not None  # fit passes run ids whenever the runs take mini-batches
     return jax.vmap(jax.random.fold_in, (None, 0))(key, run_ids), 0
 
 
@@ -448,8 +450,7 @@ def _program(loss: Loss, update: Stepper, plan: _Plan) -> tuple[Callable, Callab
     diverged_step, history, state, raw params, (bad_from, bad_end), any failed)``, where
     the raw params are the loop's own (``None`` when they are the reported ones).
     """
-    settings = {"loss": loss, "update": update, "plan": plan}
-    run = functools.partial(_run_one, **settings)
+    run = functools.partial(_run_one, loss=loss, update=update, plan=plan)
     reports = update.reports
 
     def batched(params, hp_shared, hp_run, key, run_ids, data):
@@ -461,9 +462,9 @@ def _program(loss: Loss, update: Stepper, plan: _Plan) -> tuple[Callable, Callab
             return run(p, state, k, data)
 
         (params, state, _), bad_from, bad_end, history = jax.vmap(one, (0, 0, key_axis))(params, hp_run, keys)
-        final, final_loss, diverged_step = jax.vmap(functools.partial(_finish, **settings, data=data))(
-            params, state, jnp.full_like(bad_from, -1)
-        )
+        final, final_loss, diverged_step = jax.vmap(
+            functools.partial(_finish, loss=loss, update=update, plan=plan, data=data)
+        )(params, state, jnp.full_like(bad_from, -1))
         failed = (bad_from, bad_end)
         raw = params if reports else None
         return final, final_loss, diverged_step, history, state, raw, failed, jnp.any(bad_from >= 0)
@@ -478,8 +479,7 @@ def _replay_program(loss: Loss, update: Stepper, plan: _Plan) -> tuple[Callable,
 
     Runs that did not fail keep the main program's values, bit for bit.
     """
-    settings = {"loss": loss, "update": update, "plan": plan}
-    replay = functools.partial(_replay, **settings)
+    replay = functools.partial(_replay, loss=loss, update=update, plan=plan)
 
     def replayed(params, state, failed, history, key, run_ids, data, results):
         _TRACES["replay"] += 1
@@ -489,7 +489,7 @@ def _replay_program(loss: Loss, update: Stepper, plan: _Plan) -> tuple[Callable,
             params, state, bad_from, bad_end, history, keys, data
         )
         s = update.keep_batching(state, s)  # the count and hyperparameters keep their batching
-        new = jax.vmap(functools.partial(_finish, **settings, data=data))(p, s, d)
+        new = jax.vmap(functools.partial(_finish, loss=loss, update=update, plan=plan, data=data))(p, s, d)
         bad = bad_from >= 0
 
         def pick(a, b):
@@ -1060,6 +1060,7 @@ def fit(
     params, final_loss, diverged_step, hist, state = out
     history = None
     if hist is not None:
+        assert record_every is not None  # the programs record a history only with record_every
         history = History(_record_steps(steps, record_every), *hist)
     return FitResult(params, final_loss, diverged_step, history, state, steps)
 

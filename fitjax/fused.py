@@ -353,11 +353,12 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
 
     if lr_ref is not None:  # the schedule's values, computed outside the kernel, by step
         update = dataclasses.replace(update, schedules=(("learning_rate", lambda step: lr_ref[step]),))
-    subs = {
+    substitutes: dict[str, Callable[[], dict[str, Callable] | None]] = {
         "fast": lambda: _fused_math.functions(gpu=not k.interpret),
         "full": _fused_math.polynomial,
         "platform": lambda: None,
-    }[k.math]()
+    }
+    subs = substitutes[k.math]()
     shared = {name: ref[0] for name, ref in shared_refs.items()}
     per_run = {name: ref[...] for name, ref in run_refs.items()}
     full_lanes = tuple(ref[...] for ref in full_refs)  # the data, loaded once
@@ -453,7 +454,9 @@ def _program(k: _Kernel) -> Callable:
     one_param = jax.ShapeDtypeStruct(
         () if k.n_params is None else (k.n_params,), k.full.closed.in_avals[0].dtype
     )
-    inner_def = jax.tree.structure(jax.eval_shape(update.rule.init, one_param))
+    rule = update.rule
+    assert rule is not None  # _plan sends only fitjax's own rules to the kernel
+    inner_def: Any = jax.tree.structure(jax.eval_shape(rule.init, one_param))  # jaxlib: no PyTreeDef stubs
     n_inner = inner_def.num_leaves
 
     def run(params0, hp_shared, hp_run, key, data):
@@ -589,6 +592,7 @@ def run(
     history = None
     if hist is not None:
         every = plan.record_every
+        assert every is not None  # the kernel records a history only with record_every
         history = History(_record_steps(plan.steps, every), *hist)
     return FitResult(params, final_loss, diverged, history, state, plan.steps)
 

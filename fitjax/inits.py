@@ -49,7 +49,8 @@ def uniform(key: jax.Array, n: int, low: PyTree, high: PyTree) -> PyTree:
     low_t, high_t = _as_tree(low), _as_tree(high)
     _checks.finite("low", low_t, "the box must be finite")
     _checks.finite("high", high_t, "the box must be finite")
-    if jax.tree.structure(low_t) != jax.tree.structure(high_t):
+    # jaxlib ships no type stubs for PyTreeDef, so mypy cannot see its __ne__.
+    if jax.tree.structure(low_t) != jax.tree.structure(high_t):  # type: ignore[operator]
         raise ValueError(
             f"low and high must have the same pytree structure, got {jax.tree.structure(low_t)} "
             f"and {jax.tree.structure(high_t)}"

@@ -147,7 +147,9 @@ def _check_center(center: PyTree, directions: Sequence[PyTree]) -> None:
         raise ValueError(f"directions must hold one or two pytrees, got {len(directions)}")
     shapes = jax.tree.map(jnp.shape, center)
     for k, d in enumerate(directions):
-        if jax.tree.structure(d) != jax.tree.structure(center) or jax.tree.map(jnp.shape, d) != shapes:
+        # jaxlib ships no type stubs for PyTreeDef, so mypy cannot see its __ne__.
+        other_structure = jax.tree.structure(d) != jax.tree.structure(center)  # type: ignore[operator]
+        if other_structure or jax.tree.map(jnp.shape, d) != shapes:
             raise ValueError(
                 f"directions[{k}] must have the structure and shapes of center {shapes}, "
                 f"got {jax.tree.map(jnp.shape, d)}"

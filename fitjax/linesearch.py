@@ -91,8 +91,8 @@ def _bracket_search(h: LineFn, max_dist: Any, tol: Any, max_iter: Any) -> Search
         rule2 = hb < hc
         a2, d2 = jnp.where(rule2, a, b), jnp.where(rule2, c, d)
         thirds = (a2, a2 + (d2 - a2) / 3, a2 + 2 * (d2 - a2) / 3, d2)
-        new = [jnp.where(rule1, p, t) for p, t in zip(pulled, thirds, strict=True)]
-        return _Bracket(*new, s.iterations + 1)
+        na, nb, nc, nd = (jnp.where(rule1, p, t) for p, t in zip(pulled, thirds, strict=True))
+        return _Bracket(na, nb, nc, nd, s.iterations + 1)
 
     end = lax.while_loop(unfinished, iterate, start)
     return SearchResult((end.b + end.c) / 2, 4 * end.iterations)

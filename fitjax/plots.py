@@ -20,13 +20,21 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 FORMATS = (".png", ".svg")
 
-_KIND_STYLE = {
+
+class _Style(TypedDict):
+    marker: str
+    color: str
+    edgecolor: str
+    s: float
+
+
+_KIND_STYLE: dict[str, _Style] = {
     "minimum": {"marker": "*", "color": "white", "edgecolor": "black", "s": 140},
     "saddle": {"marker": "X", "color": "orange", "edgecolor": "black", "s": 70},
     "maximum": {"marker": "^", "color": "red", "edgecolor": "black", "s": 60},
@@ -96,13 +104,13 @@ def _draw_paths(
     box's edge, where the path leaves it, and its label says so."""
     if not trajectories:
         return False
-    labels = list(labels) if labels is not None else [None] * len(trajectories)
-    if len(labels) != len(trajectories):
+    names: list[str | None] = list(labels) if labels is not None else [None] * len(trajectories)
+    if len(names) != len(trajectories):
         raise ValueError(
-            f"labels must name each trajectory: {len(trajectories)} trajectories, {len(labels)} labels"
+            f"labels must name each trajectory: {len(trajectories)} trajectories, {len(names)} labels"
         )
     outside = False
-    for k, (path, label) in enumerate(zip(trajectories, labels, strict=True)):
+    for k, (path, label) in enumerate(zip(trajectories, names, strict=True)):
         p = np.asarray(path, dtype=float)
         if p.ndim != 2 or p.shape[1] != 2:
             raise ValueError(f"trajectories[{k}] must have shape (steps, 2), got {p.shape}")
@@ -114,6 +122,7 @@ def _draw_paths(
         ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=1.5, marker="o", ms=2.5, label=label)
         ax.plot(p[:1, 0], p[:1, 1], "o", color=color, ms=6, mec="black", zorder=6)
         if leaves:
+            assert box is not None  # a path leaves only a given box
             outside = True
             edge = (np.clip(end[0], box[0], box[1]), np.clip(end[1], box[2], box[3]))
             ax.plot(*edge, "s", mfc="white", mec=color, mew=2, ms=8, clip_on=False, zorder=6)
@@ -131,8 +140,19 @@ def _marker_key(kinds: Sequence[str], paths: bool, outside: bool) -> list[Any]:
         handles.append(Line2D([], [], ls="", marker="o", mfc="lightgrey", mec="black", ms=6, label="start"))
         handles.append(Line2D([], [], ls="", marker="s", mfc="lightgrey", mec="black", ms=6, label="end"))
         if outside:
-            edge = dict(ls="", marker="s", mfc="white", mec="grey", mew=2, ms=7)
-            handles.append(Line2D([], [], **edge, label="end outside (drawn at the edge)"))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    ls="",
+                    marker="s",
+                    mfc="white",
+                    mec="grey",
+                    mew=2,
+                    ms=7,
+                    label="end outside (drawn at the edge)",
+                )
+            )
     for kind in dict.fromkeys(kinds):
         style = _KIND_STYLE.get(kind, _KIND_STYLE["degenerate"])
         handles.append(

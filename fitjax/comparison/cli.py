@@ -167,7 +167,7 @@ def study_arguments(spec: dict[str, Any], base: Path | None = None) -> dict[str,
         grids[name] = {hp: v if isinstance(v, list) else [v] for hp, v in table.items()}
         if kind.startswith("optax:") and not grids[name]:
             grids[name] = {}
-    out = {
+    out: dict[str, Any] = {
         "problems": probs,
         "optimizers": optimizers,
         "grids": {k: v for k, v in grids.items() if v},

@@ -82,6 +82,7 @@ def _above(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 def convex_line(ctx: _Ctx) -> Claim:
     prob = problems.get("line")
+    assert prob.minimum is not None  # the line's least-squares minimum is in the catalogue
     x0 = prob.starts(ctx.key_for("line"), ctx.starts)
     res = fitjax.fit(prob.loss, fitjax.gd(0.02), x0, prob.data, steps=max(ctx.steps, 2000))
     gap = np.asarray(res.loss, np.float64) - prob.minimum
@@ -198,6 +199,7 @@ def schedule_settles(ctx: _Ctx) -> Claim:
     dec = fitjax.fit(
         prob.loss, fitjax.sgd(sched), x0, prob.data, steps=steps, batch_size=bs, key=key, record_every=1
     )
+    assert const.history is not None and dec.history is not None  # both fits record every step
     a = _med(_tail_std(np.asarray(const.history.loss, np.float64)))
     b = _med(_tail_std(np.asarray(dec.history.loss, np.float64)))
     verdict = "holds" if b[2] < a[1] else "does not hold"
@@ -223,14 +225,24 @@ def momentum_smooths(ctx: _Ctx) -> tuple[Claim, Claim]:
     n = jax.tree.leaves(x0)[0].shape[0]
     steps, lr, beta, bs = 81, 0.6, 0.6, 5
     key = ctx.key_for("momentum")
-    kw = {"steps": steps, "batch_size": bs, "key": key, "record_every": 1, "record_params": True}
     out = {}
     for name, opt in (
         ("SGD", fitjax.sgd(lr)),
         ("momentum", fitjax.momentum(lr, beta)),
         ("Nesterov", fitjax.nesterov(lr, beta)),
     ):
-        r = fitjax.fit(prob.loss, opt, x0, prob.data, **kw)
+        r = fitjax.fit(
+            prob.loss,
+            opt,
+            x0,
+            prob.data,
+            steps=steps,
+            batch_size=bs,
+            key=key,
+            record_every=1,
+            record_params=True,
+        )
+        assert r.history is not None  # recorded every step
         out[name] = (
             np.asarray(r.history.params, np.float64),
             np.asarray(r.loss, np.float64),
@@ -275,10 +287,10 @@ def normalized_bounces(ctx: _Ctx) -> Claim:
     x0 = prob.starts(ctx.key_for("toy"), ctx.starts)
     n = jax.tree.leaves(x0)[0].shape[0]
     steps, lr = 200, 0.08
-    kw = {"steps": steps, "record_every": 1, "record_params": True}
     out = {}
     for name, opt in (("normalized", fitjax.normalized(lr)), ("Adam", fitjax.adam(0.05, 0.9, 0.99))):
-        r = fitjax.fit(prob.loss, opt, x0, prob.data, **kw)
+        r = fitjax.fit(prob.loss, opt, x0, prob.data, steps=steps, record_every=1, record_params=True)
+        assert r.history is not None  # recorded every step
         p = np.asarray(r.history.params, np.float64)
         last_step = np.max(np.abs(p[:, -1] - p[:, -2]), axis=1)
         gap = np.asarray(r.loss, np.float64)
@@ -306,6 +318,7 @@ def adam_both_directions(ctx: _Ctx) -> Claim:
     rts = {}
     for name, opt in (("GD α=0.08", fitjax.gd(0.08)), ("Adam α=0.05", fitjax.adam(0.05, 0.9, 0.99))):
         r = fitjax.fit(prob.loss, opt, x0, prob.data, steps=steps, record_every=1)
+        assert r.history is not None  # recorded every step
         curves = np.concatenate([np.asarray(r.history.loss), np.asarray(r.loss)[:, None]], 1)
         rts[name] = m.runtimes(
             np.arange(steps + 1), curves, target, np.asarray(r.diverged_step), np.arange(steps + 1)

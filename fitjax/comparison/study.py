@@ -31,7 +31,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -327,7 +327,7 @@ class Study:
         meta = {"cells": index, "deltas": self.deltas.tolist(), "config": self.config}
         arrays["index"] = np.array(json.dumps(meta))
         path = Path(path)
-        np.savez_compressed(path, **arrays)
+        np.savez_compressed(path, allow_pickle=True, **arrays)  # numpy's default, named: no array takes it
         return path
 
 
@@ -449,7 +449,7 @@ def _run_pair(
     n = jax.tree.leaves(starts)[0].shape[0]
     if prob.data is None:  # a plain function: no examples to draw mini-batches from
         batch_size = None
-    kw = {
+    kw: _FitOptions = {
         "steps": steps,
         "record_every": record_every,
         "batch_size": batch_size,
@@ -470,6 +470,7 @@ def _run_pair(
                 return a.reshape((len(settings), n) + a.shape[g + 1 :])
 
             res = sw.result
+            assert res.history is not None  # the sweep records a history: record_every is given
             hist_loss, final, dstep = map(per_setting, (res.history.loss, res.loss, res.diverged_step))
             evals = _evals(name, opt, sw, len(settings) * n).reshape(len(settings), n)
             params_hist = jax.tree.map(per_setting, res.history.params) if metrics else None
@@ -528,6 +529,16 @@ def _run_pair(
             )
         )
     return cells
+
+
+class _FitOptions(TypedDict):
+    """The keywords every fit and sweep of a study is given."""
+
+    steps: int
+    record_every: int
+    batch_size: int | None
+    key: jax.Array | None
+    record_params: bool
 
 
 def _one(prob, opt, name, starts, kw, n):
