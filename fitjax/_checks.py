@@ -8,6 +8,7 @@ every element passes.
 
 from __future__ import annotations
 
+import argparse
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -304,3 +305,14 @@ def same_tree(name: str, tree: Any, expected: Any, expected_name: str, fix: str)
         if shape != needed:
             where = leaf_name(name, path)
             raise ValueError(f"{where} has shape {shape}, but {expected_name} need {needed}; {fix}")
+
+
+def seed_arg(text: str) -> int:
+    """A ``--seed`` from the command line: a whole number ``jax.random.key`` takes (64 bits)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a whole number from -2**63 to 2**63 - 1, got {value}")
+    return value

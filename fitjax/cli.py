@@ -53,7 +53,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import fitjax
-from fitjax import sweep_report
+from fitjax import _checks, sweep_report
 
 
 class CLIError(Exception):
@@ -1971,7 +1971,7 @@ def _add_common(p: argparse.ArgumentParser, out_default: str) -> None:
         action="store_true",
         help="write into --out even if it holds another command's results",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--seed", type=_checks.seed_arg, default=0, help="seed of every random choice (default 0)")
     p.add_argument(
         "--quiet", action="store_true", help="no progress (also off when stdout is not a terminal)"
     )

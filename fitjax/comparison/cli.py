@@ -42,6 +42,7 @@ from typing import Any
 import jax
 import optax
 
+from fitjax import _checks
 from fitjax import problems as _problems
 from fitjax.comparison import report
 from fitjax.comparison.study import OPTIMIZERS, compare
@@ -96,7 +97,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--starts", type=_pos_int, help="starting points per problem (default 100)")
     p.add_argument("--steps", type=_pos_int, help="steps per run (default 1000)")
     p.add_argument("--record-every", type=_pos_int, help="record the loss every k steps (default steps/100)")
-    p.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
+    p.add_argument("--seed", type=_checks.seed_arg, help="seed of every random choice (default 0)")
     p.add_argument(
         "--out", default="fitjax-compare", metavar="DIR", help="output folder (default fitjax-compare)"
     )
