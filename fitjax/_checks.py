@@ -316,3 +316,14 @@ def seed_arg(text: str) -> int:
     if not -(2**63) <= value < 2**63:
         raise argparse.ArgumentTypeError(f"expected a whole number from -2**63 to 2**63 - 1, got {value}")
     return value
+
+
+def positive_int_arg(text: str) -> int:
+    """A command-line count (``--steps``, ``--starts``): a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
