@@ -2209,8 +2209,12 @@ def _work_running() -> bool:
     return any(t.name == _WORKER and t.is_alive() for t in threading.enumerate())
 
 
-def _interrupted(args: argparse.Namespace | None, command: str) -> int:
-    """Ctrl-C: keep the finished work, say so in one line, exit 130 (ending a running program)."""
+def _interrupted(args: argparse.Namespace | None, command: str, *, process: bool = False) -> int:
+    """Ctrl-C: keep the finished work, say so in one line, exit 130 (ending a running program).
+
+    Run as the process's command line (``process``), it leaves at once with ``os._exit``:
+    threads of a compiled program that is still being built or run would otherwise abort
+    the interpreter's shutdown (``terminate called without an active exception``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the saving short
     message = "nothing was written"
     keep = getattr(args, "keep", None)
@@ -2221,7 +2225,8 @@ def _interrupted(args: argparse.Namespace | None, command: str) -> int:
             message = f"the finished work could not be saved ({' '.join(str(err).split())})"
     sys.stdout.flush()
     print(f"{command}: interrupted; {message}", file=sys.stderr, flush=True)
-    if _work_running():  # a compiled program is still running in the background: end it with the process
+    if process or _work_running():  # a compiled program may still run in the background: end it too
+        sys.stderr.flush()
         os._exit(130)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     return 130
@@ -2241,7 +2246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help and --version
         return int(done.code or 0) if not isinstance(done.code, str) else 2
     except KeyboardInterrupt:
-        return _interrupted(args, command)
+        return _interrupted(args, command, process=argv is None)
     except (CLIError, ValueError, TypeError, ImportError, OSError) as err:
         message = " ".join(str(err).split())  # one line
         print(f"{getattr(err, 'prog', None) or command}: error: {message}", file=sys.stderr)
