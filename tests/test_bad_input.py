@@ -1081,7 +1081,11 @@ CLI = [
     (["sweep", "--model", "line", "--optimizer", "gd", "--learning-rate", "nan"], "--learning-rate", "'nan'"),
     (["sweep", "--model", "line", "--optimizer", "gd", "--learning-rate", "1e-50"], "learning_rate", "1e-50"),
     (["sweep", "--model", "line", "--optimizer", "adam", "--eps", "-1"], "eps", "-1"),
-    (["sweep", "--model", "line", "--optimizer", "gd", "--seed", "9223372036854775808"], "--seed", "2**63 - 1"),
+    (
+        ["sweep", "--model", "line", "--optimizer", "gd", "--seed", "9223372036854775808"],
+        "--seed",
+        "2**63 - 1",
+    ),
     (["sweep", "--model", "line", "--optimizer", "adam", "--gamma", "1"], "gamma", "got 1"),
     (
         ["sweep", "--model", "line", "--optimizer", "momentum", "--beta", "0.5,1.0"],
