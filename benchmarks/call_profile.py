@@ -43,7 +43,7 @@ import fitjax
 from benchmarks import contenders as c
 from benchmarks import fused_bench as fb
 from benchmarks import step_profile as sp
-from fitjax import engine
+from fitjax.engine import core as engine
 
 
 def expert_with_outputs(steps: int, extra: int) -> Callable:

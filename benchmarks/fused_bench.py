@@ -49,7 +49,8 @@ import numpy as np
 
 import fitjax
 from benchmarks import contenders as c
-from fitjax import engine, fused
+from fitjax.engine import core as engine
+from fitjax.kernels import fused
 
 LOSS = fitjax.least_squares(fitjax.Gabor(8.0))
 PRECISIONS = ("platform", "full", "fast")

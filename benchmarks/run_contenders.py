@@ -204,8 +204,8 @@ def run_optimizer_case(work: c.Workload, pairs: list[str], args: argparse.Namesp
 
 def run_landscape_case(n: int, work: c.Workload, args: argparse.Namespace) -> dict[str, Any]:
     """``fitjax.loss_grid`` against plain jit(vmap) on an ``n × n`` grid; one record."""
-    rows_per_chunk = max(1, fitjax.landscape.DEFAULT_CHUNK // n)
-    traces = fitjax.landscape.trace_count()
+    rows_per_chunk = max(1, fitjax.analysis.landscape.DEFAULT_CHUNK // n)
+    traces = fitjax.analysis.landscape.trace_count()
     calls = {
         "plain_vmap": lambda: landscapes.timed(
             "plain_vmap", landscapes.plain_grid(n, work.x, work.y), args.grid_repeat, "whole grid in one call"
@@ -221,7 +221,7 @@ def run_landscape_case(n: int, work: c.Workload, args: argparse.Namespace) -> di
         ),
     }
     results = {name: measured(name, call) for name, call in calls.items()}
-    if fitjax.landscape.trace_count() == traces:  # the chunk program came from an earlier grid
+    if fitjax.analysis.landscape.trace_count() == traces:  # the chunk program came from an earlier grid
         res, peak = results["fitjax.loss_grid"]
         results["fitjax.loss_grid"] = (dataclasses.replace(res, note="program compiled earlier"), peak)
     ref = results["plain_vmap"][0]
@@ -239,7 +239,7 @@ def run_chunked(n_runs: int, points: int, steps: int, args: argparse.Namespace) 
     """``fitjax.fit_chunked`` of ``n_runs`` Adam runs streamed to a temporary folder."""
     work = c.make_workload(1, points, steps, seed=args.seed)
     block = min(args.chunked_block, n_runs)
-    starts = fitjax.chunked.uniform_starts(
+    starts = fitjax.engine.chunked.uniform_starts(
         jax.random.key(args.seed),
         n_runs,
         [c.PHI0_RANGE[0], c.PHI1_RANGE[0]],

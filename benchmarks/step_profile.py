@@ -45,7 +45,7 @@ import jax.numpy as jnp
 
 from benchmarks import contenders as c
 from benchmarks import fused_bench as fb
-from fitjax import engine
+from fitjax.engine import core as engine
 
 
 def _sliced_check(tree: Any) -> jax.Array:

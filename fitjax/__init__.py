@@ -8,15 +8,18 @@ The public API is flat::
     result = fitjax.fit(loss, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), steps=1000)
 """
 
-from fitjax import comparison, datasets, fused, inits, problems
-from fitjax._base import Hyperparam, Optimizer, OptState, PrecisionWarning, Rule, build, reported_params
-from fitjax._shard import run_mesh
-from fitjax.basins import DIVERGED, UNSETTLED, BasinMap, basin_map, convergence_step, label_minima, settled
-from fitjax.chunked import ChunkedSweep, fit_chunked, iter_chunks, load_chunked
-from fitjax.comparison import compare
-from fitjax.engine import FitResult, History, SweepResult, fit, sweep, trace_count
-from fitjax.fastmath import polynomial_math
-from fitjax.landscape import (
+from fitjax import comparison, problems
+from fitjax._version import __version__ as __version__  # one source for the version
+from fitjax.analysis.basins import (
+    DIVERGED,
+    UNSETTLED,
+    BasinMap,
+    basin_map,
+    convergence_step,
+    label_minima,
+    settled,
+)
+from fitjax.analysis.landscape import (
     CriticalPoints,
     Landscape,
     PCAPlane,
@@ -29,7 +32,13 @@ from fitjax.landscape import (
     project,
     random_directions,
 )
-from fitjax.linesearch import (
+from fitjax.comparison import compare
+from fitjax.engine.chunked import ChunkedSweep, fit_chunked, iter_chunks, load_chunked
+from fitjax.engine.core import FitResult, History, SweepResult, fit, sweep, trace_count
+from fitjax.engine.sharding import run_mesh
+from fitjax.kernels import fused
+from fitjax.kernels.fastmath import polynomial_math
+from fitjax.optim.linesearch import (
     ArmijoState,
     LineSearchState,
     LossEvaluations,
@@ -39,9 +48,18 @@ from fitjax.linesearch import (
     gd_line_search,
     loss_evaluations,
 )
-from fitjax.losses import LeastSquares, least_squares, toy_loss
-from fitjax.models import GABOR_W_LECTURE, GABOR_W_NOTEBOOK, Gabor, gabor, init_mlp, line, mlp
-from fitjax.optimizers import (
+from fitjax.optim.plateau import PlateauState, reduce_on_plateau
+from fitjax.optim.protocol import (
+    Hyperparam,
+    Optimizer,
+    OptState,
+    PrecisionWarning,
+    Rule,
+    build,
+    reported_params,
+)
+from fitjax.optim.rmsprop import RMSPropState, rmsprop
+from fitjax.optim.rules import (
     AdamState,
     MomentumState,
     TraceState,
@@ -53,10 +71,9 @@ from fitjax.optimizers import (
     normalized,
     sgd,
 )
-from fitjax.plateau import PlateauState, reduce_on_plateau
-from fitjax.rmsprop import RMSPropState, rmsprop
-
-__version__ = "0.2.0.dev0"
+from fitjax.problems import datasets, inits
+from fitjax.problems.losses import LeastSquares, least_squares, toy_loss
+from fitjax.problems.models import GABOR_W_LECTURE, GABOR_W_NOTEBOOK, Gabor, gabor, init_mlp, line, mlp
 
 __all__ = [
     "fused",

@@ -25,7 +25,7 @@ import optax
 import pytest
 
 import fitjax
-from fitjax import plots
+from fitjax.analysis import plots
 from fitjax.cli import main
 
 LINE = fitjax.least_squares(fitjax.line)
@@ -42,7 +42,7 @@ def _large(bad: float, at: int) -> np.ndarray:
 
 
 def _counters() -> tuple[int, ...]:
-    return fitjax.trace_count(), fitjax.landscape.trace_count()
+    return fitjax.trace_count(), fitjax.analysis.landscape.trace_count()
 
 
 @pytest.fixture
@@ -930,7 +930,7 @@ CATALOGUE = [
     ),
     row(
         "chunked-uniform-starts-nan",
-        lambda: fitjax.chunked.uniform_starts(KEY, 4, [0.0, jnp.nan], [1.0, 1.0]),
+        lambda: fitjax.engine.chunked.uniform_starts(KEY, 4, [0.0, jnp.nan], [1.0, 1.0]),
         ValueError,
         "low[1]",
         "nan",

@@ -21,14 +21,14 @@ import pytest
 from _problems import assert_same, build
 
 import fitjax
-from fitjax import chunked
+from fitjax.engine import chunked
 
 SETUP = """
 import jax, fitjax
 loss = fitjax.least_squares(fitjax.line)
 data = fitjax.datasets.line()
 optimizer = fitjax.gd(0.01)
-starts = fitjax.chunked.uniform_starts(jax.random.key(0), 12, [-1.0, -1.0], [1.0, 1.0])
+starts = fitjax.engine.chunked.uniform_starts(jax.random.key(0), 12, [-1.0, -1.0], [1.0, 1.0])
 kwargs = dict(steps=3, chunk_size=4, block=4, progress=False)
 """
 LOSS, OPT, STARTS, DATA, KW = build(SETUP)
@@ -296,7 +296,7 @@ WRITER = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from fitjax import chunked
+    from fitjax.engine import chunked
     out = Path(sys.argv[1])
     commit = chunked._commit
 

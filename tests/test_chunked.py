@@ -18,7 +18,7 @@ import pytest
 from _problems import assert_same, build
 
 import fitjax
-from fitjax import chunked
+from fitjax.engine import chunked
 
 # One problem, built alike here and in the subprocess that is killed.
 SETUP = """
@@ -26,7 +26,7 @@ import jax, fitjax
 loss = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
 data = fitjax.datasets.gabor()
 optimizer = fitjax.adam(0.05)
-starts = fitjax.chunked.uniform_starts(jax.random.key(0), 40, [-10.0, 2.5], [10.0, 22.5])
+starts = fitjax.engine.chunked.uniform_starts(jax.random.key(0), 40, [-10.0, 2.5], [10.0, 22.5])
 kwargs = dict(steps=30, key=jax.random.key(1), batch_size=5, record_every=10, block=8, progress=False)
 """
 
@@ -168,7 +168,7 @@ KILLED = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from fitjax import chunked
+    from fitjax.engine import chunked
     commit = chunked._commit
 
     def dying_commit(tmp, final):

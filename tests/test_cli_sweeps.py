@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fitjax import sweep_report
+from fitjax.analysis import sweep_report
 from fitjax.cli import build_parser, main
 
 pytest.importorskip("matplotlib")

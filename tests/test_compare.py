@@ -17,7 +17,7 @@ import fitjax
 from fitjax import problems
 from fitjax.cli import main
 from fitjax.comparison import load
-from fitjax.comparison.study import _seed_of
+from fitjax.comparison.study import seed_of
 
 BOWL = problems.Problem(
     "bowl", lambda p, data: jnp.sum((p - 1.0) ** 2), low=[-2.0, -2.0], high=[2.0, 2.0], minimum=0.0
@@ -46,7 +46,7 @@ def test_study_runs_every_cell_from_the_same_starts_as_fit(study):
         for o, lr in (("gd", 0.001), ("gd", 0.01), ("adam", 0.1), ("osgd", 0.01))
     ]
     prob = problems.get("himmelblau")
-    starts = prob.starts(jax.random.fold_in(KW["key"], _seed_of("starts", "himmelblau")), 8)
+    starts = prob.starts(jax.random.fold_in(KW["key"], seed_of("starts", "himmelblau")), 8)
     direct = fitjax.fit(prob.loss, fitjax.gd(0.01), starts, prob.data, steps=40, record_every=2)
     cell = study.cells[1]
     np.testing.assert_allclose(cell.curves[:, :-1], np.asarray(direct.history.loss), rtol=1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fitjax.comparison import lecture
+from fitjax.lecture import claims as lecture
 
 
 def test_lecture_claims_small(tmp_path):

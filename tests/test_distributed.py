@@ -25,7 +25,7 @@ loss = fitjax.least_squares(fitjax.mlp)
 data = fitjax.datasets.synthetic_regression(jax.random.key(1), 16)
 optimizer = fitjax.adam(0.01)
 init = functools.partial(fitjax.init_mlp, sizes=(1, 4, 1))
-starts = fitjax.chunked.generated_starts(init, jax.random.key(0), 30)
+starts = fitjax.engine.chunked.generated_starts(init, jax.random.key(0), 30)
 kwargs = dict(steps=20, block=4, progress=False)
 """
 

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import fitjax
-from fitjax._base import stepper
+from fitjax.optim.protocol import stepper
 
 LINE = fitjax.least_squares(fitjax.line)
 GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
@@ -247,7 +247,7 @@ def test_new_hyperparameter_values_share_one_update_function(build):
 @pytest.mark.parametrize("backend", ["cpu", "gpu"])
 def test_finiteness_check_is_the_same_on_every_backend(monkeypatch, backend):
     # On a GPU small leaves are checked element by element, elsewhere by a reduction.
-    from fitjax import engine
+    from fitjax.engine import core as engine
 
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
     rng = np.random.default_rng(0)

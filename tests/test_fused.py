@@ -17,8 +17,12 @@ import optax
 import pytest
 
 import fitjax
-from fitjax import _fused_loss, _fused_math, _sampler, engine, fused
-from fitjax._base import stepper
+from fitjax.engine import core as engine
+from fitjax.engine import sampler as _sampler
+from fitjax.kernels import fused
+from fitjax.kernels import kernel_loss as _fused_loss
+from fitjax.kernels import kernel_math as _fused_math
+from fitjax.optim.protocol import stepper
 
 LINE = fitjax.least_squares(fitjax.line)
 GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fitjax
-from fitjax import landscape
+from fitjax.analysis import landscape
 
 GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
 PHI0 = np.linspace(-10.0, 10.0, 37)

@@ -1,6 +1,6 @@
 """Mini-batches: drawn without replacement, a fresh permutation every epoch, from explicit keys.
 
-The sampler (``fitjax._sampler``) is checked on its own, then the engine is checked to use
+The sampler (``fitjax.engine.sampler``) is checked on its own, then the engine is checked to use
 exactly the sampler's batches. To see the engine's batches, the runs fit a *recording
 loss*: the parameters are one number per example and the loss of a batch is the sum of
 its examples' numbers, so one step of ``gd(1.0)`` subtracts 1 from exactly the examples
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fitjax
-from fitjax import _sampler
+from fitjax.engine import sampler as _sampler
 
 _indices_at = jax.jit(_sampler.indices_at, static_argnums=(2, 3))
 

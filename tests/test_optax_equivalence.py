@@ -7,7 +7,7 @@ problems: the 2-parameter Gabor fit of the lecture (w = 32, 30 points) and a sma
 MLP, whose parameters are a pytree (dict of lists of dicts).
 
 The relations themselves (``momentum(α, β) = sgd(α(1−β), momentum=β)`` and so on) are
-derived in the docstrings of ``fitjax/optimizers.py``.
+derived in the docstrings of ``fitjax/optim/rules.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import optax
 import pytest
 
 import fitjax
-from fitjax import _sampler
+from fitjax.engine import sampler as _sampler
 
 STEPS = 100
 TOL = dict(rtol=1e-10, atol=1e-10)

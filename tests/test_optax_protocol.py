@@ -187,7 +187,12 @@ def test_complex_parameters_use_the_squared_magnitude_as_optax():
 def test_updates_keep_each_leafs_dtype_in_a_mixed_tree():
     with jax.enable_x64(True):
         params = {"a": jnp.ones(2, jnp.float32), "b": jnp.ones(2, jnp.float64)}
-        for opt in (fitjax.adam(0.1), fitjax.nesterov(0.1), fitjax.rmsprop(0.1), fitjax.normalized(0.1)):
+        for opt in (
+            fitjax.adam(0.1),
+            fitjax.nesterov(0.1),
+            fitjax.rmsprop(0.1),
+            fitjax.normalized(0.1),
+        ):
             updates, _ = opt.update(params, opt.init(params), params)
             assert updates["a"].dtype == jnp.float32 and updates["b"].dtype == jnp.float64
 

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("matplotlib")
 import matplotlib.image  # noqa: E402
 
-from fitjax import plots  # noqa: E402
+from fitjax.analysis import plots  # noqa: E402
 
 X, Y = np.linspace(-1, 1, 30), np.linspace(0, 2, 20)
 Z = X[:, None] ** 2 + (Y[None, :] - 1) ** 2 + 0.1
@@ -92,7 +92,7 @@ def test_bad_paths_and_shapes_are_refused(tmp_path):
 
 
 def test_importing_fitjax_imports_neither_matplotlib_nor_tqdm():
-    code = "import sys, fitjax, fitjax.plots, fitjax.cli\n"
+    code = "import sys, fitjax, fitjax.analysis.plots, fitjax.cli\n"
     code += "print(sorted({'matplotlib', 'tqdm'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

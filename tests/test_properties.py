@@ -7,7 +7,7 @@
 * a batch of runs equals the same runs fitted one at a time, for random pytree shapes;
 * permuting the runs permutes the results, bit for bit;
 * the mini-batch sampler uses each example exactly once per epoch when the batch size divides the
-  data, and otherwise ``n // B · B`` distinct examples (``fitjax._sampler``).
+  data, and otherwise ``n // B · B`` distinct examples (``fitjax.engine.sampler``).
 
 Examples are few and shapes come from small fixed sets, so that compiled programs are reused
 across examples and the file runs in seconds.
@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fitjax
-from fitjax import _sampler
+from fitjax.engine import sampler as _sampler
 
 FAST = settings(
     max_examples=10,

@@ -20,8 +20,9 @@ import optax
 import pytest
 
 import fitjax
-from fitjax import _sampler, engine
-from fitjax._base import stepper
+from fitjax.engine import core as engine
+from fitjax.engine import sampler as _sampler
+from fitjax.optim.protocol import stepper
 
 LINE = fitjax.least_squares(fitjax.line)
 GABOR = fitjax.least_squares(fitjax.gabor)

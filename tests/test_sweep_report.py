@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from fitjax import sweep_report
+from fitjax.analysis import sweep_report
 
 
 def _data():

@@ -38,10 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import fitjax
-from fitjax import linesearch, optimizers, rmsprop
 from fitjax import problems as _problems
 from fitjax.comparison import measures as m
+from fitjax.engine import fit, sweep
+from fitjax.optim import linesearch, rmsprop
+from fitjax.optim import rules as optimizers
+from fitjax.optim.protocol import Optimizer
 
 OPTIMIZERS: dict[str, Callable[..., Any]] = {
     "gd": optimizers.gd,
@@ -419,14 +421,14 @@ def _resolve_optimizers(optimizers: Any, grids: Mapping[str, Mapping[str, list]]
     return out
 
 
-def _seed_of(*names: str) -> int:
+def seed_of(*names: str) -> int:
     """A stable 31-bit number from names (the same in every process and Python version)."""
     return zlib.crc32("/".join(names).encode()) & 0x7FFFFFFF
 
 
 def _evals(name: str, opt: Any, res: Any, n: int) -> np.ndarray:
     try:
-        ev = fitjax.loss_evaluations(res)
+        ev = linesearch.loss_evaluations(res)
     except TypeError:
         return np.ones(n)
     return 1.0 + np.asarray(ev.per_step, np.float64).reshape(n)
@@ -458,9 +460,9 @@ def _run_pair(
     }
     t0 = time.perf_counter()
     results = []
-    if isinstance(opt, fitjax.Optimizer):
+    if isinstance(opt, Optimizer):
         if grid:
-            sw = fitjax.sweep(
+            sw = sweep(
                 prob.loss, opt, starts, prob.data, grid={k: jnp.asarray(v) for k, v in grid.items()}, **kw
             )
             g = len(grid)
@@ -542,7 +544,7 @@ class _FitOptions(TypedDict):
 
 
 def _one(prob, opt, name, starts, kw, n):
-    res = fitjax.fit(prob.loss, opt, starts, prob.data, **kw)
+    res = fit(prob.loss, opt, starts, prob.data, **kw)
     hist = res.history
     return (
         np.asarray(hist.step),
@@ -654,7 +656,7 @@ def compare(
     cache = _open_cache(cache_dir, config)
     cells: list[Cell] = []
     for prob in probs:
-        x0 = prob.starts(jax.random.fold_in(key, _seed_of("starts", prob.name)), starts)
+        x0 = prob.starts(jax.random.fold_in(key, seed_of("starts", prob.name)), starts)
         for name, opt in opts.items():
             saved = None if cache is None else cache / f"{prob.name}__{name}.npz"
             if saved is not None and saved.exists():
@@ -674,7 +676,7 @@ def compare(
                 steps=steps,
                 record_every=record_every,
                 batch_size=batch_sizes.get(name),
-                key=jax.random.fold_in(key, _seed_of("batches", prob.name, name)),
+                key=jax.random.fold_in(key, seed_of("batches", prob.name, name)),
                 metrics=metrics,
             )
             if saved is not None:

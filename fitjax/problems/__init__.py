@@ -1,4 +1,9 @@
-r"""A catalogue of test problems for optimizer studies, each a pure loss ``loss(params, data)``.
+r"""Problems: models, losses, data, starts, and a catalogue of test problems built from them.
+
+The pieces (``models``, ``losses``, ``datasets``, ``inits``) are pure functions over pytrees;
+the catalogue below names problems that the command line, the studies and the tests share.
+
+A catalogue of test problems for optimizer studies, each a pure loss ``loss(params, data)``.
 
 A :class:`Problem` is a loss that :func:`fitjax.fit` accepts, its data, where its starts
 are drawn (a box ``[low, high]`` or an ``init(key)`` function), its minimum value where

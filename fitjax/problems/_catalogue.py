@@ -10,11 +10,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from fitjax import datasets, inits
-from fitjax.losses import least_squares, toy_loss
-from fitjax.models import GABOR_W_LECTURE, GABOR_W_NOTEBOOK, Gabor, init_mlp, line, mlp
+from fitjax.problems import datasets, inits, ml
 from fitjax.problems import functions as fn
-from fitjax.problems import ml
+from fitjax.problems.losses import least_squares, toy_loss
+from fitjax.problems.models import GABOR_W_LECTURE, GABOR_W_NOTEBOOK, Gabor, init_mlp, line, mlp
 
 PyTree = Any
 

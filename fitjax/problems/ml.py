@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fitjax.models import mlp
+from fitjax.problems.models import mlp
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fitjax._base import (
+from fitjax.optim.protocol import (
     LEARNING_RATE,
     EmptyState,
     LearningRate,

@@ -6,7 +6,7 @@ as one Pallas kernel. Each program instance of the kernel takes a block of runs,
 loads the data once, and loops over all :math:`T` steps with the runs' parameters and
 optimizer state held in registers; per step it evaluates the user's own loss and its
 ``jax.grad`` (traced inside the kernel, one run per lane, the parameters split into
-their components: :mod:`fitjax._fused_loss`) and applies the optimizer's own update
+their components: :mod:`fitjax.kernels.kernel_loss`) and applies the optimizer's own update
 rule (``optimizer.update``, called as in the engine's step). The XLA path instead
 launches the per-point work step after step; for small models with many runs that
 launch-and-reload pattern is its ceiling.
@@ -19,10 +19,10 @@ What the kernel takes, and why the rest falls back to the XLA path:
   ``reduce_on_plateau``, rules of your own) runs on the XLA path;
 * one parameter array per run, shape ``(runs, P)`` or ``(runs,)``, float32 or float64;
 * a loss made of elementwise operations on one-dimensional data arrays and reductions
-  over them (see :mod:`fitjax._fused_loss` for the exact rules), at most
+  over them (see :mod:`fitjax.kernels.kernel_loss` for the exact rules), at most
   ``Fused.max_points`` points per evaluation;
 * full batch, or mini-batches in one order shared by all runs (``shared_order=True``):
-  the batches' indices are drawn exactly as on the XLA path (see :mod:`fitjax._sampler`),
+  the batches' indices are drawn exactly as on the XLA path (see :mod:`fitjax.engine.sampler`),
   before the kernel starts, into a table of ``steps × batch_size`` indices. With
   one order per run (the default) the table would be ``runs × steps × batch_size``
   and drawing a permutation inside a kernel is not practical, so that case runs on
@@ -31,7 +31,7 @@ What the kernel takes, and why the rest falls back to the XLA path:
 
 ``Fused(precision="full")`` (the default) computes float32 ``sin``, ``cos`` and ``exp``
 with fitjax's own polynomials, ``"platform"`` with the platform's library functions,
-and ``"fast"`` with the GPU's approximate instructions (:mod:`fitjax._fused_math`;
+and ``"fast"`` with the GPU's approximate instructions (:mod:`fitjax.kernels.kernel_math`;
 speed and accuracy of each on an H200 in ``docs/fused.md``). Without a GPU the kernel
 runs in Pallas interpret mode: correct and slow, for tests; ``backend="auto"``
 therefore picks the fused path only on a GPU.
@@ -52,10 +52,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fitjax import _checks, _fused_math, _sampler, _shard
-from fitjax._base import OptState, Stepper
-from fitjax._fused_loss import KernelLoss, Unsupported, pad_size, rewrite
-from fitjax.engine import FitResult, History, _make_step, _Plan, _record_steps, register_backend
+from fitjax import _checks
+from fitjax.engine import sampler as _sampler
+from fitjax.engine import sharding as _shard
+from fitjax.engine.core import FitResult, History, _make_step, _Plan, _record_steps, register_backend
+from fitjax.kernels import kernel_math as _fused_math
+from fitjax.kernels.kernel_loss import KernelLoss, Unsupported, pad_size, rewrite
+from fitjax.optim.protocol import OptState, Stepper
 
 __all__ = ["FallbackWarning", "Fused", "Unsupported", "trace_count"]
 
@@ -98,7 +101,7 @@ class Fused:
         the last place; in float64 and for ``log``, the platform's functions),
         ``"platform"`` (the platform's precise functions throughout, those the XLA path
         calls) or ``"fast"`` (the GPU's approximate instructions, float32 only). See
-        :mod:`fitjax._fused_math`.
+        :mod:`fitjax.kernels.kernel_math`.
       block_runs: runs per program instance, a power of two (default: one run per
         thread, ``32 × num_warps``, for many runs of at most 64 points; else about 1024
         lanes, runs × points, per program, at most 256 runs and no more than the runs

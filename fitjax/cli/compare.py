@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     if args.lecture:
-        from fitjax.comparison import lecture
+        from fitjax.lecture import claims as lecture
 
         lecture.run(
             out,

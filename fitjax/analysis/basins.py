@@ -40,8 +40,9 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from fitjax import _checks, inits
-from fitjax.engine import FitResult, fit
+from fitjax import _checks
+from fitjax.engine.core import FitResult, fit
+from fitjax.problems import inits
 
 PyTree = Any
 

@@ -1,6 +1,6 @@
 """On-disk integrity of chunked sweeps: checksums, file verification, the writer lock, code fingerprints.
 
-Pure helpers used by :mod:`fitjax.chunked`. A chunk file is checked against the
+Pure helpers used by :mod:`fitjax.engine.chunked`. A chunk file is checked against the
 record the manifest keeps for it (size, SHA-256, run range) and against the sweep's
 plan (which arrays a chunk holds, their dtypes and shapes per run); a check returns
 the reason it fails, in words, or None.

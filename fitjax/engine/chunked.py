@@ -41,7 +41,7 @@ are gathered, and only process 0 reads and writes ``out_dir``.
 
 Example:
   >>> import tempfile, jax, numpy as np, fitjax
-  >>> starts = fitjax.chunked.uniform_starts(jax.random.key(0), 1000, [-10.0, 2.5], [10.0, 22.5])
+  >>> starts = fitjax.engine.chunked.uniform_starts(jax.random.key(0), 1000, [-10.0, 2.5], [10.0, 22.5])
   >>> loss = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
   >>> with tempfile.TemporaryDirectory() as out:
   ...     run = fitjax.fit_chunked(loss, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), steps=20,
@@ -71,9 +71,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fitjax import _checks, _integrity, _shard, engine, inits
-from fitjax._integrity import DamagedSweepError, RepairWarning, SweepBusyError  # noqa: F401 (public here)
-from fitjax.engine import FitResult, History, SweepResult
+from fitjax import _checks
+from fitjax._version import __version__
+from fitjax.engine import core as engine
+from fitjax.engine import integrity as _integrity
+from fitjax.engine import sharding as _shard
+from fitjax.engine.core import FitResult, History, SweepResult
+from fitjax.engine.integrity import DamagedSweepError, RepairWarning, SweepBusyError  # noqa: F401 (public here)
+from fitjax.problems import inits
 
 PyTree = Any
 Loss = Callable[[PyTree, Any], jax.Array]
@@ -161,7 +166,7 @@ def generated_starts(init: Callable[[jax.Array], PyTree], key: jax.Array, n: int
     Example:
       >>> import jax, fitjax
       >>> init = lambda k: fitjax.init_mlp(k, [1, 8, 1])
-      >>> starts = fitjax.chunked.generated_starts(init, jax.random.key(0), 10**7)
+      >>> starts = fitjax.engine.chunked.generated_starts(init, jax.random.key(0), 10**7)
       >>> starts.take(range(3))["layers"][0]["w"].shape
       (3, 1, 8)
     """
@@ -176,7 +181,7 @@ def uniform_starts(key: jax.Array, n: int, low: PyTree, high: PyTree) -> Generat
 
     Example:
       >>> import jax, fitjax
-      >>> starts = fitjax.chunked.uniform_starts(jax.random.key(0), 10**7, [-10.0, 2.5], [10.0, 22.5])
+      >>> starts = fitjax.engine.chunked.uniform_starts(jax.random.key(0), 10**7, [-10.0, 2.5], [10.0, 22.5])
       >>> starts.take(range(5, 8)).shape      # made on demand: nothing of size 10**7 exists
       (3, 2)
     """
@@ -229,7 +234,7 @@ def _as_starts(starts: Any) -> Starts:
     leaves = jax.tree_util.tree_leaves_with_path(starts)
     if not leaves:
         raise ValueError(
-            "starts is empty: pass arrays with a leading run axis, or fitjax.chunked.uniform_starts(...)"
+            "starts is empty: pass arrays with a leading run axis, or fitjax.engine.chunked.uniform_starts"
         )
     tree = jax.tree.map(lambda a: a if isinstance(a, np.ndarray) else np.asarray(a), starts)
     counts = {}
@@ -364,10 +369,8 @@ def _describe(obj: Any, depth: int = 0) -> Any:
 
 
 def _fingerprint(**parts: Any) -> dict[str, Any]:
-    import fitjax
-
     return {
-        "fitjax": fitjax.__version__,
+        "fitjax": __version__,
         "jax": jax.__version__,
         "python": f"{sys.version_info.major}.{sys.version_info.minor}",
         "platform": jax.default_backend(),

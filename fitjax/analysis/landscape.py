@@ -42,7 +42,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from fitjax import _checks
-from fitjax.engine import _check_loss
+from fitjax.engine.core import _check_loss
 
 PyTree = Any
 Loss = Callable[[PyTree, Any], jax.Array]

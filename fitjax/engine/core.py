@@ -33,8 +33,10 @@ import numpy as np
 import optax
 from jax import lax
 
-from fitjax import _checks, _sampler, _shard
-from fitjax._base import Stepper, held_dtype, stepper
+from fitjax import _checks
+from fitjax.engine import sampler as _sampler
+from fitjax.engine import sharding as _shard
+from fitjax.optim.protocol import Stepper, held_dtype, stepper
 
 PyTree = Any
 Loss = Callable[[PyTree, Any], jax.Array]
@@ -927,7 +929,7 @@ def fit(
     gradients from ``jax.grad`` of ``loss(params, batch)``. Without ``batch_size``
     the batch is all of ``data`` (gradient descent); with it, mini-batches of
     ``batch_size`` examples drawn without replacement from a new permutation of the
-    data every epoch (stochastic gradient descent; see ``fitjax._sampler`` for what
+    data every epoch (stochastic gradient descent; see ``fitjax.engine.sampler`` for what
     happens to a last partial batch).
 
     Args:

@@ -376,7 +376,7 @@ def build(rule: Rule, **values: Any) -> Optimizer:
 
     Example:
       >>> import jax.numpy as jnp, fitjax
-      >>> from fitjax.optimizers import GD
+      >>> from fitjax.optim.rules import GD
       >>> opt = fitjax.build(GD, learning_rate=0.1)
       >>> opt.update(jnp.array([1.0]), opt.init(jnp.zeros(1)))[0]
       Array([-0.1], dtype=float32)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from fitjax import _checks
-from fitjax._base import Hyperparam, Optimizer, PyTree, Rule, build, tree_scale
+from fitjax.optim.protocol import Hyperparam, Optimizer, PyTree, Rule, build, tree_scale
 
 
 class PlateauState(NamedTuple):

@@ -231,7 +231,7 @@ def plot_landscape(
 
     Example:
       >>> import tempfile, pathlib, numpy as np
-      >>> from fitjax import plots
+      >>> from fitjax.analysis import plots
       >>> x, y = np.linspace(-1, 1, 30), np.linspace(-1, 1, 20)
       >>> z = x[:, None] ** 2 + 3 * y[None, :] ** 2
       >>> with tempfile.TemporaryDirectory() as tmp:
@@ -309,7 +309,7 @@ def plot_landscape_panels(
 
     Example:
       >>> import tempfile, pathlib, numpy as np
-      >>> from fitjax import plots
+      >>> from fitjax.analysis import plots
       >>> x, y = np.linspace(-1, 1, 30), np.linspace(-1, 1, 20)
       >>> z = x[:, None] ** 2 + 3 * y[None, :] ** 2
       >>> paths = [np.array([[0.9, 0.9], [0.0, 0.0]]), np.array([[0.9, 0.9], [0.1, 0.0]])]
@@ -551,7 +551,7 @@ def plot_basin_panels(
     """Basin maps side by side, one per setting: ``labels`` of shape ``(S, len(x), len(y))``.
 
     A label has the same colour in every panel, so labels numbered in one list for all
-    settings (e.g. by :func:`fitjax.sweep_report.match_minima`) show the same minimum
+    settings (e.g. by :func:`fitjax.analysis.sweep_report.match_minima`) show the same minimum
     in the same colour. At most ``most`` panels fit on one figure: more raise
     ``ValueError`` (:func:`plot_basin_pages` spreads any number over several).
 

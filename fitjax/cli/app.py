@@ -10,7 +10,7 @@
 ``fitjax sweep``
     Any built-in model and optimizer from a grid or box of starts, with
     hyperparameters given as single values or grids; ranks the settings
-    (:mod:`fitjax.sweep_report`), prints the top ones and saves ``results.csv``,
+    (:mod:`fitjax.analysis.sweep_report`), prints the top ones and saves ``results.csv``,
     ``sweep.npz``, ``sweep.json``, ``metadata.json``, and the basin map
     (``basins.npz``, ``basins*.png``) for grid starts (default ``--out fitjax-sweep``).
 ``fitjax landscape``
@@ -53,7 +53,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import fitjax
-from fitjax import _checks, sweep_report
+from fitjax import _checks
+from fitjax.analysis import sweep_report
 
 
 class CLIError(Exception):
@@ -624,7 +625,7 @@ def _check_sweep_options(args: argparse.Namespace, prob: Problem, starts: Starts
             name,
             not chunked,
             "does not apply with --chunk-size (a chunked sweep is summarised by its best run; "
-            "load it with fitjax.load_chunked and rank it with fitjax.sweep_report)",
+            "load it with fitjax.load_chunked and rank it with fitjax.analysis.sweep_report)",
         )
 
 
@@ -899,11 +900,11 @@ def _sweep_chunked(args: argparse.Namespace, prob: Problem, starts: Starts) -> i
     if starts.kind == "grid":
         params0, _ = _make_starts(prob, starts, box, start_key)
     elif prob.init is not None:
-        params0 = fitjax.chunked.generated_starts(prob.init, start_key, starts.runs)
+        params0 = fitjax.engine.chunked.generated_starts(prob.init, start_key, starts.runs)
     else:
         assert box is not None  # every built-in problem without init has a box (problem())
         (lo0, hi0), (lo1, hi1) = box
-        params0 = fitjax.chunked.uniform_starts(start_key, starts.runs, [lo0, lo1], [hi0, hi1])
+        params0 = fitjax.engine.chunked.uniform_starts(start_key, starts.runs, [lo0, lo1], [hi0, hi1])
     batch_size = SGD_BATCH if args.optimizer == "sgd" and args.batch_size is None else args.batch_size
     grid = {k: jnp.asarray(v) for k, v in values.items() if len(v) > 1}
     start_time = time.perf_counter()
@@ -1029,7 +1030,7 @@ def _save_basins(out, args, axes, arrays, settings, titles, params, loss, diverg
         converged_step=np.stack(conv).reshape(settings + shape),
         minima=padded.reshape(settings + (k, params.shape[-1])),
     )
-    from fitjax import plots
+    from fitjax.analysis import plots
 
     key = [f"φ = ({c[0]:.3g}, {c[1]:.3g}), loss {v:.4g}" for c, v in zip(shared, shared_loss, strict=True)]
     for old in out.glob("basins*.png"):
@@ -1095,7 +1096,7 @@ def _landscape(args: argparse.Namespace) -> int:
     prob = problem(args.model, seed=args.seed, hidden=args.hidden or 16, maths=args.math)
     _check_landscape_options(args, prob)
     out = _out_dir(args.out, "landscape", args.force)
-    from fitjax import plots
+    from fitjax.analysis import plots
 
     n = args.grid
     chunk = args.chunk_size or landscape_chunk(n * n)
@@ -1374,16 +1375,16 @@ def _grid_axes(box, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _line_search_optimizer() -> Callable[..., Any] | None:
-    """``fitjax.linesearch.gd_line_search`` when this installation has it."""
+    """``fitjax.optim.linesearch.gd_line_search`` when this installation has it."""
     try:
-        from fitjax.linesearch import gd_line_search
+        from fitjax.optim.linesearch import gd_line_search
     except ImportError:
         return None
     return gd_line_search
 
 
 def _demo_line(d: _Demo) -> tuple[dict, str]:
-    from fitjax import plots
+    from fitjax.analysis import plots
 
     prob = problem("line")
     nb = fitjax.datasets.notebook()["linear_regression"]
@@ -1436,7 +1437,7 @@ def _demo_line(d: _Demo) -> tuple[dict, str]:
 The 12-point line fit from the notebook's start φ = (1.6, −0.5). Fixed-step gradient descent
 uses α = {lr} (stable below 2/λ_max ≈ 0.04 for this loss); the least-squares solution
 (NumPy) is φ = ({exact[0]:.4f}, {exact[1]:.4f}) with loss {exact_loss:.6g}.
-{"" if search else "Gradient descent with line search is not in this installation (no fitjax.linesearch)."}
+{"" if search else "Gradient descent with line search is not in this installation."}
 
 | run | steps | final loss |
 |---|---|---|
@@ -1453,7 +1454,7 @@ _GABOR_STARTS = ((-1.5, 8.5), (3.5, 6.5), (5.0, 15.0), (-7.0, 10.0), (-6.0, 4.0)
 
 
 def _demo_gabor(d: _Demo) -> tuple[dict, str]:
-    from fitjax import plots
+    from fitjax.analysis import plots
 
     prob = problem("gabor")
     lr, steps = 0.05, 500
@@ -1546,7 +1547,7 @@ From a {d.basin_grid}² grid of starts ({d.basin_steps} steps) the runs reach
 
 
 def _demo_line_search(d: _Demo) -> tuple[dict, str] | None:
-    from fitjax import plots
+    from fitjax.analysis import plots
 
     search = _line_search_optimizer()
     if search is None:
@@ -1624,7 +1625,7 @@ _FLAT_SHARE = 0.15  # "near" a loss in the SGD report: within 15% of it
 
 
 def _demo_sgd(d: _Demo) -> tuple[dict, str]:
-    from fitjax import plots
+    from fitjax.analysis import plots
 
     prob = problem("gabor")
     nb = fitjax.datasets.notebook()["gabor"]["runs"]
@@ -1701,7 +1702,7 @@ The better median is that flat region, not a better fit.
 
 
 def _demo_momentum(d: _Demo) -> tuple[dict, str]:
-    from fitjax import plots
+    from fitjax.analysis import plots
 
     prob = problem("gabor")
     nb = fitjax.datasets.notebook()["gabor"]["runs"]
@@ -1776,7 +1777,7 @@ single runs whose batches are not given, so only the ordering is comparable.
 
 
 def _demo_adam(d: _Demo) -> tuple[dict, str]:
-    from fitjax import plots
+    from fitjax.analysis import plots
 
     prob = problem("toy")
     nb = fitjax.datasets.notebook()["adam_toy"]
@@ -1878,7 +1879,9 @@ def _write_demo(
         + "\n".join(sections)
     )
     if not has_search:
-        report += "\nGradient descent with line search was left out: fitjax.linesearch is not installed.\n"
+        report += (
+            "\nGradient descent with line search was left out: fitjax.optim.linesearch is not installed.\n"
+        )
     (out / "report.md").write_text(report)
     _write_json(out / "metadata.json", _metadata(args, None, complete=not left, seconds=seconds))
 
@@ -2148,7 +2151,7 @@ def _add_landscape(sub: Any) -> None:
 
 
 def _add_compare(sub: Any) -> None:
-    from fitjax.comparison import cli as compare_cli  # the compare command lives with its study code
+    from fitjax.cli import compare as compare_cli  # the compare command lives with its study code
 
     compare_cli.add_parser(sub)
 

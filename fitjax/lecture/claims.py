@@ -48,9 +48,9 @@ class _Ctx:
     key: jax.Array
 
     def key_for(self, name: str) -> jax.Array:
-        from fitjax.comparison.study import _seed_of
+        from fitjax.comparison.study import seed_of
 
-        return jax.random.fold_in(self.key, _seed_of("lecture", name))
+        return jax.random.fold_in(self.key, seed_of("lecture", name))
 
 
 def _rate(k: int, n: int) -> str:

@@ -44,7 +44,7 @@ import optax
 from jax import lax
 
 from fitjax import _checks
-from fitjax._base import Hyperparam, Optimizer, OptState, PyTree, Rule, build, tree_scale
+from fitjax.optim.protocol import Hyperparam, Optimizer, OptState, PyTree, Rule, build, tree_scale
 
 LineFn = Callable[[jax.Array], jax.Array]
 

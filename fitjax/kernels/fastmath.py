@@ -3,7 +3,7 @@ r"""Run a loss with fitjax's float32 ``sin``, ``cos`` and ``exp`` on any backend
 :func:`polynomial_math` is a function transformation: ``polynomial_math(loss)`` computes
 what ``loss`` computes, except that every float32 ``sin``, ``cos`` and ``exp`` in it (and
 so in its ``jax.grad``) is evaluated by the polynomials of
-:func:`fitjax._fused_math.polynomial` (the fused kernel's ``precision="full"``):
+:func:`fitjax.kernels.kernel_math.polynomial` (the fused kernel's ``precision="full"``):
 
 * ``sin`` and ``cos``: one reduction by :math:`\pi/2` and two short polynomials,
   within 1.6 units in the last place on :math:`[-\pi, \pi]` and :math:`1.2 \cdot 10^{-7}`
@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jex_core
 
-from fitjax import _fused_math
-from fitjax._fused_loss import _CALLS  # the call primitives whose jaxpr is evaluated inline
+from fitjax.kernels import kernel_math as _fused_math
+from fitjax.kernels.kernel_loss import _CALLS  # the call primitives whose jaxpr is evaluated inline
 
 __all__ = ["polynomial_math"]
 

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from fitjax import _checks
-from fitjax.models import GABOR_W_NOTEBOOK, Gabor
-from fitjax.models import line as line_model
+from fitjax.problems.models import GABOR_W_NOTEBOOK, Gabor
+from fitjax.problems.models import line as line_model
 
 Data = tuple[jax.Array, jax.Array]
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fitjax._base import (
+from fitjax.optim.protocol import (
     LEARNING_RATE,
     LearningRate,
     Optimizer,
@@ -27,7 +27,7 @@ from fitjax._base import (
     epsilon,
     tree_scale,
 )
-from fitjax.optimizers import abs_sq, moving_average
+from fitjax.optim.rules import abs_sq, moving_average
 
 
 class RMSPropState(NamedTuple):
