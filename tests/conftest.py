@@ -1,5 +1,29 @@
+"""Fixtures shared by the tests.
+
+Every test runs with JAX's strict dtype promotion and rank promotion raising, so that
+fitjax's own code never relies on an implicit promotion (``float32 + float64``,
+``int32 + float32``, a ``(n,)`` array added to a ``(n, 1)`` one): such a mix is an error
+here, not a silently widened result. A test that exercises promotion on purpose (a user's
+loss written loosely) says so with ``@pytest.mark.loose_promotion``.
+"""
+
 import jax
 import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "loose_promotion: run with JAX's standard dtype and rank promotion (a user's loose code)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _strict_promotion(request):
+    if request.node.get_closest_marker("loose_promotion"):
+        yield
+        return
+    with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
+        yield
 
 
 @pytest.fixture

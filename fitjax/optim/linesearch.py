@@ -76,6 +76,7 @@ def _bracket_search(h: LineFn, max_dist: Any, tol: Any, max_iter: Any) -> Search
     if not jnp.issubdtype(dist.dtype, jnp.floating):
         dist = dist.astype(float)
     start = _Bracket(jnp.zeros_like(dist), 0.33 * dist, 0.66 * dist, dist, jnp.zeros((), jnp.int32))
+    max_iter = jnp.asarray(max_iter).astype(jnp.int32)
 
     def unfinished(s: _Bracket) -> jax.Array:
         return (jnp.abs(s.b - s.c) > tol) & (s.iterations < max_iter)

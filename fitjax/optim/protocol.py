@@ -136,7 +136,16 @@ def _float_dtype(params: PyTree) -> jnp.dtype:
     if not floats:
         return jnp.dtype(jnp.result_type(float))
     real = [jnp.finfo(d).dtype if jnp.issubdtype(d, jnp.complexfloating) else d for d in floats]
-    return jnp.dtype(functools.reduce(jnp.promote_types, real))
+    return jnp.dtype(functools.reduce(_wider, real))
+
+
+def _wider(a: jnp.dtype, b: jnp.dtype) -> jnp.dtype:
+    """The wider of two real float dtypes, chosen explicitly (so strict promotion allows it):
+    the larger, and float32 for two different 16-bit floats (bfloat16 and float16)."""
+    a, b = jnp.dtype(a), jnp.dtype(b)
+    if a == b or a.itemsize > b.itemsize:
+        return a
+    return b if b.itemsize > a.itemsize else jnp.dtype(jnp.float32)
 
 
 def held_dtype(params: PyTree) -> jnp.dtype:
@@ -146,7 +155,7 @@ def held_dtype(params: PyTree) -> jnp.dtype:
     and each leaf's update casts it to the leaf's own dtype (with a
     :class:`PrecisionWarning` where that changes its meaning).
     """
-    return jnp.dtype(jnp.promote_types(_float_dtype(params), jnp.float32))
+    return _wider(_float_dtype(params), jnp.dtype(jnp.float32))
 
 
 def _is_traced(value: Any) -> bool:

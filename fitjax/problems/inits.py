@@ -80,7 +80,7 @@ def normal(key: jax.Array, n: int, mean: PyTree, std: float | PyTree = 1.0) -> P
     for s in jax.tree.leaves(std_t):
         _checks.non_negative("std", s)
     return jax.tree.map(
-        lambda k, m, s: m + jnp.asarray(s, m.dtype) * jax.random.normal(k, (n, *m.shape), m.dtype),
+        lambda k, m, s: m[None] + jnp.asarray(s, m.dtype) * jax.random.normal(k, (n, *m.shape), m.dtype),
         _leaf_keys(key, mean_t),
         mean_t,
         std_t,

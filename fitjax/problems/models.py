@@ -80,8 +80,8 @@ def mlp(params: dict, x: jax.Array) -> jax.Array:
     h = x[:, None] if x.ndim == 1 else x
     layers = params["layers"]
     for layer in layers[:-1]:
-        h = jnp.tanh(h @ layer["w"] + layer["b"])
-    out = h @ layers[-1]["w"] + layers[-1]["b"]
+        h = jnp.tanh(h @ layer["w"] + layer["b"][None])
+    out = h @ layers[-1]["w"] + layers[-1]["b"][None]
     return out[:, 0] if out.shape[-1] == 1 else out
 
 
