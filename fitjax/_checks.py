@@ -135,7 +135,7 @@ def schedule(name: str, fn: Callable[[Any], Any], check: Callable[[str, Any], No
         raise TypeError(f"{name} must be a function step -> scalar; calling it failed: {err}") from err
     if getattr(out, "shape", None) != ():
         raise ValueError(f"{name} must return a scalar, got shape {getattr(out, 'shape', out)}")
-    check(f"{name}(0)", fn(0))
+    check(f"{name}(0)", fn(jnp.zeros((), jnp.int32)))  # the step as optax passes it: an int32 array
 
 
 # ----------------------------------------------------------------------------- arrays, keys, dtypes

@@ -72,7 +72,7 @@ def _jitted_update(optimizer: Any, state_params: Any, grads: Any) -> Any:
 
 
 def _nan_late(step: jax.Array) -> jax.Array:
-    return 0.01 * jnp.sqrt(5.0 - step)  # NaN from step 6 on
+    return 0.01 * jnp.sqrt(5.0 - step.astype(jnp.float32))  # NaN from step 6 on
 
 
 def _raises(step: jax.Array) -> float:
@@ -398,7 +398,7 @@ CATALOGUE = [
     ),
     row(
         "schedule-nan-at-0",
-        lambda: fitjax.gd(lambda step: jnp.nan * step),
+        lambda: fitjax.gd(lambda step: jnp.nan * step.astype(jnp.float32)),
         ValueError,
         "learning_rate(0)",
         "nan",
@@ -1060,6 +1060,7 @@ LOW_PRECISION = [
 ]
 
 
+@pytest.mark.loose_promotion  # a loss written loosely: 16-bit parameters meet float32 data
 @pytest.mark.parametrize("bad", LOW_PRECISION)
 def test_low_precision_warns_naming_the_argument_and_the_value(bad: Bad):
     with pytest.warns(fitjax.PrecisionWarning) as caught:

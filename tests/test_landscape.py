@@ -136,7 +136,7 @@ def test_pca_recovers_the_plane_of_a_planar_trajectory(x64):
     t = jnp.linspace(0, 1, 40)
     s, r = 3.0 * jnp.cos(4 * t) * (1 - t), jnp.sin(5 * t) * (1 - t)  # ends at the centre
     center_flat = jnp.arange(7.0)
-    flat = center_flat + s[:, None] * u + r[:, None] * v
+    flat = center_flat[None] + s[:, None] * u[None] + r[:, None] * v[None]
     trajectory = {"a": flat[:, :3], "b": flat[:, 3:].reshape(40, 2, 2)}
     plane = fitjax.pca_directions(trajectory)
     basis = np.stack([np.concatenate([np.ravel(d["a"]), np.ravel(d["b"])]) for d in plane.directions], 1)
@@ -169,7 +169,7 @@ def test_pca_plane_of_a_fit_trajectory_passes_through_it(x64):
         atol=1e-12,
     )
     # in two dimensions the plane is the whole space: the projected path is the path
-    path = res.params[0] + plane.coords @ np.stack(plane.directions)
+    path = res.params[0][None] + plane.coords @ np.stack(plane.directions)
     np.testing.assert_allclose(path, res.history.params[0], atol=1e-12)
     on_plane = fitjax.loss_plane(loss, data, res.params[0], plane.directions, ([0.0], [0.0]))
     np.testing.assert_allclose(on_plane.loss[0, 0], res.loss[0], rtol=1e-12)  # the centre is the final point

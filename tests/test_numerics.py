@@ -234,6 +234,7 @@ def test_a_run_started_at_a_zero_gradient_stays_exactly_put(optimizer):
     assert res.diverged_step[1] == -1 and not np.array_equal(res.params[1], starts[1])
 
 
+@pytest.mark.loose_promotion  # optax's own code mixes Python floats, ints and floats
 def test_optax_adam_with_eps_zero_gives_nan_there_and_only_that_run_is_flagged():
     """The same 0/0 through an optax optimizer (which does not guard it) is a NaN: the run is
     flagged at step 0, keeps its start, and the other runs are those of a batch without it."""
@@ -268,6 +269,7 @@ LOW = {  # settings bfloat16 and float16 both hold (see docs/errors.md)
 }
 
 
+@pytest.mark.loose_promotion  # a loss written loosely: 16-bit parameters meet float32 data
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=["bfloat16", "float16"])
 @pytest.mark.parametrize("name", LOW)
 def test_low_precision_parameters_keep_their_dtype_and_still_fit(name, dtype):

@@ -47,6 +47,7 @@ def set_lr(value):
 # ----------------------------------------------------------------------------- injection
 
 
+@pytest.mark.loose_promotion  # optax's own code mixes Python floats, ints and floats
 def test_inject_hyperparams_of_fitjax_adam_follows_an_edited_learning_rate():
     ours, _ = run(optax.inject_hyperparams(fitjax.adam)(learning_rate=0.1), 5, edit=set_lr(1e-6))
     ref, _ = run(optax.inject_hyperparams(optax.adam)(learning_rate=0.1), 5, edit=set_lr(1e-6))
@@ -54,6 +55,7 @@ def test_inject_hyperparams_of_fitjax_adam_follows_an_edited_learning_rate():
     assert float(jnp.abs(ours[3]).max()) < 1e-5  # the edit took effect
 
 
+@pytest.mark.loose_promotion  # optax's own code mixes Python floats, ints and floats
 def test_editing_a_fitjax_optimizers_own_state_takes_effect_and_lasts():
     ours, _ = run(fitjax.adam(0.1), 5, edit=set_lr(1e-6))
     ref, _ = run(optax.inject_hyperparams(optax.adam)(learning_rate=0.1), 5, edit=set_lr(1e-6))
@@ -71,6 +73,7 @@ def test_optax_tree_get_and_set_read_and_change_fitjax_hyperparameters():
     np.testing.assert_array_equal(u, jnp.zeros_like(P))
 
 
+@pytest.mark.loose_promotion  # optax's own code mixes Python floats, ints and floats
 @pytest.mark.parametrize("factory,ref", [(fitjax.adam, optax.adam), (fitjax.gd, optax.sgd)])
 def test_an_injected_schedule_is_followed_step_by_step(factory, ref):
     schedule = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 10, 50)
@@ -86,6 +89,7 @@ def test_an_injected_momentum_schedule_is_followed():
     np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=1e-9)
 
 
+@pytest.mark.loose_promotion  # a user's schedule written loosely: a Python float meets the int32 step
 def test_schedules_may_start_at_zero_on_any_hyperparameter():
     warm = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 10, 50)
     ours, _ = run(fitjax.adam(warm), 50)
@@ -144,6 +148,7 @@ def test_one_value_per_run_goes_through_fit_hyperparams():
 # ----------------------------------------------------------------------------- dtypes and numbers
 
 
+@pytest.mark.loose_promotion  # a loss written loosely: 16-bit parameters meet float32 data
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_low_precision_parameters_run_with_a_warning_and_keep_their_dtype(dtype):
     opt = fitjax.adam(1e-3)
@@ -166,6 +171,7 @@ def test_a_line_search_runs_in_float16():
     assert res.params.dtype == jnp.float16 and bool(jnp.isfinite(res.loss).all())
 
 
+@pytest.mark.loose_promotion  # optax's own code mixes Python floats, ints and floats
 def test_complex_parameters_use_the_squared_magnitude_as_optax():
     params = jnp.array([1.0 + 1.0j, -0.5 + 2.0j], jnp.complex64)
 
@@ -232,6 +238,7 @@ def test_rmsprop_equals_optax_rmsprop_step_by_step():
 # ------------------------------------------------------------------- per-run hyperparameters of optax
 
 
+@pytest.mark.loose_promotion  # optax's own code mixes Python floats, ints and floats
 def test_fit_sweeps_an_injected_optax_optimizer_without_recompiling():
     loss = fitjax.least_squares(fitjax.line)
     data = fitjax.datasets.line()

@@ -482,8 +482,8 @@ def pca_directions(trajectory: PyTree, center: PyTree | None = None) -> PCAPlane
 
 @jax.jit
 def _principal_axes(flat: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
-    diffs = flat - c
-    _, s, vt = jnp.linalg.svd(diffs - diffs.mean(axis=0), full_matrices=False)
+    diffs = flat - c[None]
+    _, s, vt = jnp.linalg.svd(diffs - diffs.mean(axis=0, keepdims=True), full_matrices=False)
     variance = s * s
     return vt[:2], variance[:2] / jnp.maximum(variance.sum(), jnp.finfo(variance.dtype).tiny)
 
@@ -508,7 +508,7 @@ def project(points: PyTree, center: PyTree, directions: Sequence[PyTree]) -> np.
     flat, _ = _ravel_steps(points)
     c = ravel_pytree(center)[0]
     basis = jnp.stack([ravel_pytree(d)[0] for d in directions], axis=1)  # (P, k)
-    return np.asarray(_least_squares(basis, flat - c))
+    return np.asarray(_least_squares(basis, flat - c[None]))
 
 
 def _check_like_a_point(name: str, tree: PyTree, points: PyTree, points_name: str) -> None:

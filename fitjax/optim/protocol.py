@@ -310,7 +310,7 @@ class _Public:
         hp = {}
         for h in self.rule.hyperparams:
             value = self.given[h.name]
-            hp[h.name] = _as_held(h, value(0) if callable(value) else value, dtype)
+            hp[h.name] = _as_held(h, value(jnp.zeros((), jnp.int32)) if callable(value) else value, dtype)
         state = _initial_state(self.rule, self.schedules, params, hp)
         # What init put in the state, to tell a later edit of it from the constructor's value.
         return state._replace(hyperparams_states={"initial": tuple(state.hyperparams[k] for k in hp)})
@@ -551,5 +551,5 @@ def stepper(optimizer: Any, params0: PyTree) -> tuple[Stepper, dict[str, jax.Arr
     defaults = {}
     for h in rule.hyperparams:  # a scheduled one at its step-0 value: it sets the dtype
         value = given[h.name]
-        defaults[h.name] = _as_held(h, value(0) if callable(value) else value, dtype)
+        defaults[h.name] = _as_held(h, value(jnp.zeros((), jnp.int32)) if callable(value) else value, dtype)
     return Stepper(rule=rule, schedules=schedules), defaults

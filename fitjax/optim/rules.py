@@ -77,13 +77,14 @@ def _zeros(params: PyTree) -> PyTree:
 
 
 def _real(x: jax.Array, like: jax.Array) -> jax.Array:
-    """A scalar in the real dtype of a leaf (a complex leaf's real part's).
+    """A real scalar in a leaf's dtype (a complex leaf's: the scalar with zero imaginary part).
 
     Scalars are computed where the hyperparameters are held (float32 or wider) and cast
     to the leaf's dtype only to meet it, as optax's Python-float coefficients are: in
-    bfloat16, ``1 − γ`` for γ = 0.999 stays 0.001 even though γ itself rounds to 1.
+    bfloat16, ``1 − γ`` for γ = 0.999 stays 0.001 even though γ itself rounds to 1. A
+    complex leaf meets the scalar as a complex number, as a Python float meets it in optax.
     """
-    return jnp.asarray(x).astype(jnp.finfo(jnp.result_type(like)).dtype)
+    return jnp.asarray(x).astype(jnp.result_type(like))
 
 
 def abs_sq(g: jax.Array) -> jax.Array:
