@@ -19,6 +19,9 @@ import pytest
 
 import fitjax
 
+# Flax, Equinox and optax code runs in every case, and optax's code mixes ints and floats.
+pytestmark = pytest.mark.loose_promotion
+
 flax = pytest.importorskip("flax")
 serialization = pytest.importorskip("flax.serialization")
 

@@ -178,6 +178,7 @@ def _dict_loss(params, batch):
     return jnp.sum((params["offset"] + params["slope"] * x - y) ** 2)
 
 
+@pytest.mark.loose_promotion  # one case runs optax's own optimizer
 @pytest.mark.parametrize(
     "case, reason",
     [
@@ -461,6 +462,7 @@ def test_lowers_to_a_triton_kernel_with_the_chosen_functions(precision):
     assert not any(name in text for name in absent)
 
 
+@pytest.mark.loose_promotion  # optax's cosine schedule mixes ints and floats
 @pytest.mark.parametrize(
     "opt, kwargs",
     [
@@ -499,6 +501,7 @@ def _everything(p, batch):
     )
 
 
+@pytest.mark.loose_promotion  # one loss mixes in a float64 NumPy constant on purpose
 @pytest.mark.parametrize("loss", [GABOR, fitjax.least_squares(fitjax.line, "mean"), _everything])
 def test_rewritten_loss_equals_the_loss_and_its_gradient(x64, loss):
     x, y = fitjax.datasets.gabor()

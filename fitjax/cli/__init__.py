@@ -1,5 +1,5 @@
 """The ``fitjax`` command: ``demo``, ``sweep``, ``landscape`` and ``compare``."""
 
-from fitjax.cli.app import build_parser, main
+from fitjax.cli.app import build_parser, main, problem
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "problem"]
