@@ -23,12 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _problems import LINE
 
 import fitjax
 from fitjax.analysis import plots
 from fitjax.cli import main
 
-LINE = fitjax.least_squares(fitjax.line)
 DATA = fitjax.datasets.line()  # 12 examples
 STARTS = jnp.zeros((4, 2))
 KEY = jax.random.key(0)

@@ -4,11 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _problems import GABOR
 from scipy.cluster.hierarchy import fcluster, linkage
 
 import fitjax
-
-GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
 
 
 def _double_well(p, _):  # minima (±1, 0), saddle (0, 0)

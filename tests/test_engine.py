@@ -5,12 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _problems import GABOR, LINE
 
 import fitjax
 from fitjax.optim.protocol import stepper
-
-LINE = fitjax.least_squares(fitjax.line)
-GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
 
 
 def test_gd_on_the_line_matches_optax_sgd_step_by_step(x64):

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _problems import GABOR, LINE
 
 import fitjax
 from fitjax.engine import core as engine
@@ -24,8 +25,6 @@ from fitjax.kernels import kernel_loss as _fused_loss
 from fitjax.kernels import kernel_math as _fused_math
 from fitjax.optim.protocol import stepper
 
-LINE = fitjax.least_squares(fitjax.line)
-GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
 OPTIMIZERS = {
     "gd": lambda: fitjax.gd(0.002),
     "momentum": lambda: fitjax.momentum(0.005, 0.8),

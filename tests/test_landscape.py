@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _problems import GABOR
 
 import fitjax
 from fitjax.analysis import landscape
 
-GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
 PHI0 = np.linspace(-10.0, 10.0, 37)
 PHI1 = np.linspace(2.5, 22.5, 23)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _problems import GABOR
 
 import fitjax
 
-GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
 TOY = fitjax.datasets.notebook()["adam_toy"]
 TOY_MIN = np.asarray(TOY["minimum"])  # (0.7, 0)
 

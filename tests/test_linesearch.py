@@ -14,11 +14,10 @@ import numpy as np
 import optax
 import pytest
 import scipy.optimize
+from _problems import GABOR, LINE
 
 import fitjax
 
-LINE = fitjax.least_squares(fitjax.line)
-GABOR = fitjax.least_squares(fitjax.Gabor(fitjax.GABOR_W_NOTEBOOK))
 NB = fitjax.datasets.notebook()
 BOUND = 0.505 / 0.33  # |s − s*| ≤ 0.505·(d − a) and |b − c| ≥ 0.33·(d − a) at exit: ≤ 1.5303·tol
 

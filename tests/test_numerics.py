@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _problems import LINE
 
 import fitjax
 
-LINE = fitjax.least_squares(fitjax.line)
 STEPS = 60
 
 

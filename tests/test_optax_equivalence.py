@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _problems import gabor_grad_numpy
 
 import fitjax
 from fitjax.engine import sampler as _sampler
@@ -58,15 +59,6 @@ def mlp_problem() -> dict[str, Any]:
 
 
 PROBLEMS = {"gabor": gabor_problem, "mlp": mlp_problem}
-
-
-def gabor_grad_numpy(phi: np.ndarray, x: np.ndarray, y: np.ndarray, w: float = GABOR_W) -> np.ndarray:
-    """∂L/∂φ of L = Σ (sin(z)·exp(−z²/w) − y)², z = φ0 + 0.06·φ1·x, written out by hand."""
-    z = phi[0] + 0.06 * phi[1] * x
-    envelope = np.exp(-z * z / w)
-    r = np.sin(z) * envelope - y
-    df_dz = (np.cos(z) - 2.0 * z / w * np.sin(z)) * envelope
-    return np.array([np.sum(2 * r * df_dz), np.sum(2 * r * df_dz * 0.06 * x)])
 
 
 # ----------------------------------------------------------------------------- driving by hand

@@ -18,13 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _problems import LINE
 
 import fitjax
 from fitjax.engine import core as engine
 from fitjax.engine import sampler as _sampler
 from fitjax.optim.protocol import stepper
 
-LINE = fitjax.least_squares(fitjax.line)
 GABOR = fitjax.least_squares(fitjax.gabor)
 
 
