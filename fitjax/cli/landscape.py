@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -62,14 +63,13 @@ def _check_landscape_options(args: argparse.Namespace, prob: Problem) -> None:
 
 
 def _landscape(args: argparse.Namespace) -> int:
+    """``fitjax landscape``: the loss on a grid, its critical points, figures and files;
+    returns the exit code."""
     prob = problem(args.model, seed=args.seed, hidden=args.hidden or 16, maths=args.math)
     _check_landscape_options(args, prob)
     out = _out_dir(args.out, "landscape", args.force)
-    from fitjax.analysis import plots
-
     n = args.grid
     chunk = args.chunk_size or landscape_chunk(n * n)
-    trajectory = None
     bar = _progress(n * n, f"landscape {prob.name}", unit="pt", quiet=args.quiet)
     done = [0]
 
@@ -82,23 +82,8 @@ def _landscape(args: argparse.Namespace) -> int:
     args.keep = lambda: f"nothing was written to {out}/ (a landscape is saved whole); rerun the command"
     start_time = time.perf_counter()
     if prob.init is None:
-        box = args.box or prob.box
-        assert box is not None  # every built-in problem without init has a box (problem())
-        (lo0, hi0), (lo1, hi1) = box
-
-        def work() -> Any:
-            return fitjax.loss_grid(
-                prob.loss,
-                prob.data,
-                np.linspace(lo0, hi0, n),
-                np.linspace(lo1, hi1, n),
-                chunk_size=chunk,
-                callback=callback,
-            )
-
-        land = _in_background(work, poll)
+        land, trajectory, plane = _parameter_plane(args, prob, callback, poll, chunk)
         labels = ("φ0", "φ1")
-        plane = {"kind": "parameters", "index": [0, 1], "box": [[lo0, hi0], [lo1, hi1]]}
     else:
         land, trajectory, plane = _mlp_plane(args, prob, callback, poll, chunk)
         labels = ("direction 1", "direction 2")
@@ -106,11 +91,57 @@ def _landscape(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start_time
     bar.close()
 
-    cps = None
-    if not args.no_critical:
-        cps = fitjax.critical_points(prob.loss, prob.data, land)
-    files = []
-    npz = out / "landscape.npz"
+    cps = None if args.no_critical else fitjax.critical_points(prob.loss, prob.data, land)
+    files = _save_landscape(out, args, prob, land, cps, trajectory, labels)
+    summary = {
+        "command": "landscape",
+        "model": prob.name,
+        "hidden": (args.hidden or 16) if prob.name == "mlp" else None,
+        "data": prob.description,
+        "math": args.math,
+        "seed": args.seed,
+        "grid": [n, n],
+        "chunk_size": chunk,
+        "plane": plane,
+        "seconds": seconds,
+        "loss_min": float(np.nanmin(land.loss)),
+        "loss_max": float(np.nanmax(land.loss)),
+        "critical_points": None if cps is None else _critical_list(cps),
+    }
+    files.append(_write_json(out / "landscape.json", summary))
+    if cps is not None and cps.loss.size:
+        files.append(sweep_report.write_csv(out / "results.csv", _critical_rows(cps)))
+    files.append(_write_json(out / "metadata.json", _metadata(args, prob, seconds=seconds)))
+    _print_landscape(prob, n, seconds, summary, cps, files)
+    return 0
+
+
+def _parameter_plane(args, prob, callback, poll, chunk) -> tuple[Any, None, dict[str, Any]]:
+    """The landscape of a two-parameter model over ``--box`` (default its own box):
+    the loss grid, no trajectory, and what the plane is."""
+    n = args.grid
+    box = args.box or prob.box
+    assert box is not None  # every built-in problem without init has a box (problem())
+    (lo0, hi0), (lo1, hi1) = box
+
+    def work() -> Any:
+        return fitjax.loss_grid(
+            prob.loss,
+            prob.data,
+            np.linspace(lo0, hi0, n),
+            np.linspace(lo1, hi1, n),
+            chunk_size=chunk,
+            callback=callback,
+        )
+
+    land = _in_background(work, poll)
+    return land, None, {"kind": "parameters", "index": [0, 1], "box": [[lo0, hi0], [lo1, hi1]]}
+
+
+def _save_landscape(out, args, prob, land, cps, trajectory, labels) -> list[Path]:
+    """Writes landscape.npz and the two figures (landscape and surface); returns their paths."""
+    from fitjax.analysis import plots
+
     extra = (
         {}
         if cps is None
@@ -123,10 +154,10 @@ def _landscape(args: argparse.Namespace) -> int:
     )
     if trajectory is not None:
         extra["trajectory"] = trajectory
+    npz = out / "landscape.npz"
     np.savez_compressed(
         npz, values0=land.coords[0], values1=land.coords[1], loss=land.loss, allow_pickle=True, **extra
     )  # allow_pickle: numpy's default, named so that no array can be taken for it
-    files.append(npz)
     fig = out / f"landscape.{args.format}"
     plots.plot_landscape(
         fig,
@@ -142,59 +173,48 @@ def _landscape(args: argparse.Namespace) -> int:
         ylabel=labels[1],
         title=f"{prob.name} loss landscape",
     )
-    files.append(fig)
-    files.append(
-        plots.plot_surface(
-            out / f"landscape_surface.{args.format}",
-            land.coords[0],
-            land.coords[1],
-            land.loss,
-            xlabel=labels[0],
-            ylabel=labels[1],
-            title=f"{prob.name} loss surface",
-        )
+    surface = plots.plot_surface(
+        out / f"landscape_surface.{args.format}",
+        land.coords[0],
+        land.coords[1],
+        land.loss,
+        xlabel=labels[0],
+        ylabel=labels[1],
+        title=f"{prob.name} loss surface",
     )
-    kinds = {} if cps is None else {k: int(np.sum(cps.kind == k)) for k in ("minimum", "saddle", "maximum")}
-    summary = {
-        "command": "landscape",
-        "model": prob.name,
-        "hidden": (args.hidden or 16) if prob.name == "mlp" else None,
-        "data": prob.description,
-        "math": args.math,
-        "seed": args.seed,
-        "grid": [n, n],
-        "chunk_size": chunk,
-        "plane": plane,
-        "seconds": seconds,
-        "loss_min": float(np.nanmin(land.loss)),
-        "loss_max": float(np.nanmax(land.loss)),
-        "critical_points": None
-        if cps is None
-        else [
-            {"coords": c, "loss": v, "kind": k, "eigenvalues": e}
-            for c, v, k, e in zip(cps.coords, cps.loss, cps.kind, cps.eigenvalues, strict=True)
-        ],
-    }
-    files.append(_write_json(out / "landscape.json", summary))
-    if cps is not None:
-        rows: list[dict[str, Any]] = [
-            {
-                "kind": str(k),
-                "loss": float(v),
-                **{f"coord{i}": float(x) for i, x in enumerate(c)},
-                **{f"eigenvalue{i}": float(x) for i, x in enumerate(e)},
-            }
-            for c, v, k, e in zip(cps.coords, cps.loss, cps.kind, cps.eigenvalues, strict=True)
-        ]
-        rows.sort(key=lambda r: r["loss"])
-        if rows:
-            files.append(sweep_report.write_csv(out / "results.csv", rows))
-    files.append(_write_json(out / "metadata.json", _metadata(args, prob, seconds=seconds)))
+    return [npz, fig, surface]
+
+
+def _critical_list(cps: Any) -> list[dict[str, Any]]:
+    """landscape.json's critical points: coordinates, loss, kind and Hessian eigenvalues of each."""
+    return [
+        {"coords": c, "loss": v, "kind": k, "eigenvalues": e}
+        for c, v, k, e in zip(cps.coords, cps.loss, cps.kind, cps.eigenvalues, strict=True)
+    ]
+
+
+def _critical_rows(cps: Any) -> list[dict[str, Any]]:
+    """results.csv's rows: one per critical point, lowest loss first."""
+    rows: list[dict[str, Any]] = [
+        {
+            "kind": str(k),
+            "loss": float(v),
+            **{f"coord{i}": float(x) for i, x in enumerate(c)},
+            **{f"eigenvalue{i}": float(x) for i, x in enumerate(e)},
+        }
+        for c, v, k, e in zip(cps.coords, cps.loss, cps.kind, cps.eigenvalues, strict=True)
+    ]
+    return sorted(rows, key=lambda r: r["loss"])
+
+
+def _print_landscape(prob, n, seconds, summary, cps, files) -> None:
+    """The lines ``fitjax landscape`` prints: grid, time, loss range, critical points, files."""
     print(
         f"fitjax landscape: {prob.name}: {n} x {n} grid in {seconds:.2f} s; "
         f"loss from {summary['loss_min']:.6g} to {summary['loss_max']:.6g}"
     )
     if cps is not None:
+        kinds = {k: int(np.sum(cps.kind == k)) for k in ("minimum", "saddle", "maximum")}
         print(
             "  critical points: "
             + ", ".join(f"{v} {k}{'' if v == 1 else 's'}" for k, v in kinds.items())
@@ -202,7 +222,6 @@ def _landscape(args: argparse.Namespace) -> int:
             .replace("maximums", "maxima")
         )
     print(f"  wrote {', '.join(str(f) for f in files)}")
-    return 0
 
 
 def _mlp_plane(args, prob, callback, poll, chunk):

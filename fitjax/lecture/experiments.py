@@ -10,7 +10,7 @@ order. The settings each one uses are the constants below or the companion noteb
 >>> r = line(Settings(grid=11))
 >>> r.name, sorted(f.name for f in r.figures)
 ('line', ['line_fit', 'line_landscape'])
->>> round(r.numbers["gd"]["final_loss"], 4)
+>>> round(float(r.numbers["gd"]["final_loss"]), 4)
 0.1999
 """
 
