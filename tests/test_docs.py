@@ -662,14 +662,15 @@ def test_landscapes_page_quotes_the_demo():
 
 
 def _demo_figures() -> set[str]:
-    """The figure names ``fitjax demo`` writes: the arguments of ``d.fig(...)`` in fitjax/cli/app.py."""
-    tree = ast.parse((ROOT / "fitjax" / "cli" / "app.py").read_text())
+    """The figure names ``fitjax demo`` writes: the first arguments of ``Figure(...)`` and
+    ``_landscape_figure(...)`` in fitjax/lecture/experiments.py."""
+    tree = ast.parse((ROOT / "fitjax" / "lecture" / "experiments.py").read_text())
     return {
         node.args[0].value
         for node in ast.walk(tree)
         if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "fig"
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("Figure", "_landscape_figure")
         and node.args
         and isinstance(node.args[0], ast.Constant)
         and isinstance(node.args[0].value, str)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _problems import GABOR
 
 import fitjax
+from fitjax.lecture import problems
 
+GABOR = problems.gabor().loss  # the lecture's Gabor fit (w = 32), as in fitjax demo
 TOY = fitjax.datasets.notebook()["adam_toy"]
 TOY_MIN = np.asarray(TOY["minimum"])  # (0.7, 0)
 
@@ -33,8 +34,9 @@ def test_sgd_escapes_local_minima_that_gd_stays_in():
     real but small at a step size where GD is still stable: SGD's noise is a way out of
     some local minima, not a cure (and it can also knock a run out of the right valley).
     """
-    data = fitjax.datasets.gabor()
-    starts = fitjax.inits.grid(jnp.linspace(-10.0, 10.0, 15), jnp.linspace(2.5, 22.5, 15))
+    data = problems.gabor().data
+    (lo0, hi0), (lo1, hi1) = problems.gabor().box
+    starts = fitjax.inits.grid(jnp.linspace(lo0, hi0, 15), jnp.linspace(lo1, hi1, 15))
     alpha, steps = 0.25, 2000
     gd = fitjax.fit(GABOR, fitjax.gd(alpha), starts, data, steps=steps)
     sgd = fitjax.fit(GABOR, fitjax.sgd(alpha), starts, data, steps=steps, batch_size=5, key=jax.random.key(0))
