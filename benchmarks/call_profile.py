@@ -43,7 +43,8 @@ import fitjax
 from benchmarks import contenders as c
 from benchmarks import fused_bench as fb
 from benchmarks import step_profile as sp
-from fitjax.engine import core as engine
+from fitjax import internal
+from fitjax.optim.protocol import stepper
 
 
 def expert_with_outputs(steps: int, extra: int) -> Callable:
@@ -65,21 +66,23 @@ def _returning(value: Any) -> Callable:
 
 
 def skipping_checks(call: Callable, starts: Any, data: Any) -> Callable:
-    """``call`` with ``engine``'s argument checks replaced by the results they give here."""
-    update, defaults = engine.stepper(fb.adam(), starts)
+    """``call`` with the engine's argument checks (``fitjax.engine.prepare``) replaced by the
+    results they give here."""
+    engine = internal.prepare_module
+    update, defaults = stepper(fb.adam(), starts)
     results = {
-        "_check_loss_and_optimizer": None,
-        "_refuse_tracers": None,
-        "_check_params0": engine._check_params0(starts),
-        "_check_data": engine._check_data(data),
-        "_check_loss": None,
-        "_check_schedules": None,
-        "_hyperparams": engine._hyperparams(update, defaults, starts, starts.shape[0], None),
-        "_check_update": None,
+        "check_loss_and_optimizer": None,
+        "refuse_tracers": None,
+        "check_params0": internal.check_params0(starts),
+        "check_data": internal.check_data(data),
+        "check_loss": None,
+        "check_schedules": None,
+        "split_hyperparams": internal.hyperparams_split(update, defaults, starts, starts.shape[0], None),
+        "check_update": None,
     }
     missing = [name for name in results if not hasattr(engine, name)]
     if missing:  # a check renamed or moved: skipping it here would silently skip nothing
-        raise AttributeError(f"fitjax.engine has no {', '.join(missing)}: update skipping_checks")
+        raise AttributeError(f"fitjax.engine.prepare has no {', '.join(missing)}: update skipping_checks")
 
     def skipped():
         saved = {name: getattr(engine, name) for name in results}

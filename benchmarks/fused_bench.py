@@ -49,8 +49,9 @@ import numpy as np
 
 import fitjax
 from benchmarks import contenders as c
-from fitjax.engine import core as engine
+from fitjax import internal
 from fitjax.kernels import fused
+from fitjax.optim.protocol import stepper
 
 LOSS = fitjax.least_squares(fitjax.Gabor(8.0))
 PRECISIONS = ("platform", "full", "fast")
@@ -63,8 +64,8 @@ def adam() -> Any:
 # ----------------------------------------------------------------------------- programs
 
 
-def _plan(steps: int, n: int, record_every: int | None = None, unroll: int | None = None) -> engine._Plan:
-    return engine._Plan(
+def _plan(steps: int, n: int, record_every: int | None = None, unroll: int | None = None) -> internal.Plan:
+    return internal.Plan(
         steps=steps,
         record_every=record_every,
         record_params=False,
@@ -72,8 +73,8 @@ def _plan(steps: int, n: int, record_every: int | None = None, unroll: int | Non
         n_data=n,
         shared_order=False,
         extra_args=False,
-        unroll=engine._default_unroll() if unroll is None else unroll,
-        check_every=engine.CHECK_EVERY,
+        unroll=internal.default_unroll() if unroll is None else unroll,
+        check_every=internal.prepare_module.CHECK_EVERY,
     )
 
 
@@ -81,21 +82,21 @@ def xla_program(
     starts, data, steps: int, record_every: int | None = None, unroll: int | None = None
 ) -> tuple[Callable, tuple]:
     """fitjax's XLA path as a jitted function and its arguments (``unroll``: fit's default)."""
-    update, defaults = engine.stepper(adam(), starts)
-    shared, per_run = engine._hyperparams(update, defaults, starts, starts.shape[0], None)
+    update, defaults = stepper(adam(), starts)
+    shared, per_run = internal.hyperparams_split(update, defaults, starts, starts.shape[0], None)
     plan = _plan(steps, data[0].shape[0], record_every, unroll)
-    _, jitted = engine._program(LOSS, update, plan)
+    _, jitted = internal.program(LOSS, update, plan)
     run_ids = jnp.arange(starts.shape[0], dtype=jnp.uint32)
     return jitted, (starts, shared, per_run, jax.random.key(0), run_ids, data)
 
 
 def fused_program(starts, data, steps: int, options: fused.Fused, record_every: int | None = None):
     """The fused kernel as a jitted function and its arguments."""
-    update, defaults = engine.stepper(adam(), starts)
-    shared, per_run = engine._hyperparams(update, defaults, starts, starts.shape[0], None)
+    update, defaults = stepper(adam(), starts)
+    shared, per_run = internal.hyperparams_split(update, defaults, starts, starts.shape[0], None)
     plan = _plan(steps, data[0].shape[0], record_every)
-    kernel = fused._plan(LOSS, update, starts, data, plan, shared, per_run, options, True, None)
-    return fused._compiled(kernel), (starts, shared, per_run, jax.random.key(0), data)
+    kernel = internal.fused_plan(LOSS, update, starts, data, plan, shared, per_run, options, True, None)
+    return internal.fused_compiled(kernel), (starts, shared, per_run, jax.random.key(0), data)
 
 
 def _fused_at(starts, data, options: fused.Fused, steps: int, record_every: int | None):

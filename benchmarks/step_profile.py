@@ -12,7 +12,7 @@ for each: the kernels (fusions and other device calls) inside the compiled step 
 in them, compile time, run time (best of ``--repeat`` after a warm-up,
 ``block_until_ready``) and the ratio to the expert baseline measured in the same run.
 
-The engine checks for divergence once per span of ``engine.CHECK_EVERY`` steps (and
+The engine checks for divergence once per span of ``fitjax.engine.prepare.CHECK_EVERY`` steps (and
 replays a failed span step by step). The variants:
 
 * ``every N``: spans of N steps; ``every 1`` is a per-step check with a freezing select
@@ -22,7 +22,7 @@ replays a failed span step by step). The variants:
   optimizer state. Not a valid engine (a diverged run would not be flagged); it
   bounds what divergence handling as a whole costs.
 
-The engine rows use ``fit``'s default ``unroll`` on this device (``engine._default_unroll``);
+The engine rows use ``fit``'s default ``unroll`` on this device (``internal.default_unroll``);
 ``--unroll`` also times the others of 1, 2, 4 and 8. ``--record K`` times the engine
 recording every K steps, at the default unroll and unrolled K times, and without
 records unrolled K times: each record block runs its K - 1 unrecorded steps in a loop
@@ -45,13 +45,13 @@ import jax.numpy as jnp
 
 from benchmarks import contenders as c
 from benchmarks import fused_bench as fb
-from fitjax.engine import core as engine
+from fitjax import internal
 
 
 def _sliced_check(tree: Any) -> jax.Array:
     def leaf(x):
         flat = jnp.ravel(x)
-        if flat.shape[0] > engine._SLICE_MAX:
+        if flat.shape[0] > internal.SLICE_MAX:
             return jnp.all(jnp.isfinite(x))
         return functools.reduce(jnp.logical_and, [jnp.isfinite(flat[i]) for i in range(flat.shape[0])])
 
@@ -71,22 +71,24 @@ def _new_state(self: Any, keep: Any, new: Any, old: Any) -> Any:
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    f"every {engine.CHECK_EVERY} (engine)": {},
-    "every 1": {"CHECK_EVERY": 1},
-    "sliced, every 1": {"CHECK_EVERY": 1, "_all_finite": _sliced_check},
-    "every 8": {"CHECK_EVERY": 8},
-    "every 128": {"CHECK_EVERY": 128},
-    "none, no freeze": {"_all_finite": _no_check, "_select": _new, "Stepper.freeze": _new_state},
+    f"every {internal.prepare_module.CHECK_EVERY} (engine)": {},
+    "every 1": {"prepare.CHECK_EVERY": 1},
+    "sliced, every 1": {"prepare.CHECK_EVERY": 1, "loop.all_finite": _sliced_check},
+    "every 8": {"prepare.CHECK_EVERY": 8},
+    "every 128": {"prepare.CHECK_EVERY": 128},
+    "none, no freeze": {"loop.all_finite": _no_check, "loop.select": _new, "loop.Stepper.freeze": _new_state},
 }
-"""Each variant: the engine attributes (``Stepper.freeze``: an attribute of an engine
-attribute) it replaces while its program is traced."""
+"""Each variant: the attributes of the engine's modules (``prepare.``, ``loop.``;
+``loop.Stepper.freeze``: an attribute of one of them) it replaces while its program is traced."""
+
+_MODULES = {"prepare": internal.prepare_module, "loop": internal.loop}
 
 
 def _owner(path: str) -> tuple[Any, str]:
     """The object holding the engine attribute ``path`` and its last name; an error if it is
     gone (a variant that patched a removed name would silently time the engine itself)."""
     *outer, name = path.split(".")
-    owner: Any = engine
+    owner: Any = _MODULES[outer.pop(0)]
     for part in outer:
         owner = getattr(owner, part)
     if not hasattr(owner, name):
@@ -163,20 +165,20 @@ def profile(
         try:
             for path, fn in patches.items():
                 setattr(*owners[path], fn)
-            engine._program.cache_clear()
+            internal.program.cache_clear()
             rows[f"fitjax[{name}]"] = timed(*fb.xla_program(starts, (x, y), steps), repeat)
         finally:
             for path, fn in original.items():
                 setattr(*owners[path], fn)
-            engine._program.cache_clear()
+            internal.program.cache_clear()
     if unroll:
-        for k in sorted({1, 2, 4, 8} - {engine._default_unroll()}):
+        for k in sorted({1, 2, 4, 8} - {internal.default_unroll()}):
             rows[f"fitjax[unroll={k}]"] = timed(*fb.xla_program(starts, (x, y), steps, unroll=k), repeat)
     if record:
         flat = f"fitjax[unroll={record}]"
-        if flat not in rows and record != engine._default_unroll():
+        if flat not in rows and record != internal.default_unroll():
             rows[flat] = timed(*fb.xla_program(starts, (x, y), steps, unroll=record), repeat)
-        for k in sorted({engine._default_unroll(), record}):
+        for k in sorted({internal.default_unroll(), record}):
             name = f"fitjax[record {record}, unroll={k}]"
             rows[name] = timed(*fb.xla_program(starts, (x, y), steps, record_every=record, unroll=k), repeat)
     ref = rows["expert_optax"]["run_s"]

@@ -156,12 +156,12 @@ def as_array(name: str, value: Any) -> Any:
         raise TypeError(f"{name} must be an array of numbers, got {value!r}") from None
 
 
-_HOST_CHECK_MAX = 1 << 16  # arrays up to this size are tested on the host from any device
+HOST_CHECK_MAX = 1 << 16  # arrays up to this size are tested on the host from any device
 
 
-def _on_host(arr: Any) -> bool:
+def on_host(arr: Any) -> bool:
     """Whether ``np.asarray(arr)`` is cheap: a NumPy array, a small array, or one on the CPU."""
-    if isinstance(arr, np.ndarray) or arr.size <= _HOST_CHECK_MAX:
+    if isinstance(arr, np.ndarray) or arr.size <= HOST_CHECK_MAX:
         return True
     devices = getattr(getattr(arr, "sharding", None), "device_set", ())
     return bool(devices) and all(d.platform == "cpu" for d in devices)
@@ -178,7 +178,7 @@ def _all_finite(arr: Any) -> bool:
         known = _KNOWN_FINITE.get(id(arr))
         if known is not None and known() is arr:
             return True
-    if _on_host(arr):
+    if on_host(arr):
         ok = bool(np.isfinite(np.asarray(arr)).all())
     else:
         ok = bool(jnp.all(jnp.isfinite(arr)))

@@ -265,7 +265,7 @@ CATALOGUE = [
         "data[0][3]",
         "nan (example 3)",
     ),
-    row(  # more than _checks._HOST_CHECK_MAX values, as a NumPy array and as a jax array
+    row(  # more than internal.checks.HOST_CHECK_MAX values, as a NumPy array and as a jax array
         "data-nan-large-numpy",
         lambda: fit(data=(_large(np.nan, 70_001), np.zeros(70_002))),
         ValueError,
@@ -1141,11 +1141,11 @@ def test_a_loss_closing_over_a_leaked_tracer_is_refused_by_name():
 def test_a_numpy_array_changed_between_calls_is_checked_again(monkeypatch):
     # A jax array found finite is not tested again (its values cannot change); a NumPy
     # array can change in place, so every call tests it.
-    from fitjax import _checks
+    from fitjax.internal import checks
 
     tested = []
-    original = _checks._on_host
-    monkeypatch.setattr(_checks, "_on_host", lambda arr: tested.append(arr) or original(arr))
+    original = checks.on_host
+    monkeypatch.setattr(checks, "on_host", lambda arr: tested.append(arr) or original(arr))
     line = fitjax.least_squares(fitjax.line)
     x, y = (np.array(a) for a in fitjax.datasets.line())
     starts = np.float32([[0.1, 0.2], [0.3, 0.4]])

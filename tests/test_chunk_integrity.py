@@ -21,7 +21,7 @@ import pytest
 from _problems import assert_same, build
 
 import fitjax
-from fitjax.engine import chunked
+from fitjax.engine import chunked, integrity
 
 SETUP = """
 import jax, fitjax
@@ -54,7 +54,7 @@ def sweeps(tmp_path_factory):
     sweep(root / "finished")
     reference = fitjax.load_chunked(root / "finished")
     fitjax.load_chunked(root / "finished", mmap=True)
-    commit = chunked._commit
+    commit = chunked.commit
 
     def stopping(tmp, final):
         if final.name == CHUNKS[2]:
@@ -62,12 +62,12 @@ def sweeps(tmp_path_factory):
             raise Stop
         commit(tmp, final)
 
-    chunked._commit = stopping
+    chunked.commit = stopping
     try:
         with pytest.raises(Stop):
             sweep(root / "unfinished")
     finally:
-        chunked._commit = commit
+        chunked.commit = commit
     assert sorted(json.loads((root / "unfinished" / "manifest.json").read_text())["chunks"]) == CHUNKS[:2]
     return root, reference
 
@@ -263,12 +263,12 @@ def test_chunks_are_checked_against_the_plan_of_arrays(sweeps, tmp_path):
     with np.load(path) as f:
         arrays = {name: f[name] for name in f.files}
     arrays["loss"] = arrays["loss"].astype(np.float64)
-    data = chunked._integrity.npz_bytes(arrays)
+    data = integrity.npz_bytes(arrays)
     path.write_bytes(data)
-    record = {"runs": [4, 8], "size": len(data), "sha256": chunked._integrity.sha256_bytes(data)}
+    record = {"runs": [4, 8], "size": len(data), "sha256": integrity.sha256_bytes(data)}
     edit_manifest(out, lambda m: m["chunks"].update({CHUNKS[1]: record}))
     manifest = json.loads((out / "manifest.json").read_text())
-    (out / "manifest.json").write_text(json.dumps(chunked._integrity.sealed(manifest)))
+    (out / "manifest.json").write_text(json.dumps(integrity.sealed(manifest)))
     with pytest.raises(chunked.DamagedSweepError, match=r"array 'loss' has dtype <f8 .* plan has dtype <f4"):
         fitjax.load_chunked(out)
     run, warned = sweep(out)
@@ -298,7 +298,7 @@ WRITER = textwrap.dedent(
     from pathlib import Path
     from fitjax.engine import chunked
     out = Path(sys.argv[1])
-    commit = chunked._commit
+    commit = chunked.commit
 
     def pausing_commit(tmp, final):
         commit(tmp, final)
@@ -308,7 +308,7 @@ WRITER = textwrap.dedent(
             while not (out.parent / "go").exists() and time.time() < deadline:
                 time.sleep(0.02)
 
-    chunked._commit = pausing_commit
+    chunked.commit = pausing_commit
     try:
         fitjax.fit_chunked(loss, optimizer, starts, data, out_dir=out, **kwargs)
     except chunked.SweepBusyError as err:

@@ -170,7 +170,7 @@ KILLED = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     from fitjax.engine import chunked
-    commit = chunked._commit
+    commit = chunked.commit
 
     def dying_commit(tmp, final):
         if final.name.startswith("chunk-") and int(final.stem.split("-")[1]) == 2:
@@ -180,7 +180,7 @@ KILLED = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         commit(tmp, final)
 
-    chunked._commit = dying_commit
+    chunked.commit = dying_commit
     fitjax.fit_chunked(loss, optimizer, starts, data, chunk_size=8, out_dir=sys.argv[1], **kwargs)
     """
 )

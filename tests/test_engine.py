@@ -246,7 +246,7 @@ def test_new_hyperparameter_values_share_one_update_function(build):
 @pytest.mark.parametrize("backend", ["cpu", "gpu"])
 def test_finiteness_check_is_the_same_on_every_backend(monkeypatch, backend):
     # On a GPU small leaves are checked element by element, elsewhere by a reduction.
-    from fitjax.engine import core as engine
+    from fitjax import internal
 
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
     rng = np.random.default_rng(0)
@@ -257,8 +257,8 @@ def test_finiteness_check_is_the_same_on_every_backend(monkeypatch, backend):
                 x.reshape(-1)[rng.integers(x.size)] = bad
             tree = {"a": jnp.asarray(x), "b": jnp.ones(2)}
             want = bad is None
-            assert bool(engine._all_finite(tree)) == want
-            batched = jax.vmap(engine._all_finite)(
+            assert bool(internal.all_finite(tree)) == want
+            batched = jax.vmap(internal.all_finite)(
                 {"a": jnp.stack([jnp.ones(shape), x]), "b": jnp.ones((2, 2))}
             )
             np.testing.assert_array_equal(batched, [True, want])

@@ -18,7 +18,7 @@ import pytest
 from _problems import GABOR, LINE
 
 import fitjax
-from fitjax.engine import core as engine
+from fitjax import internal
 from fitjax.engine import sampler as _sampler
 from fitjax.kernels import fused
 from fitjax.kernels import kernel_loss as _fused_loss
@@ -154,7 +154,7 @@ def test_scalar_parameter_and_no_data():
 def test_batch_table_equals_the_samplers_indices():
     key = jax.random.key(7)
     n, batch_size, steps = 11, 3, 17  # 3 steps per epoch, 2 examples unused each epoch
-    table = fused._batch_table(key, n, batch_size, steps)
+    table = internal.batch_table(key, n, batch_size, steps)
     at = jax.jit(lambda t: _sampler.indices_at(key, t, n, batch_size))  # step by step, as the engine
     expected = np.stack([at(jnp.int32(t)) for t in range(steps)])
     np.testing.assert_array_equal(table, expected)
@@ -217,26 +217,26 @@ def test_unsupported_problems_fall_back_with_the_reason(case, reason):
 def test_default_launch_settings():
     full, fast = fused.Fused("full"), fused.Fused("fast")
     # many runs of at most 64 lanes: one run per thread, 32 × warps runs, >= 512 programs
-    assert fused._launch(full, 32, 10**6) == (256, 8)
-    assert fused._launch(fast, 32, 10**6) == (64, 2)
-    assert fused._launch(full, 64, 10**5) == (128, 4)
-    assert fused._launch(fused.Fused(num_warps=2), 32, 10**6) == (64, 2)
+    assert internal.fused_launch(full, 32, 10**6) == (256, 8)
+    assert internal.fused_launch(fast, 32, 10**6) == (64, 2)
+    assert internal.fused_launch(full, 64, 10**5) == (128, 4)
+    assert internal.fused_launch(fused.Fused(num_warps=2), 32, 10**6) == (64, 2)
     # few runs: several threads share a run (about 1024 lanes per program, 4 warps)
-    assert fused._launch(full, 32, 10**4) == (32, 4)
-    assert fused._launch(fast, 32, 5) == (8, 4)  # never more than the runs
+    assert internal.fused_launch(full, 32, 10**4) == (32, 4)
+    assert internal.fused_launch(fast, 32, 5) == (8, 4)  # never more than the runs
     # more points
-    assert fused._launch(full, 1024, 10**6) == (1, 4)
-    assert fused._launch(full, 128, 10**6) == (8, 4)
+    assert internal.fused_launch(full, 1024, 10**6) == (1, 4)
+    assert internal.fused_launch(full, 128, 10**6) == (8, 4)
     # what is given is kept
-    assert fused._launch(fused.Fused(block_runs=16, num_warps=1), 32, 10**6) == (16, 1)
-    assert fused._launch(fused.Fused(block_runs=16), 32, 10**6) == (16, 4)
+    assert internal.fused_launch(fused.Fused(block_runs=16, num_warps=1), 32, 10**6) == (16, 1)
+    assert internal.fused_launch(fused.Fused(block_runs=16), 32, 10**6) == (16, 4)
 
 
 def test_auto_leaves_large_problems_to_the_xla_path():
     opt, starts = fitjax.adam(0.05), _starts("gabor", n=4096)
     x = jnp.linspace(-15.0, 15.0, 1024)
     data = (x, jnp.sin(x))
-    plan = engine._Plan(
+    plan = internal.Plan(
         steps=3,
         record_every=None,
         record_params=False,
@@ -246,7 +246,7 @@ def test_auto_leaves_large_problems_to_the_xla_path():
         extra_args=False,
     )
     update, defaults = stepper(opt, starts)
-    shared, per_run = engine._hyperparams(update, defaults, starts, starts.shape[0], None)
+    shared, per_run = internal.hyperparams_split(update, defaults, starts, starts.shape[0], None)
     kwargs = dict(plan=plan, hp_shared=shared, hp_run=per_run, key=jax.random.key(0))
     options = fused.Fused(interpret=True)
     with pytest.raises(fused.Unsupported, match="4096 runs × 1024 lanes: the XLA path is faster"):
@@ -426,7 +426,7 @@ def test_full_and_platform_precision_differ_only_by_rounding():
 
 def _lowered(loss, opt, starts, data, precision="full", **kwargs):
     """The fused program lowered for CUDA, as XLA would receive it on a GPU."""
-    plan = engine._Plan(
+    plan = internal.Plan(
         steps=kwargs.get("steps", 10),
         record_every=kwargs.get("record_every"),
         record_params=kwargs.get("record_params", False),
@@ -436,13 +436,13 @@ def _lowered(loss, opt, starts, data, precision="full", **kwargs):
         extra_args=False,
     )
     update, defaults = stepper(opt, starts)
-    shared, per_run = engine._hyperparams(
+    shared, per_run = internal.hyperparams_split(
         update, defaults, starts, starts.shape[0], kwargs.get("hyperparams")
     )
     options = fused.Fused(precision=precision, interpret=True)
-    kernel = fused._plan(loss, update, starts, data, plan, shared, per_run, options, True, None)
+    kernel = internal.fused_plan(loss, update, starts, data, plan, shared, per_run, options, True, None)
     kernel = dataclasses.replace(kernel, interpret=False)  # the GPU kernel, lowered here without one
-    traced = jax.jit(fused._program(kernel)).trace(starts, shared, per_run, jax.random.key(0), data)
+    traced = jax.jit(internal.fused_program(kernel)).trace(starts, shared, per_run, jax.random.key(0), data)
     return traced.lower(lowering_platforms=("cuda",)).as_text()
 
 

@@ -133,7 +133,7 @@ def test_a_path_that_leaves_the_box_ends_on_its_edge(tmp_path):
     ax = fig.add_subplot()
     ax.set_xlim(-1, 1)
     ax.set_ylim(0, 2)
-    outside = plots._draw_paths(
+    outside = plots.draw_paths(
         ax,
         [np.array([[0.0, 1.0], [3.0, 1.5]]), np.array([[0.0, 1.0], [0.5, 0.5]])],
         ["a", "b"],
@@ -185,7 +185,7 @@ def test_surface_labels_clear_their_ticks():
     z = 20 * np.abs(np.sin(x[:, None] / 2) * np.cos(y[None, :] / 3)) + 0.6
     fig = Figure(figsize=(6.4, 4.8), dpi=100, layout="constrained")
     canvas = FigureCanvasAgg(fig)
-    ax = plots._draw_surface(fig, x, y, z, 150, "φ0", "φ1", "loss")
+    ax = plots.draw_surface(fig, x, y, z, 150, "φ0", "φ1", "loss")
     canvas.draw()
     assert ax.zaxis.labelpad >= 10
     for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim()), (ax.zaxis, ax.get_zlim())):

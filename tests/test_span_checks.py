@@ -21,7 +21,7 @@ import pytest
 from _problems import LINE
 
 import fitjax
-from fitjax.engine import core as engine
+from fitjax import internal
 from fitjax.engine import sampler as _sampler
 from fitjax.optim.protocol import stepper
 
@@ -103,10 +103,10 @@ def _check(result, loss, optimizers, starts, data, steps, record_every, batch_si
 
 @pytest.fixture(params=[1, 3, 32], ids=lambda k: f"span{k}")
 def span(request, monkeypatch):
-    monkeypatch.setattr(engine, "CHECK_EVERY", request.param)
-    engine._program.cache_clear()
+    monkeypatch.setattr(internal.prepare_module, "CHECK_EVERY", request.param)
+    internal.program.cache_clear()
     yield request.param
-    engine._program.cache_clear()
+    internal.program.cache_clear()
 
 
 LRS = np.array([0.01, 0.03, 0.045, 0.06, 0.2, 1.0])  # stable, stable, slow, overflow, fast, very fast
@@ -181,12 +181,12 @@ def test_adam_and_an_optax_chain_match_the_reference(span):
 
 
 def test_the_replay_is_compiled_only_for_a_batch_with_a_failed_run_and_only_once():
-    engine._program.cache_clear()
-    engine._replay_program.cache_clear()
+    internal.program.cache_clear()
+    internal.replay_program.cache_clear()
     starts = np.tile(np.float32([1.6, -0.5]), (2, 1))
 
     def run(lrs):
-        before = engine._TRACES["replay"]
+        before = internal.TRACES["replay"]
         res = fitjax.fit(
             LINE,
             fitjax.gd(0.01),
@@ -195,7 +195,7 @@ def test_the_replay_is_compiled_only_for_a_batch_with_a_failed_run_and_only_once
             steps=40,
             hyperparams={"learning_rate": lrs},
         )
-        return res, engine._TRACES["replay"] - before
+        return res, internal.TRACES["replay"] - before
 
     res, traced = run([0.01, 0.02])
     assert traced == 0 and not res.diverged.any()
@@ -208,19 +208,19 @@ def test_the_replay_is_compiled_only_for_a_batch_with_a_failed_run_and_only_once
 @pytest.mark.parametrize(("backend", "unroll"), [("cpu", 1), ("gpu", 2)])
 def test_fit_unrolls_its_step_loop_twice_on_a_gpu_by_default(monkeypatch, backend, unroll):
     plans = []
-    original = engine._program
+    original = internal.program
 
     def spy(loss, update, plan):
         plans.append(plan)
         return original(loss, update, plan)
 
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
-    monkeypatch.setattr(engine, "_program", spy)
+    monkeypatch.setattr(internal.program_module, "program", spy)
     starts = np.float32([[1.6, -0.5]])
     fitjax.fit(LINE, fitjax.gd(0.01), starts, fitjax.datasets.line(), steps=5)
     fitjax.fit(LINE, fitjax.gd(0.01), starts, fitjax.datasets.line(), steps=5, unroll=3)
     assert [p.unroll for p in plans] == [unroll, 3]
-    assert plans[0].check_every == engine.CHECK_EVERY
+    assert plans[0].check_every == internal.prepare_module.CHECK_EVERY
 
 
 def test_a_span_that_fails_in_the_loop_but_not_on_replay_is_flagged_at_its_last_step():
@@ -232,7 +232,7 @@ def test_a_span_that_fails_in_the_loop_but_not_on_replay_is_flagged_at_its_last_
     opt, data, span = optax.sgd(0.01), fitjax.datasets.line(), 6
     p0 = jnp.float32([[1.6, -0.5], [0.3, 0.8]])
     healthy = fitjax.fit(LINE, opt, p0, data, steps=span)
-    plan = engine._Plan(
+    plan = internal.Plan(
         steps=span,
         record_every=None,
         record_params=False,
@@ -242,11 +242,11 @@ def test_a_span_that_fails_in_the_loop_but_not_on_replay_is_flagged_at_its_last_
         extra_args=stepper(opt, p0)[0].uses_loss,
         check_every=span,
     )
-    _, replay = engine._replay_program(LINE, stepper(opt, p0)[0], plan)
+    _, replay = internal.replay_program(LINE, stepper(opt, p0)[0], plan)
     marked = (jnp.int32([-1, 0]), jnp.int32([-1, span]))  # run 1 failed its span [0, 6)
     kept = (healthy.params.at[1].set(jnp.nan), healthy.loss.at[1].set(jnp.nan), healthy.diverged_step)
     params, loss, diverged_step, history, _ = replay(
-        p0, jax.vmap(opt.init)(p0), marked, None, engine._unused_key(), None, data, kept
+        p0, jax.vmap(opt.init)(p0), marked, None, internal.unused_key(), None, data, kept
     )
     assert history is None
     np.testing.assert_array_equal(diverged_step, [-1, span - 1])

@@ -41,7 +41,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from fitjax import _checks
-from fitjax.engine.core import FitResult, fit
+from fitjax.engine import FitResult, fit
 from fitjax.problems import inits
 
 PyTree = Any

@@ -42,7 +42,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from fitjax import _checks
-from fitjax.engine.core import _check_loss
+from fitjax.engine.prepare import check_loss
 
 PyTree = Any
 Loss = Callable[[PyTree, Any], jax.Array]
@@ -217,7 +217,7 @@ def loss_plane(
     _checks.finite("data", data, "clean or drop those examples")
     dtype = _float_dtype(center)
     axes = tuple(_axis(f"axes[{k}]", a, dtype) for k, a in enumerate(axes))
-    _check_loss(loss, jax.tree.map(lambda a: jnp.asarray(a)[None], center), data)
+    check_loss(loss, jax.tree.map(lambda a: jnp.asarray(a)[None], center), data)
 
     shape = tuple(a.size for a in axes)
     total = math.prod(shape)

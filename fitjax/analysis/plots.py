@@ -24,6 +24,19 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+__all__ = [
+    "FORMATS",
+    "PATH_COLORS",
+    "plot_basin_pages",
+    "plot_basin_panels",
+    "plot_basins",
+    "plot_fits",
+    "plot_landscape",
+    "plot_landscape_panels",
+    "plot_loss_curves",
+    "plot_surface",
+]  # draw_paths and draw_surface are the figures' parts, shared by them
+
 FORMATS = (".png", ".svg")
 
 
@@ -91,7 +104,7 @@ PATH_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
 run of a landscape figure and the k-th curve of its loss figure share a colour."""
 
 
-def _draw_paths(
+def draw_paths(
     ax: Any,
     trajectories: Sequence[Any] | None,
     labels: Sequence[str] | None,
@@ -245,7 +258,7 @@ def plot_landscape(
     ax = fig.add_subplot()
     image = _draw_landscape(ax, x, y, z, log, levels)
     _colorbar(fig, image, ax)
-    outside = _draw_paths(ax, trajectories, labels, box=(x[0], x[-1], y[0], y[-1]))
+    outside = draw_paths(ax, trajectories, labels, box=(x[0], x[-1], y[0], y[-1]))
     kinds = _draw_points(ax, points, point_kinds)
     _legend_below(fig, ax, _marker_key(kinds, bool(trajectories), outside))
     ax.set_xlabel(xlabel)
@@ -332,7 +345,7 @@ def plot_landscape_panels(
     for k, ax in enumerate(axes):
         image = _draw_landscape(ax, x, y, z, log, levels)
         color = PATH_COLORS[k % len(PATH_COLORS)]
-        leaves = _draw_paths(ax, [trajectories[k]], None, box=(x[0], x[-1], y[0], y[-1]), colors=[color])
+        leaves = draw_paths(ax, [trajectories[k]], None, box=(x[0], x[-1], y[0], y[-1]), colors=[color])
         outside |= leaves
         ax.set_title(labels[k] + (" (ends outside)" if leaves else ""), color=color, fontsize="medium")
         ax.set_xlabel(xlabel)
@@ -361,13 +374,13 @@ def plot_surface(
     """A 3-D surface of ``loss`` over ``x × y`` (grids larger than ``max_points`` per axis are strided)."""
     fig, out = _figure(size, dpi, path)
     x, y, z = _grid(x, y, loss)
-    _draw_surface(fig, x, y, z, max_points, xlabel, ylabel, zlabel)
+    draw_surface(fig, x, y, z, max_points, xlabel, ylabel, zlabel)
     if title:
         fig.axes[0].set_title(title)
     return _save(fig, out, dpi)
 
 
-def _draw_surface(
+def draw_surface(
     fig: Any,
     x: np.ndarray,
     y: np.ndarray,

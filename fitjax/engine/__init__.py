@@ -1,11 +1,28 @@
 """The engine: runs any optimizer from many starts, and over hyperparameter grids, in one program.
 
-- ``core``: :func:`~fitjax.fit` and :func:`~fitjax.sweep`, their checks, loop and results;
-- ``sampler``: mini-batches and epochs drawn from an explicit key;
-- ``sharding``: the device mesh runs are split over;
-- ``chunked`` and ``integrity``: sweeps written to disk chunk by chunk, verified when read.
+A call of :func:`~fitjax.fit` goes through stages, each a module:
+
+- ``prepare``: every argument checked before anything is compiled, into one prepared problem;
+- ``loop``: one run's steps, checked for divergence span by span, and the replay of a failed span;
+- ``program``: the runs batched with ``jax.vmap`` in one cached ``jax.jit``;
+- ``results``: :class:`~fitjax.FitResult`, :class:`~fitjax.History`, :class:`~fitjax.SweepResult`;
+- ``core``: :func:`~fitjax.fit` and :func:`~fitjax.sweep`, which chain them.
+
+Beside them: ``sampler`` (mini-batches and epochs from an explicit key), ``sharding`` (the
+device mesh runs are split over), ``chunked`` and ``integrity`` (sweeps written to disk
+chunk by chunk, verified when read).
 """
 
-from fitjax.engine.core import FitResult, History, SweepResult, fit, sweep, trace_count
+from fitjax.engine.core import fit, sweep
+from fitjax.engine.program import register_backend, trace_count
+from fitjax.engine.results import FitResult, History, SweepResult
 
-__all__ = ["FitResult", "History", "SweepResult", "fit", "sweep", "trace_count"]
+__all__ = [
+    "FitResult",
+    "History",
+    "SweepResult",
+    "fit",
+    "register_backend",
+    "sweep",
+    "trace_count",
+]

@@ -73,11 +73,12 @@ import optax
 
 from fitjax import _checks
 from fitjax._version import __version__
-from fitjax.engine import core as engine
 from fitjax.engine import integrity as _integrity
+from fitjax.engine import prepare as _prepare
 from fitjax.engine import sharding as _shard
-from fitjax.engine.core import FitResult, History, SweepResult
+from fitjax.engine.core import run
 from fitjax.engine.integrity import DamagedSweepError, RepairWarning, SweepBusyError  # noqa: F401 (public here)
+from fitjax.engine.results import FitResult, History, SweepResult
 from fitjax.problems import inits
 
 PyTree = Any
@@ -173,7 +174,7 @@ def generated_starts(init: Callable[[jax.Array], PyTree], key: jax.Array, n: int
     if not callable(init):
         raise TypeError(f"init must be a function key -> params for one run, got {init!r}")
     n = _checks.positive_int("n", n)
-    return GeneratedStarts(init, engine._check_key(key), n)
+    return GeneratedStarts(init, _prepare.check_key(key), n)
 
 
 def uniform_starts(key: jax.Array, n: int, low: PyTree, high: PyTree) -> GeneratedStarts:
@@ -187,27 +188,27 @@ def uniform_starts(key: jax.Array, n: int, low: PyTree, high: PyTree) -> Generat
     """
     n = _checks.positive_int("n", n)
     inits.uniform(key, 1, low, high)  # the same checks on the box
-    low_t, high_t = inits._as_tree(low), inits._as_tree(high)
+    low_t, high_t = inits.as_tree(low), inits.as_tree(high)
     init = functools.partial(_uniform_one, low=low_t, high=high_t)
     desc = {"uniform": {"low": _describe(low_t), "high": _describe(high_t)}}
-    return GeneratedStarts(init, engine._check_key(key), n, desc)
+    return GeneratedStarts(init, _prepare.check_key(key), n, desc)
 
 
 def normal_starts(key: jax.Array, n: int, mean: PyTree, std: float | PyTree = 1.0) -> GeneratedStarts:
     """``n`` starts from a normal distribution around ``mean``, run ``i`` from ``fold_in(key, i)``."""
     n = _checks.positive_int("n", n)
     inits.normal(key, 1, mean, std)  # the same checks
-    mean_t = inits._as_tree(mean)
+    mean_t = inits.as_tree(mean)
     init = functools.partial(_normal_one, mean=mean_t, std=std)
     desc = {"normal": {"mean": _describe(mean_t), "std": _describe(std)}}
-    return GeneratedStarts(init, engine._check_key(key), n, desc)
+    return GeneratedStarts(init, _prepare.check_key(key), n, desc)
 
 
 def _uniform_one(key: jax.Array, low: PyTree, high: PyTree) -> PyTree:
     """One start uniform in ``[low, high]`` (checked by :func:`uniform_starts`, so traceable)."""
     return jax.tree.map(
         lambda k, lo, hi: jax.random.uniform(k, lo.shape, lo.dtype, lo, hi),
-        inits._leaf_keys(key, low),
+        inits.leaf_keys(key, low),
         low,
         high,
     )
@@ -222,7 +223,7 @@ def _normal_one(key: jax.Array, mean: PyTree, std: Any) -> PyTree:
     )
     return jax.tree.map(
         lambda k, m, s: m + jnp.asarray(s, m.dtype) * jax.random.normal(k, m.shape, m.dtype),
-        inits._leaf_keys(key, mean),
+        inits.leaf_keys(key, mean),
         mean,
         std_t,
     )
@@ -413,7 +414,7 @@ def _chunk_name(k: int, n_chunks: int) -> str:
     return f"chunk-{k:0{max(6, len(str(n_chunks - 1)))}d}.npz"
 
 
-def _commit(tmp: Path, final: Path) -> None:
+def commit(tmp: Path, final: Path) -> None:
     """Make a fully written temporary file visible under its final name, atomically."""
     os.replace(tmp, final)
 
@@ -422,7 +423,7 @@ def _write_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path``: a temporary name, flushed to disk, then renamed."""
     tmp = _integrity.temporary_name(path)
     _integrity.write_durably(tmp, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
-    _commit(tmp, path)
+    commit(tmp, path)
 
 
 def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
@@ -500,7 +501,7 @@ def _write_manifest(out_dir: Path, manifest: dict[str, Any], cache: dict[str, st
     path = out_dir / MANIFEST
     tmp = _integrity.temporary_name(path)
     _integrity.write_durably(tmp, (_integrity.sealed_text(manifest, cache) + "\n").encode())
-    _commit(tmp, path)
+    commit(tmp, path)
 
 
 def _stray_chunks(out_dir: Path, names: Sequence[str]) -> list[Path]:
@@ -601,7 +602,7 @@ class _Layout:
 
 
 def _grid(grid: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
-    return {} if grid is None else {k: np.asarray(v) for k, v in engine._check_grid(grid).items()}
+    return {} if grid is None else {k: np.asarray(v) for k, v in _prepare.check_grid(grid).items()}
 
 
 def _inputs(layout: _Layout, starts: Starts, b: int) -> tuple[PyTree, dict, np.ndarray]:
@@ -754,37 +755,36 @@ def fit_chunked(
     process computes its share of every block and only process 0 reads and writes
     ``out_dir``.
     """
-    engine._check_loss_and_optimizer(loss, optimizer)
+    _prepare.check_loss_and_optimizer(loss, optimizer)
     source = _as_starts(starts)
     values = _grid(grid)
-    steps = _checks.positive_int("steps", steps)
     chunk_size = _checks.positive_int("chunk_size", chunk_size)
-    if record_every is not None:
-        record_every = _checks.positive_int("record_every", record_every, upper=steps, upper_name="steps")
     if source.n >= 1 << 32:
         raise ValueError(f"starts has {source.n} runs; at most 2**32 - 1 are supported (run ids are uint32)")
     n_runs = math.prod(len(v) for v in values.values()) * source.n
     block = min(DEFAULT_BLOCK, n_runs) if block is None else _checks.positive_int("block", block)
     layout = _Layout(source.n, values, chunk_size, block)
-    n_data = engine._check_data(data)
-    batch_size, key = engine._check_batch(batch_size, data, n_data, key)
     example = source.example()
     one = jax.tree.map(lambda s: jnp.zeros((1, *s.shape), s.dtype), example)
-    engine._check_loss(loss, one, engine._batch_struct(data, batch_size))
-    engine._check_optimizer(optimizer, one, steps, values)
+    problem = _prepare.prepare(
+        loss, optimizer, one, data, steps=steps, key=key, batch_size=batch_size, shared_order=shared_order,
+        record_every=record_every, record_params=record_params, unroll=unroll,
+    )  # fmt: skip
+    if values:
+        _prepare.check_swept(problem.update, _prepare.one_run(one), values)
     local = _local_devices(devices)
-
+    plan = problem.plan
     fingerprint = _fingerprint(
         loss=loss,
         optimizer=optimizer,
         data=data,
         starts=source.describe(),
         grid=values,
-        steps=steps,
-        key=_key_data(key),
-        batch_size=batch_size,
+        steps=plan.steps,
+        key=_key_data(problem.key),
+        batch_size=plan.batch_size,
         shared_order=shared_order,
-        record_every=record_every,
+        record_every=plan.record_every,
         record_params=record_params,
         unroll=unroll,
         block=block,
@@ -794,12 +794,10 @@ def fit_chunked(
     )
     n_chunks = -(-n_runs // chunk_size)
     out = Path(out_dir)
-    done, writer = _open_everywhere(out, fingerprint, n_chunks, layout, example, steps, record_every, resume)
+    args = (out, fingerprint, n_chunks, layout, example, plan.steps, plan.record_every, resume)
+    done, writer = _open_everywhere(*args)
     try:
-        todo = _compute_chunks(
-            writer, done, source, layout, local, loss, optimizer, data, steps, key, batch_size,
-            shared_order, record_every, record_params, unroll, progress, out.name,
-        )  # fmt: skip
+        todo = _compute_chunks(writer, done, source, layout, local, problem, progress, out.name)
     finally:
         if writer is not None:
             writer.close()
@@ -812,16 +810,7 @@ def _compute_chunks(
     source: Starts,
     layout: _Layout,
     local: list[jax.Device],
-    loss: Loss,
-    optimizer: optax.GradientTransformation,
-    data: Any,
-    steps: int,
-    key: jax.Array | None,
-    batch_size: int | None,
-    shared_order: bool,
-    record_every: int | None,
-    record_params: bool,
-    unroll: int | None,
+    problem: _prepare.Prepared,
     progress: bool | None,
     label: str,
 ) -> list[int]:
@@ -830,19 +819,6 @@ def _compute_chunks(
     todo = [k for k in range(n_chunks) if not done[k]]
     n_done = sum(min((k + 1) * chunk_size, n_runs) - k * chunk_size for k in range(n_chunks) if done[k])
     bar = _progress(n_runs, n_done, progress, f"fit_chunked {label}")
-    fit_block = functools.partial(
-        engine.fit,
-        loss,
-        optimizer,
-        data=data,
-        steps=steps,
-        key=key,
-        batch_size=batch_size,
-        shared_order=shared_order,
-        record_every=record_every,
-        record_params=record_params,
-        unroll=unroll,
-    )
     n_blocks = -(-n_runs // block)
     n_slots = len(local) * jax.process_count()
     cache: dict[int, dict[str, np.ndarray]] = {}
@@ -857,15 +833,8 @@ def _compute_chunks(
             # The same one-device program on every device; the argument checks run on that device
             # too, so that dispatching to the next device never waits for this one's work.
             with jax.default_device(device):
-                pending.append(
-                    fit_block(
-                        params0,
-                        hyperparams=hp or None,
-                        _run_ids=jnp.asarray(run_ids),
-                        mesh=_shard.run_mesh([device]),
-                        gather=False,
-                    )
-                )
+                runs = _prepare.for_runs(problem, params0, hp or None, jnp.asarray(run_ids))
+                pending.append(run(runs, mesh=_shard.run_mesh([device]), gather=False))
         hosts = [_host(r) for r in pending]
         arrays = _allgather({name: np.concatenate([h[name] for h in hosts]) for name in hosts[0]})
         cache.clear()
@@ -920,7 +889,7 @@ class _Writer:
         final = self.out / name
         tmp = _integrity.temporary_name(final)
         _integrity.write_durably(tmp, data)
-        _commit(tmp, final)
+        commit(tmp, final)
         runs = [int(v) for v in arrays["runs"]]
         self.manifest["chunks"][name] = {
             "runs": runs,
@@ -1427,7 +1396,7 @@ def _build_merged(out: Path, manifest: Mapping[str, Any]) -> None:
             files[name] = {"size": tmp.stat().st_size, "sha256": _integrity.sha256_file(tmp)}
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
-            _commit(tmp, finals[name])
+            commit(tmp, finals[name])
         for stray in set(merged.glob("*.npy")) - set(finals.values()):
             stray.unlink(missing_ok=True)
         record = {

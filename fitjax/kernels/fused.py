@@ -45,7 +45,7 @@ import dataclasses
 import functools
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,7 +55,10 @@ from jax import lax
 from fitjax import _checks
 from fitjax.engine import sampler as _sampler
 from fitjax.engine import sharding as _shard
-from fitjax.engine.core import FitResult, History, _make_step, _Plan, _record_steps, register_backend
+from fitjax.engine.loop import make_step, record_steps
+from fitjax.engine.prepare import Plan
+from fitjax.engine.program import register_backend
+from fitjax.engine.results import FitResult, History
 from fitjax.kernels import kernel_math as _fused_math
 from fitjax.kernels.kernel_loss import KernelLoss, Unsupported, pad_size, rewrite
 from fitjax.optim.protocol import OptState, Stepper
@@ -105,7 +108,7 @@ class Fused:
       block_runs: runs per program instance, a power of two (default: one run per
         thread, ``32 × num_warps``, for many runs of at most 64 points; else about 1024
         lanes, runs × points, per program, at most 256 runs and no more than the runs
-        given; see ``_launch``).
+        given; see ``launch``).
       num_warps: warps per program instance on the GPU (default: up to 8, or 2 for
         ``"fast"``, with one run per thread; else 4).
       interpret: run the kernel in Pallas interpret mode (default: when the default
@@ -173,7 +176,7 @@ class _Kernel:
     full: KernelLoss
     batch: KernelLoss | None
     n_params: int | None  # None: one scalar parameter per run
-    plan: _Plan
+    plan: Plan
     hp_run: tuple[str, ...]
     hp_shared: tuple[str, ...]
     block_runs: int
@@ -205,7 +208,7 @@ _MIN_PROGRAMS = 512  # one run per thread only with at least this many programs 
 _AUTO_LANES = 1 << 21  # "auto": larger problems (runs × lanes, lanes > 64) run on the XLA path
 
 
-def _launch(options: Fused, n_pad: int, n_runs: int) -> tuple[int, int]:
+def launch(options: Fused, n_pad: int, n_runs: int) -> tuple[int, int]:
     """``(block_runs, num_warps)``: the settings given, else chosen from measurements.
 
     Many runs of a small data set (at most 64 lanes per run): one run per thread,
@@ -232,8 +235,8 @@ def _launch(options: Fused, n_pad: int, n_runs: int) -> tuple[int, int]:
     return block, warps
 
 
-def _plan(
-    loss, update: Stepper, params0, data, plan: _Plan, hp_shared, hp_run, options: Fused, jit, mesh
+def plan_kernel(
+    loss, update: Stepper, params0, data, plan: Plan, hp_shared, hp_run, options: Fused, jit, mesh
 ) -> _Kernel:
     """Check that the kernel can take the problem (else :class:`Unsupported`) and describe it."""
     if not jit:
@@ -285,7 +288,7 @@ def _plan(
     if not interpret and not on_gpu:
         raise Unsupported(f"interpret=False needs a GPU; the default backend is {jax.default_backend()}")
     n_pad = (batch or full).n_pad
-    block_runs, num_warps = _launch(options, n_pad, params0.shape[0])
+    block_runs, num_warps = launch(options, n_pad, params0.shape[0])
     return _Kernel(
         loss=loss,
         update=update,
@@ -319,7 +322,7 @@ def _per_run(value: Any, n_params: int | None) -> tuple:
     return (value,) if n_params is None else tuple(value)
 
 
-def _batch_table(key: jax.Array, n: int, batch_size: int, steps: int) -> jax.Array:
+def batch_table(key: jax.Array, n: int, batch_size: int, steps: int) -> jax.Array:
     """Mini-batch ``t``'s example indices, row ``t``: the XLA path's, epoch by epoch."""
     per_epoch = _sampler.steps_per_epoch(n, batch_size)
     epochs = -(-steps // per_epoch)
@@ -330,49 +333,97 @@ def _batch_table(key: jax.Array, n: int, batch_size: int, steps: int) -> jax.Arr
     return rows.reshape(epochs * per_epoch, batch_size)[:steps]
 
 
+class _Refs(NamedTuple):
+    """A kernel instance's arguments by role, in the order :func:`kernel_program` passes them."""
+
+    params: list
+    run: dict[str, Any]
+    shared: dict[str, Any]
+    lr: Any
+    full: list
+    full_consts: list
+    batch: list
+    out_params: list
+    out_inner: list
+    out_div: Any
+    h_loss: Any
+    h_gnorm: Any
+    h_params: list
+
+
+def _unpack(k: _Kernel, n_inner: int, refs: tuple) -> _Refs:
+    P = 1 if k.n_params is None else k.n_params
+    it = iter(refs)
+
+    def take(n: int) -> list:
+        return [next(it) for _ in range(n)]
+
+    params = take(P)
+    run = {name: next(it) for name in k.hp_run}
+    shared = {name: next(it) for name in k.hp_shared}
+    lr = next(it) if k.update.schedule("learning_rate") is not None else None
+    full = take(len(k.full.closed.in_avals) - 1)
+    full_consts = take(len(k.full.point_consts))
+    batch = take(len(full)) if k.batch is not None else []
+    out_params, out_inner, out_div = take(P), take(n_inner * P), next(it)
+    h_loss = h_gnorm = None
+    h_params: list = []
+    if k.plan.record_every is not None:
+        h_loss, h_gnorm = next(it), next(it)
+        if k.plan.record_params:
+            h_params = take(P)
+    outs = (out_params, out_inner, out_div, h_loss, h_gnorm, h_params)
+    return _Refs(params, run, shared, lr, full, full_consts, batch, *outs)
+
+
+def _substitutes(k: _Kernel) -> dict[str, Callable] | None:
+    """The functions the loss's math is computed with in the kernel (None: the platform's)."""
+    if k.math == "fast":
+        return _fused_math.functions(gpu=not k.interpret)
+    if k.math == "full":
+        return _fused_math.polynomial()
+    return None
+
+
+def _scheduled_by_table(update: Stepper, lr_ref: Any) -> Stepper:
+    """The optimizer with its learning-rate schedule read from the kernel's table of its
+    values by step (computed outside the kernel), if it has one."""
+    if lr_ref is None:
+        return update
+    return dataclasses.replace(update, schedules=(("learning_rate", lambda step: lr_ref[step]),))
+
+
+def _store(k: _Kernel, inner_def: Any, r: _Refs, carry: tuple) -> None:
+    """Write the block's final parameters, rule state and divergence steps."""
+    P = 1 if k.n_params is None else k.n_params
+    params, inner, diverged = carry
+    for ref, part in zip(r.out_params, _per_run(params, k.n_params), strict=True):
+        ref[...] = part
+    leaves = inner_def.flatten_up_to(inner)
+    for i, leaf in enumerate(leaves):
+        for j, part in enumerate(_per_run(leaf, k.n_params)):
+            r.out_inner[i * P + j][...] = part
+    r.out_div[...] = diverged
+
+
 def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
     """One program instance: a block of runs through all steps."""
     from jax.experimental import pallas as pl
 
-    P = 1 if k.n_params is None else k.n_params
-    plan, update = k.plan, k.update
-    it = iter(refs)
-    p_refs = [next(it) for _ in range(P)]
-    run_refs = {name: next(it) for name in k.hp_run}
-    shared_refs = {name: next(it) for name in k.hp_shared}
-    lr_ref = next(it) if update.schedule("learning_rate") is not None else None
-    full_refs = [next(it) for _ in range(len(k.full.closed.in_avals) - 1)]
-    full_const_refs = [next(it) for _ in k.full.point_consts]
-    batch_refs = [next(it) for _ in range(len(full_refs))] if k.batch is not None else []
-    out_p = [next(it) for _ in range(P)]
-    out_inner = [next(it) for _ in range(n_inner * P)]
-    out_div = next(it)
-    h_loss = h_gnorm = None
-    h_params: list = []
-    if plan.record_every is not None:
-        h_loss, h_gnorm = next(it), next(it)
-        if plan.record_params:
-            h_params = [next(it) for _ in range(P)]
-
-    if lr_ref is not None:  # the schedule's values, computed outside the kernel, by step
-        update = dataclasses.replace(update, schedules=(("learning_rate", lambda step: lr_ref[step]),))
-    substitutes: dict[str, Callable[[], dict[str, Callable] | None]] = {
-        "fast": lambda: _fused_math.functions(gpu=not k.interpret),
-        "full": _fused_math.polynomial,
-        "platform": lambda: None,
-    }
-    subs = substitutes[k.math]()
-    shared = {name: ref[0] for name, ref in shared_refs.items()}
-    per_run = {name: ref[...] for name, ref in run_refs.items()}
-    full_lanes = tuple(ref[...] for ref in full_refs)  # the data, loaded once
-    full_consts = tuple(ref[...] for ref in full_const_refs)
+    r = _unpack(k, n_inner, refs)
+    plan, update = k.plan, _scheduled_by_table(k.update, r.lr)
+    subs = _substitutes(k)
+    shared = {name: ref[0] for name, ref in r.shared.items()}
+    per_run = {name: ref[...] for name, ref in r.run.items()}
+    full_lanes = tuple(ref[...] for ref in r.full)  # the data, loaded once
+    full_consts = tuple(ref[...] for ref in r.full_consts)
 
     def params_of(parts):
         return parts if k.n_params is not None else parts[0]
 
     # A traced 1: the loss times it is the loss, bit for bit, and jax.grad's cotangent
     # seed becomes a traced value (Triton lowers no `neg` of a constant such as `neg 1.0`).
-    unit = lax.convert_element_type(pl.program_id(0) * 0 + 1, p_refs[0].dtype)
+    unit = lax.convert_element_type(pl.program_id(0) * 0 + 1, r.params[0].dtype)
 
     def full_loss(p, lanes):
         return k.full(p, lanes, full_consts, subs) * unit
@@ -390,11 +441,11 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
         if k.batch is None:
             return full_lanes
         width = k.batch.n_pad
-        return tuple(ref[_ds(t * width, width)] for ref in batch_refs)
+        return tuple(ref[_ds(t * width, width)] for ref in r.batch)
 
     def advance(carry, t, with_value):
         """Step ``t`` of every run in the block: the engine's step, one run per lane."""
-        step = _make_step(batch_loss, update, lanes_plan, lanes_at(t), None)
+        step = make_step(batch_loss, update, lanes_plan, lanes_at(t), None)
 
         def one_run(p, inner, hp, diverged):
             (p, state, _, diverged), out = step((p, state_of(t, inner, hp), no_perm, diverged), t, with_value)
@@ -405,9 +456,9 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
     def steps(carry, start, count):
         return lax.fori_loop(0, count, lambda j, c: advance(c, start + j, False)[0], carry)
 
-    params0 = params_of(tuple(ref[...] for ref in p_refs))
+    params0 = params_of(tuple(ref[...] for ref in r.params))
     inner0 = jax.vmap(lambda p, hp: update.init(p, {**shared, **hp}).inner_state)(params0, per_run)
-    carry = (params0, inner0, jnp.full(p_refs[0].shape, -1, jnp.int32))
+    carry = (params0, inner0, jnp.full(r.params[0].shape, -1, jnp.int32))
 
     if plan.record_every is not None:
         every = plan.record_every
@@ -420,10 +471,10 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
             )
             carry, (val, grad_norm) = advance(carry, t0, reuse)
             rec = val if reuse else jax.vmap(lambda p: full_loss(p, full_lanes))(shown)
-            h_loss[b, :] = rec
-            h_gnorm[b, :] = grad_norm
+            r.h_loss[b, :] = rec
+            r.h_gnorm[b, :] = grad_norm
             if plan.record_params:
-                for ref, part in zip(h_params, _per_run(shown, k.n_params), strict=True):
+                for ref, part in zip(r.h_params, _per_run(shown, k.n_params), strict=True):
                     ref[b, :] = part
             return steps(carry, t0 + 1, every - 1)
 
@@ -433,14 +484,7 @@ def _body(k: _Kernel, n_inner: int, inner_def: Any, refs: tuple) -> None:
     else:
         carry = steps(carry, 0, plan.steps)
 
-    params, inner, diverged = carry
-    for ref, part in zip(out_p, _per_run(params, k.n_params), strict=True):
-        ref[...] = part
-    leaves = inner_def.flatten_up_to(inner)
-    for i, leaf in enumerate(leaves):
-        for j, part in enumerate(_per_run(leaf, k.n_params)):
-            out_inner[i * P + j][...] = part
-    out_div[...] = diverged
+    _store(k, inner_def, r, carry)
 
 
 def _ds(start, size):
@@ -449,7 +493,69 @@ def _ds(start, size):
     return pl.ds(pl.multiple_of(start, size) if size > 1 else start, size)
 
 
-def _program(k: _Kernel) -> Callable:
+def _inputs(k: _Kernel, padded: int, params0, hp_shared, hp_run, key, data) -> tuple[list, list]:
+    """The kernel's arguments, in the order :func:`_unpack` takes them, and their block specs:
+    per-run values padded to ``padded`` runs and blocked, everything else whole."""
+    from jax.experimental import pallas as pl
+
+    plan, update, n_runs, br = k.plan, k.update, params0.shape[0], k.block_runs
+
+    def pad_runs(x):
+        return jnp.pad(x, [(0, padded - n_runs)] + [(0, 0)] * (x.ndim - 1), mode="edge")
+
+    blocked = pl.BlockSpec((br,), lambda i: (i,))
+    inputs: list = []
+    specs: list = []
+
+    def add(x, spec=None):
+        inputs.append(x)
+        specs.append(spec or pl.BlockSpec(x.shape, lambda i: (0,) * x.ndim))  # the whole array
+
+    for part in _split(pad_runs(params0), k.n_params):
+        add(part, blocked)
+    for name in k.hp_run:
+        add(pad_runs(hp_run[name]), blocked)
+    for name in k.hp_shared:
+        add(jnp.reshape(hp_shared[name], (1,)))
+    schedule = update.schedule("learning_rate")
+    if schedule is not None:  # the learning rate at steps 0..T, by step
+        add(jax.vmap(lambda t: jnp.asarray(schedule(t)))(jnp.arange(plan.steps + 1, dtype=jnp.int32)))
+    leaves = jax.tree.leaves(data)
+    for x in (*k.full.pad(leaves), *k.full.padded_consts()):
+        add(x)
+    if k.batch is not None:  # every step's mini-batch, a row of n_pad lanes each
+        assert plan.batch_size is not None  # a batch loss is made only for mini-batches (plan_kernel)
+        idx = batch_table(key, k.full.n, plan.batch_size, plan.steps)
+        for leaf in leaves:
+            add(k.batch.pad([jnp.take(leaf, idx, axis=0)])[0].reshape(-1))
+    return inputs, specs
+
+
+def _results(k: _Kernel, inner_def: Any, outs: list, hp_shared, hp_run, data) -> tuple:
+    """``(params, loss, diverged_step, history, state)`` from the kernel's outputs (the runs
+    trimmed), as the XLA path returns them."""
+    plan, update, P = k.plan, k.update, (1 if k.n_params is None else k.n_params)
+    n_inner, n_runs = inner_def.num_leaves, outs[0].shape[-1]
+    params = _join(outs[:P], k.n_params)
+    inner = inner_def.unflatten([_join(outs[P * (1 + i) : P * (2 + i)], k.n_params) for i in range(n_inner)])
+    diverged = outs[P * (1 + n_inner)]
+    hyper = {name: jnp.broadcast_to(v, (n_runs,)) for name, v in hp_shared.items()}
+    last = jnp.asarray(plan.steps - 1, jnp.int32)  # a scheduled value as the last step used it
+    for name, fn in update.schedules:
+        hyper[name] = jnp.broadcast_to(jnp.asarray(fn(last), hyper[name].dtype), (n_runs,))
+    state = OptState(jnp.full((n_runs,), plan.steps, jnp.int32), {**hyper, **hp_run}, {}, inner)
+    final = jax.vmap(update.report)(params, state)
+    final_loss = jax.vmap(k.loss, (0, None))(final, data)
+    diverged = jnp.where((diverged < 0) & ~jnp.isfinite(final_loss), plan.steps, diverged)
+    history = None
+    if plan.record_every is not None:
+        rest = outs[P * (1 + n_inner) + 1 :]
+        h_params = _join([h.T for h in rest[2:]], k.n_params) if plan.record_params else None
+        history = (rest[0].T, rest[1].T, h_params)
+    return final, final_loss, diverged, history, state
+
+
+def kernel_program(k: _Kernel) -> Callable:
     """The jitted fused fit for these static settings."""
     from jax.experimental import pallas as pl
 
@@ -458,7 +564,7 @@ def _program(k: _Kernel) -> Callable:
         () if k.n_params is None else (k.n_params,), k.full.closed.in_avals[0].dtype
     )
     rule = update.rule
-    assert rule is not None  # _plan sends only fitjax's own rules to the kernel
+    assert rule is not None  # plan_kernel sends only fitjax's own rules to the kernel
     inner_def: Any = jax.tree.structure(jax.eval_shape(rule.init, one_param))  # jaxlib: no PyTreeDef stubs
     n_inner = inner_def.num_leaves
 
@@ -467,34 +573,9 @@ def _program(k: _Kernel) -> Callable:
         n_runs, br = params0.shape[0], k.block_runs
         padded = -(-n_runs // br) * br
 
-        def pad_runs(x):
-            return jnp.pad(x, [(0, padded - n_runs)] + [(0, 0)] * (x.ndim - 1), mode="edge")
-
         dtype = params0.dtype
         blocked = pl.BlockSpec((br,), lambda i: (i,))
-
-        inputs, specs = [], []
-
-        def add(x, spec=None):
-            inputs.append(x)
-            specs.append(spec or pl.BlockSpec(x.shape, lambda i: (0,) * x.ndim))  # the whole array
-
-        for part in _split(pad_runs(params0), k.n_params):
-            add(part, blocked)
-        for name in k.hp_run:
-            add(pad_runs(hp_run[name]), blocked)
-        for name in k.hp_shared:
-            add(jnp.reshape(hp_shared[name], (1,)))
-        schedule = update.schedule("learning_rate")
-        if schedule is not None:  # the learning rate at steps 0..T, by step
-            add(jax.vmap(lambda t: jnp.asarray(schedule(t)))(jnp.arange(plan.steps + 1, dtype=jnp.int32)))
-        leaves = jax.tree.leaves(data)
-        for x in (*k.full.pad(leaves), *k.full.padded_consts()):
-            add(x)
-        if k.batch is not None:  # every step's mini-batch, a row of n_pad lanes each
-            idx = _batch_table(key, k.full.n, plan.batch_size, plan.steps)
-            for leaf in leaves:
-                add(k.batch.pad([jnp.take(leaf, idx, axis=0)])[0].reshape(-1))
+        inputs, specs = _inputs(k, padded, params0, hp_shared, hp_run, key, data)
 
         out_shapes = [jax.ShapeDtypeStruct((padded,), dtype)] * (P * (1 + n_inner))
         out_shapes.append(jax.ShapeDtypeStruct((padded,), jnp.int32))
@@ -522,33 +603,14 @@ def _program(k: _Kernel) -> Callable:
             name="fitjax_fused_fit",
         )(*inputs)
 
-        outs = [o[..., :n_runs] for o in outs]
-        params = _join(outs[:P], k.n_params)
-        inner = inner_def.unflatten(
-            [_join(outs[P * (1 + i) : P * (2 + i)], k.n_params) for i in range(n_inner)]
-        )
-        diverged = outs[P * (1 + n_inner)]
-        hyper = {name: jnp.broadcast_to(v, (n_runs,)) for name, v in hp_shared.items()}
-        last = jnp.asarray(plan.steps - 1, jnp.int32)  # a scheduled value as the last step used it
-        for name, fn in update.schedules:
-            hyper[name] = jnp.broadcast_to(jnp.asarray(fn(last), hyper[name].dtype), (n_runs,))
-        state = OptState(jnp.full((n_runs,), plan.steps, jnp.int32), {**hyper, **hp_run}, {}, inner)
-        final = jax.vmap(update.report)(params, state)
-        final_loss = jax.vmap(k.loss, (0, None))(final, data)
-        diverged = jnp.where((diverged < 0) & ~jnp.isfinite(final_loss), plan.steps, diverged)
-        history = None
-        if plan.record_every is not None:
-            rest = outs[P * (1 + n_inner) + 1 :]
-            h_params = _join([h.T for h in rest[2:]], k.n_params) if plan.record_params else None
-            history = (rest[0].T, rest[1].T, h_params)
-        return final, final_loss, diverged, history, state
+        return _results(k, inner_def, [o[..., :n_runs] for o in outs], hp_shared, hp_run, data)
 
     return run
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(k: _Kernel) -> Callable:
-    return jax.jit(_program(k))
+def compiled(k: _Kernel) -> Callable:
+    return jax.jit(kernel_program(k))
 
 
 def run(
@@ -557,7 +619,7 @@ def run(
     params0: Any,
     data: Any,
     *,
-    plan: _Plan,
+    plan: Plan,
     hp_shared: dict[str, jax.Array],
     hp_run: dict[str, jax.Array],
     key: jax.Array,
@@ -571,14 +633,14 @@ def run(
     Raises :class:`Unsupported` with the reason when the kernel cannot take it, or
     (``auto``) when the XLA path is expected to be faster.
     """
-    k = _plan(loss, update, params0, data, plan, hp_shared, hp_run, options, jit, mesh)
+    k = plan_kernel(loss, update, params0, data, plan, hp_shared, hp_run, options, jit, mesh)
     lanes = (k.batch or k.full).n_pad
     if auto and lanes > _ONE_RUN_PER_THREAD and np.shape(params0)[0] * lanes > _AUTO_LANES:
         raise Unsupported(f"{np.shape(params0)[0]} runs × {lanes} lanes: the XLA path is faster at this size")
     try:
-        program, failed = _compiled(k), _FAILED.get(k)
+        program, failed = compiled(k), _FAILED.get(k)
     except TypeError:  # an unhashable loss: compile without the cache
-        program, failed = jax.jit(_program(k)), None
+        program, failed = jax.jit(kernel_program(k)), None
     if failed is not None:
         raise Unsupported(failed)
     try:
@@ -596,7 +658,7 @@ def run(
     if hist is not None:
         every = plan.record_every
         assert every is not None  # the kernel records a history only with record_every
-        history = History(_record_steps(plan.steps, every), *hist)
+        history = History(record_steps(plan.steps, every), *hist)
     return FitResult(params, final_loss, diverged, history, state, plan.steps)
 
 

@@ -16,8 +16,10 @@ from fitjax import _checks
 
 PyTree = Any
 
+__all__ = ["grid", "normal", "uniform"]  # as_tree and leaf_keys serve other modules' starts
 
-def _as_tree(value: Any) -> PyTree:
+
+def as_tree(value: Any) -> PyTree:
     """A list or tuple of plain numbers is one array (``[-10.0, 2.5]`` is one 2-vector);
     anything else is a pytree whose leaves become float arrays."""
     if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in jax.tree.leaves(value)):
@@ -30,7 +32,8 @@ def _as_tree(value: Any) -> PyTree:
     )
 
 
-def _leaf_keys(key: jax.Array, tree: PyTree) -> PyTree:
+def leaf_keys(key: jax.Array, tree: PyTree) -> PyTree:
+    """One key per leaf of ``tree``, split from ``key``, in a tree of the same structure."""
     leaves, treedef = jax.tree.flatten(tree)
     return jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
 
@@ -46,7 +49,7 @@ def uniform(key: jax.Array, n: int, low: PyTree, high: PyTree) -> PyTree:
     """
     key = _checks.prng_key("key", key)
     n = _checks.positive_int("n", n)
-    low_t, high_t = _as_tree(low), _as_tree(high)
+    low_t, high_t = as_tree(low), as_tree(high)
     _checks.finite("low", low_t, "the box must be finite")
     _checks.finite("high", high_t, "the box must be finite")
     # jaxlib ships no type stubs for PyTreeDef, so mypy cannot see its __ne__.
@@ -60,7 +63,7 @@ def uniform(key: jax.Array, n: int, low: PyTree, high: PyTree) -> PyTree:
             raise ValueError(f"low must be below high elementwise with equal shapes, got {lo} and {hi}")
     return jax.tree.map(
         lambda k, lo, hi: jax.random.uniform(k, (n, *lo.shape), lo.dtype, lo, hi),
-        _leaf_keys(key, low_t),
+        leaf_keys(key, low_t),
         low_t,
         high_t,
     )
@@ -70,7 +73,7 @@ def normal(key: jax.Array, n: int, mean: PyTree, std: float | PyTree = 1.0) -> P
     """``n`` starts drawn from a normal distribution around ``mean`` (``std`` scalar or pytree)."""
     key = _checks.prng_key("key", key)
     n = _checks.positive_int("n", n)
-    mean_t = _as_tree(mean)
+    mean_t = as_tree(mean)
     _checks.finite("mean", mean_t, "the mean must be finite")
     std_t = (
         jax.tree.map(lambda _: std, mean_t)
@@ -81,7 +84,7 @@ def normal(key: jax.Array, n: int, mean: PyTree, std: float | PyTree = 1.0) -> P
         _checks.non_negative("std", s)
     return jax.tree.map(
         lambda k, m, s: m[None] + jnp.asarray(s, m.dtype) * jax.random.normal(k, (n, *m.shape), m.dtype),
-        _leaf_keys(key, mean_t),
+        leaf_keys(key, mean_t),
         mean_t,
         std_t,
     )
