@@ -25,25 +25,37 @@ BOWL = problems.Problem(
 KW = {"starts": 8, "steps": 40, "record_every": 2, "key": jax.random.key(3)}
 
 
+def path_length(path):
+    return jnp.sum(jnp.linalg.norm(jnp.diff(path, axis=0), axis=-1))
+
+
 @pytest.fixture(scope="module")
 def study():
+    """One small study shared by the tests below: a sweep, a single setting, an optax
+    function of the learning rate, a line search, and a metric of the recorded paths."""
     return fitjax.compare(
         ["himmelblau", BOWL],
-        {"gd": fitjax.gd(0.01), "adam": "adam", "osgd": lambda learning_rate: optax.sgd(learning_rate)},
+        {
+            "gd": fitjax.gd(0.01),
+            "adam": "adam",
+            "osgd": lambda learning_rate: optax.sgd(learning_rate),
+            "armijo": "backtracking_armijo",
+        },
         {
             "gd": {"learning_rate": [0.001, 0.01]},
             "adam": {"learning_rate": [0.1]},
             "osgd": {"learning_rate": [0.01]},
         },
+        metrics={"path": path_length},
         **KW,
     )
 
 
 def test_study_runs_every_cell_from_the_same_starts_as_fit(study):
+    settings = [("gd", {"learning_rate": 0.001}), ("gd", {"learning_rate": 0.01})]
+    settings += [("adam", {"learning_rate": 0.1}), ("osgd", {"learning_rate": 0.01}), ("armijo", {})]
     assert [(c.problem, c.optimizer, c.setting) for c in study.cells] == [
-        (p, o, {"learning_rate": lr})
-        for p in ("himmelblau", "bowl")
-        for o, lr in (("gd", 0.001), ("gd", 0.01), ("adam", 0.1), ("osgd", 0.01))
+        (p, o, s) for p in ("himmelblau", "bowl") for o, s in settings
     ]
     prob = problems.get("himmelblau")
     starts = prob.starts(jax.random.fold_in(KW["key"], seed_of("starts", "himmelblau")), 8)
@@ -98,32 +110,11 @@ def test_save_load_and_csv_round_trip(study, tmp_path):
     )
 
 
-def test_resume_is_bit_identical(tmp_path):
-    args = (["beale"], ["gd", "adam"], {"gd": {"learning_rate": [1e-3, 1e-2]}})
-    first = fitjax.compare(*args, **KW, cache_dir=tmp_path)
-    (tmp_path / "beale__adam.npz").unlink()  # as if the study had been killed before this pair
-    resumed = fitjax.compare(*args, **KW, cache_dir=tmp_path)
-    for a, b in zip(first.cells, resumed.cells, strict=True):
-        np.testing.assert_array_equal(a.curves, b.curves)
-        np.testing.assert_array_equal(a.diverged_step, b.diverged_step)
-    with pytest.raises(ValueError, match="holds a different study"):
-        fitjax.compare(*args, **{**KW, "steps": 20}, cache_dir=tmp_path)
-
-
-def test_metrics_and_line_search_evaluations():
-    def path_length(path):
-        return jnp.sum(jnp.linalg.norm(jnp.diff(path, axis=0), axis=-1))
-
-    s = fitjax.compare(
-        [BOWL],
-        ["backtracking_armijo", "gd"],
-        {"gd": {"learning_rate": [0.1]}},
-        metrics={"path": path_length},
-        **KW,
-    )
-    armijo, gd = s.cells
+def test_metrics_and_line_search_evaluations(study):
+    armijo = next(c for c in study.cells if c.problem == "bowl" and c.optimizer == "armijo")
+    gd = next(c for c in study.cells if c.problem == "bowl" and c.label == "gd(learning_rate=0.01)")
     assert np.all(armijo.evals_per_step > 1.0) and np.all(gd.evals_per_step == 1.0)
-    assert np.all(s.runtimes(armijo, "evaluations") >= s.runtimes(armijo, "steps"))
+    assert np.all(study.runtimes(armijo, "evaluations") >= study.runtimes(armijo, "steps"))
     assert gd.metrics["path"].shape == (8,) and np.all(gd.metrics["path"] > 0)
 
 

@@ -19,6 +19,6 @@ def test_lecture_claims_small(tmp_path):
 def test_reversal_and_minima_helpers():
     zigzag = np.array([[[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 0.0]]])
     straight = np.array([[[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]]])
-    assert lecture._reversals(zigzag)[0] == 1.0 and lecture._reversals(straight)[0] == 0.0
-    groups = lecture._gabor_minima(np.array([1.0, 1.0005, 3.0, 3.0002, 3.0001]), np.zeros(5, bool))
+    assert lecture.reversals(zigzag)[0] == 1.0 and lecture.reversals(straight)[0] == 0.0
+    groups = lecture.gabor_minima(np.array([1.0, 1.0005, 3.0, 3.0002, 3.0001]), np.zeros(5, bool))
     assert [k for _, k in groups] == [2, 3]

@@ -98,7 +98,7 @@ def convex_line(ctx: _Ctx) -> Claim:
     )
 
 
-def _gabor_minima(final: np.ndarray, diverged: np.ndarray, tol: float = 1e-3) -> list[tuple[float, int]]:
+def gabor_minima(final: np.ndarray, diverged: np.ndarray, tol: float = 1e-3) -> list[tuple[float, int]]:
     """Distinct final loss values (runs within ``tol`` grouped) and how many runs end at each."""
     v = np.sort(final[~diverged])
     groups: list[list[float]] = []
@@ -115,7 +115,7 @@ def gd_local_minima(ctx: _Ctx) -> Claim:
     x0 = prob.starts(ctx.key_for("gabor"), ctx.starts)
     res = fitjax.fit(prob.loss, fitjax.gd(0.1), x0, prob.data, steps=max(ctx.steps, 1000))
     final = np.asarray(res.loss, np.float64)
-    groups = _gabor_minima(final, np.asarray(res.diverged))
+    groups = gabor_minima(final, np.asarray(res.diverged))
     n = final.size
     big = [(v, k) for v, k in groups if k >= max(10, n // 200)]
     glob = min(v for v, _ in groups)
@@ -212,7 +212,7 @@ def schedule_settles(ctx: _Ctx) -> Claim:
     )
 
 
-def _reversals(params_hist: np.ndarray) -> np.ndarray:
+def reversals(params_hist: np.ndarray) -> np.ndarray:
     """Per run, the share of consecutive steps whose updates point against each other (cosine < 0)."""
     d = np.diff(params_hist, axis=1)  # (runs, R-1, 2)
     dots = np.sum(d[:, 1:] * d[:, :-1], axis=-1)
@@ -248,7 +248,7 @@ def momentum_smooths(ctx: _Ctx) -> tuple[Claim, Claim]:
             np.asarray(r.loss, np.float64),
             np.asarray(r.diverged),
         )
-    rev = {k: _med(_reversals(v[0])) for k, v in out.items()}
+    rev = {k: _med(reversals(v[0])) for k, v in out.items()}
     smooth = "holds" if rev["momentum"][2] < rev["SGD"][1] else "does not hold"
     c1 = Claim(
         "Momentum smooths the path: fewer reversals of direction than SGD.",
