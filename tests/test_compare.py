@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -138,8 +143,9 @@ steps = 30
 record_every = 3
 seed = 2
 
-[optimizers.gd]
+[optimizers.momentum]
 learning_rate = [1e-3, 1e-2]
+beta = [0.5, 0.9]
 
 [optimizers.osgd]
 optimizer = "optax:sgd"
@@ -147,21 +153,64 @@ learning_rate = 0.01
 """
 
 
-def test_cli_end_to_end(tmp_path, capsys):
-    path = tmp_path / "study.toml"
-    path.write_text(STUDY)
-    out = tmp_path / "out"
-    assert main(["compare", str(path), "--out", str(out), "--quiet"]) == 0
+@pytest.fixture(scope="module")
+def cli_out(tmp_path_factory):
+    """``fitjax compare study.toml`` run once, uninterrupted."""
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "study.toml").write_text(STUDY)
+    assert main(["compare", str(folder / "study.toml"), "--out", str(folder / "out"), "--quiet"]) == 0
+    return folder
+
+
+def test_cli_end_to_end(cli_out):
+    out = cli_out / "out"
     for name in ("results.csv", "runs.npz", "report.md", "report.html", "ecdf_beale.png", "ecdf_all.png"):
         assert (out / name).stat().st_size > 0, name
-    assert (out / "sensitivity_beale.png").exists()
+    assert (out / "sensitivity_beale.png").exists() and (out / "sensitivity_beale_beta.png").exists()
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 3 and "<img" in html
-    assert "known minimum" in (out / "report.md").read_text()
+    assert html.count("data:image/png;base64,") >= 5 and "<img" in html
+    md = (out / "report.md").read_text()
+    assert "known minimum" in md and "| beale | momentum | beta | 0.5 / 0.9 |" in md
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * 3 and {r["setting"] for r in rows} >= {"osgd(learning_rate=0.01)"}
+    assert len(rows) == 2 * 5 and {r["setting"] for r in rows} >= {"osgd(learning_rate=0.01)"}
     assert json.loads((out / "pairs" / "study.json").read_text())["starts"] == 6
+
+
+def _without_seconds(path):
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+def test_kill_9_then_resume_is_bit_identical(cli_out, tmp_path, capsys):
+    """A study killed with SIGKILL after its first pair is saved, then run again, gives the
+    same per-run arrays and results.csv (bar the wall times) as the uninterrupted run."""
+    out = tmp_path / "out"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-m", "fitjax", "compare", str(cli_out / "study.toml"), "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first, deadline = out / "pairs" / "beale__momentum.npz", time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    saved = {p.name for p in (out / "pairs").glob("*__*.npz")} - {p.name for p in out.glob("pairs/*.tmp.npz")}
+    assert first.name in saved and len(saved) < 4 and not (out / "results.csv").exists()  # killed part-way
+    assert main(["compare", str(cli_out / "study.toml"), "--out", str(out), "--quiet"]) == 0
+    with np.load(cli_out / "out" / "runs.npz") as a, np.load(out / "runs.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in a.files:
+            if name != "index":
+                np.testing.assert_array_equal(a[name], b[name], err_msg=name, strict=True)
+        index_a, index_b = (json.loads(str(z["index"])) for z in (a, b))
+    for cells in (index_a["cells"], index_b["cells"]):
+        for c in cells:
+            c.pop("seconds")
+    assert index_a == index_b
+    assert _without_seconds(cli_out / "out" / "results.csv") == _without_seconds(out / "results.csv")
+    # the same folder with another study is refused, not mixed
+    assert main(["compare", str(cli_out / "study.toml"), "--out", str(out), "--steps", "20"]) == 2
+    assert "holds a different study" in capsys.readouterr().err
 
 
 def test_cli_errors_exit_2(tmp_path, capsys):
