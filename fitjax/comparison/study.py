@@ -644,6 +644,7 @@ def _cell(
 def _one(prob: _problems.Problem, opt: Any, name: str, starts: Any, kw: _FitOptions, n: int) -> _Runs:
     res = fit(prob.loss, opt, starts, prob.data, **kw)
     hist = res.history
+    assert hist is not None  # record_every is given
     return _Runs(
         np.asarray(hist.step),
         np.asarray(hist.loss),
