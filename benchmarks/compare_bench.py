@@ -166,17 +166,26 @@ KEY = jax.random.key(0)
 
 
 def agreement(study: Any, finals: dict, rtol: float = 1e-3, atol: float = 1e-5) -> dict:
-    """fitjax's final losses against the hand-written ones, for the optimizers of the same rule."""
-    within = total = 0
+    """fitjax's final losses against the hand-written ones, for the optimizers of the same rule:
+    the share within ``atol + rtol·|theirs|`` in all, and per (function, optimizer) where under 99%."""
+    counts: dict[str, list[int]] = {}
     for c in study.cells:
         if c.optimizer not in SAME_RULE:
             continue
         theirs = finals[(c.problem, c.optimizer, c.setting["learning_rate"])]
         ok = (c.diverged_step < 0) & np.isfinite(theirs) & np.isfinite(c.final)
         diff = np.abs(c.final[ok] - theirs[ok])
-        within += int(np.sum(diff <= atol + rtol * np.abs(theirs[ok])))
-        total += int(ok.sum())
-    return {"runs_compared": total, "frac_within": within / max(total, 1), "rtol": rtol, "atol": atol}
+        n = counts.setdefault(f"{c.problem} {c.optimizer}", [0, 0])
+        n[0] += int(np.sum(diff <= atol + rtol * np.abs(theirs[ok])))
+        n[1] += int(ok.sum())
+    within, total = (sum(n[i] for n in counts.values()) for i in (0, 1))
+    return {
+        "runs_compared": total,
+        "frac_within": within / max(total, 1),
+        "rtol": rtol,
+        "atol": atol,
+        "pairs_under_99_percent": {k: round(w / t, 3) for k, (w, t) in counts.items() if t and w < 0.99 * t},
+    }
 
 
 def main() -> None:
