@@ -98,3 +98,13 @@ def test_call_profile_tiny(tmp_path):
     times = json.loads(out.read_text())["cases"]["16"]["times"]
     assert {"expert", "fit", "fit, checks skipped"} <= set(times)
     assert all(t["min_us"] > 0 for t in times.values())
+
+
+def test_compare_bench_tiny(tmp_path):
+    out = tmp_path / "compare.json"
+    run_module("compare_bench", "--tiny", "--json", str(out))
+    result = json.loads(out.read_text())
+    for name in ("hand_written_run", "loop_run", "hand_written_with_compiling", "loop_with_compiling"):
+        assert result[f"ratio_fitjax_over_{name}"] > 0, name
+    assert result["agreement_with_hand_written"]["runs_compared"] > 0
+    assert result["agreement_with_hand_written"]["frac_within"] == 1.0

@@ -8,7 +8,10 @@ import math
 import numpy as np
 import pytest
 
+from fitjax import problems
+from fitjax.comparison import Cell, Study
 from fitjax.comparison import measures as m
+from fitjax.comparison.report import sensitivity_figure, sensitivity_rows
 
 STEPS = np.array([0, 10, 20, 30, 40])
 # four runs; the loss each run has at each recorded step
@@ -151,3 +154,71 @@ def test_targets_ladder():
     assert m.DELTAS[0] == 10.0 and m.DELTAS[-1] == pytest.approx(1e-8) and len(m.DELTAS) == 10
     with pytest.raises(ValueError, match="deltas"):
         m.targets(0.0, [-1.0])
+
+
+# ----------------------------------------------------------------------------- sensitivity, hand-made study
+
+GRID_STEPS = np.array([0, 10, 20])
+HIT_10, HIT_20, MISS = [5.0, 1e-3, 1e-3], [5.0, 0.5, 1e-3], [5.0, 2.0, 1.0]
+# (learning_rate, beta) -> the four runs' curves; success to the gap 0.01 is reaching 1e-3
+HAND = {
+    (0.01, 0.5): [HIT_10, MISS, MISS, MISS],
+    (0.01, 0.9): [HIT_20] * 4,
+    (0.1, 0.5): [HIT_10] * 4,  # the best: every run, soonest
+    (0.1, 0.9): [HIT_10, HIT_10, HIT_10, MISS],
+    (1.0, 0.5): [HIT_10, HIT_10, MISS, MISS],
+    (1.0, 0.9): [HIT_20] * 4,
+}
+
+
+@pytest.fixture(scope="module")
+def hand_study():
+    prob = problems.Problem("p", lambda x, data: x @ x, low=[-1.0], high=[1.0], minimum=0.0)
+    cells = [
+        Cell("p", "mom", {"learning_rate": lr, "beta": b}, None, GRID_STEPS, np.array(c), np.full(4, -1),
+             np.ones(4), 0.0)
+        for (lr, b), c in HAND.items()
+    ]  # fmt: skip
+    return Study(cells, {"p": prob}, np.array([1.0, 0.01]), {"starts": 4, "steps": 20, "record_every": 10})
+
+
+def loop_measures(curves, target=0.01, budget=20.0):
+    """Success rate, aRT and median final gap of hand-made runs, written as plain loops."""
+    rts = []
+    for curve in curves:
+        hits = [s for s, v in zip(GRID_STEPS, curve, strict=True) if v <= target]
+        rts.append(hits[0] if hits else None)
+    ok = [r for r in rts if r is not None]
+    art = (sum(ok) + budget * (len(rts) - len(ok))) / len(ok) if ok else math.inf
+    finals = sorted(c[-1] for c in curves)
+    return len(ok) / len(rts), art, (finals[1] + finals[2]) / 2
+
+
+def test_every_measure_against_every_swept_hyperparameter(hand_study):
+    assert hand_study.swept("p", "mom") == ["learning_rate", "beta"]
+    best = hand_study.best_settings(0.01)[0]
+    assert best["setting"] == {"learning_rate": 0.1, "beta": 0.5} and best["aRT"] == 10.0
+    for hp, other, held in (("learning_rate", "beta", 0.5), ("beta", "learning_rate", 0.1)):
+        prof = hand_study.profile("p", "mom", hp, 0.01)
+        keys = sorted(k for k in HAND if k[1 if other == "beta" else 0] == held)
+        want = np.array([loop_measures(HAND[k]) for k in keys])
+        np.testing.assert_array_equal(prof["values"], [k[0 if hp == "learning_rate" else 1] for k in keys])
+        np.testing.assert_allclose(prof["success"], want[:, 0])
+        np.testing.assert_allclose(prof["aRT"], want[:, 1])
+        np.testing.assert_allclose(prof["median_gap"], want[:, 2])
+        np.testing.assert_array_equal(prof["share_diverged"], 0.0)
+    # the learning rate at beta = 0.5: rates 1/4, 1, 1/2; within a factor 2 of 1: 0.1 and 1.0 (the
+    # best rate over beta at each learning rate, 1, 1, 1, would give 2 decades: beta is held, not maximised)
+    assert hand_study.sensitivity("p", "mom", 0.01)[0] == pytest.approx(1.0)
+    # beta at learning_rate = 0.1: rates 1, 3/4, both good: log10(0.9 / 0.5)
+    assert hand_study.sensitivity("p", "mom", 0.01, "beta")[0] == pytest.approx(math.log10(0.9 / 0.5))
+    rows = sensitivity_rows(hand_study, 0.01)
+    assert [r[2] for r in rows] == ["learning_rate", "beta"]
+    assert rows[0][3:5] == ["0.01 / 0.1 / 1", "0.25 / 1.00 / 0.50"] and rows[0][7] == pytest.approx(1.0)
+
+
+def test_a_sensitivity_figure_per_hyperparameter(hand_study, tmp_path):
+    """(The command-line study of tests/test_compare.py draws the learning rate's as well.)"""
+    path = sensitivity_figure(hand_study, "p", tmp_path / "beta.png", 0.01, "beta")
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+    assert sensitivity_figure(hand_study, "p", tmp_path / "x.png", 0.01, "eps") is None

@@ -97,40 +97,46 @@ def ecdf_figure(study: Study, problems: Sequence[str], path: Path, unit: str = "
     return path
 
 
-def sensitivity_figure(study: Study, problem: str, path: Path, delta: float) -> Path | None:
-    """Success rate to the target of gap ``delta`` against the learning rate, one line per
-    optimizer whose grid varies it, with Wilson 95% intervals; None if none varies it."""
+def sensitivity_figure(
+    study: Study, problem: str, path: Path, delta: float, hyperparam: str = "learning_rate"
+) -> Path | None:
+    """Every measure of :meth:`Study.profile` against ``hyperparam``, one line per optimizer
+    whose grid varies it (others at their best values): success rate to the target of gap
+    ``delta`` with Wilson 95% intervals, aRT and the median final gap; None if none varies it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    j = int(np.argmin(np.abs(np.log10(study.deltas) - np.log10(delta))))
-    lines: dict[str, list[tuple[float, float, float, float]]] = {}
-    for c in study.cells:
-        if c.problem != problem or "learning_rate" not in c.setting:
-            continue
-        rt = study.runtimes(c)
-        k = int(np.isfinite(rt[:, j]).sum())
-        lo, hi = m.wilson(k, c.runs)
-        lines.setdefault(c.optimizer, []).append((c.setting["learning_rate"], k / c.runs, lo, hi))
-    lines = {k: v for k, v in lines.items() if len(v) > 1}
-    if not lines:
+    profiles = {
+        opt: study.profile(prob, opt, hyperparam, delta)
+        for prob, opt in study.pairs()
+        if prob == problem and hyperparam in study.swept(prob, opt)
+    }
+    if not profiles:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, pts in sorted(lines.items()):
-        pts.sort()
-        lr, rate, lo, hi = map(np.array, zip(*pts, strict=True))
-        # several settings can share a learning rate: keep the best rate per value
-        ax.plot(lr, rate, marker="o", label=name)
-        ax.fill_between(lr, lo, hi, alpha=0.15)
-    ax.set_xscale("log")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel(f"success rate (gap ≤ {study.deltas[j]:.0e})")
-    ax.set_title(f"Learning-rate sensitivity: {problem}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    j = int(np.argmin(np.abs(np.log10(study.deltas) - np.log10(delta))))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for name, prof in sorted(profiles.items()):
+        x = prof["values"]
+        axes[0].plot(x, prof["success"], marker="o", label=name)
+        axes[0].fill_between(x, prof["success_lo"], prof["success_hi"], alpha=0.15)
+        axes[1].plot(x, np.where(np.isfinite(prof["aRT"]), prof["aRT"], np.nan), marker="o", label=name)
+        axes[2].plot(x, np.where(np.isfinite(prof["median_gap"]), prof["median_gap"], np.nan), marker="o")
+    log_x = all(np.all(p["values"] > 0) for p in profiles.values())
+    labels = (f"success rate (gap ≤ {study.deltas[j]:.0e})", "aRT (steps)", "median final gap")
+    for ax, label in zip(axes, labels, strict=True):
+        ax.set_xscale("log" if log_x else "linear")
+        ax.set_xlabel(hyperparam.replace("_", " "))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(-0.02, 1.02)
+    if any(np.isfinite(p["aRT"]).any() for p in profiles.values()):
+        axes[1].set_yscale("log")
+    if any(np.isfinite(p["median_gap"]).any() for p in profiles.values()):
+        axes[2].set_yscale("symlog", linthresh=1e-8)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Sensitivity to {hyperparam.replace('_', ' ')}: {problem} (other settings at their best)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -200,8 +206,20 @@ def render_html(blocks: list[Block], title: str) -> str:
 def study_blocks(study: Study, out: Path, delta: float = 1e-6) -> list[Block]:
     """The report's sections for a study: setup, references, best settings, sensitivity,
     the per-cell summary table and the figures (written into ``out``)."""
+    j = int(np.argmin(np.abs(np.log10(study.deltas) - np.log10(delta))))
+    d = float(study.deltas[j])
+    return (
+        _setup_blocks(study)
+        + _best_blocks(study)
+        + _cell_blocks(study, d)
+        + _sensitivity_blocks(study, d)
+        + _figure_blocks(study, out, d)
+    )
+
+
+def _setup_blocks(study: Study) -> list[Block]:
     cfg = study.config
-    blocks: list[Block] = [
+    return [
         ("h2", "Setup"),
         (
             "p",
@@ -225,6 +243,24 @@ def study_blocks(study: Study, out: Path, delta: float = 1e-6) -> list[Block]:
             "Where a problem's minimum is not known, targets are measured from the best loss any run "
             "of this study reached on it ('best found'), so success there means 'as good as the best run'.",
         ),
+    ]
+
+
+def _best_blocks(study: Study) -> list[Block]:
+    header = ["problem", "optimizer", "best setting", "target gap", "aRT (steps)", "success", "tuning budget"]
+    rows = [
+        [
+            b["problem"],
+            b["optimizer"],
+            b["best"],
+            f"{b['delta']:.0e}",
+            b["aRT"],
+            b["success"],
+            b["tuning_budget"],
+        ]
+        for b in study.best_settings()
+    ]
+    return [
         ("h2", "Best setting per optimizer"),
         (
             "p",
@@ -232,53 +268,25 @@ def study_blocks(study: Study, out: Path, delta: float = 1e-6) -> list[Block]:
             "smallest target gap any of its settings reached; ties by success rate. The tuning budget is "
             "what the whole grid spent.",
         ),
+        ("table", (header, rows)),
     ]
-    best = study.best_settings()
-    blocks.append(
-        (
-            "table",
-            (
-                [
-                    "problem",
-                    "optimizer",
-                    "best setting",
-                    "target gap",
-                    "aRT (steps)",
-                    "success",
-                    "tuning budget",
-                ],
-                [
-                    [
-                        b["problem"],
-                        b["optimizer"],
-                        b["best"],
-                        f"{b['delta']:.0e}",
-                        b["aRT"],
-                        b["success"],
-                        b["tuning_budget"],
-                    ]
-                    for b in best
-                ],
-            ),
-        )
-    )
-    j = int(np.argmin(np.abs(np.log10(study.deltas) - np.log10(delta))))
-    d = float(study.deltas[j])
+
+
+def _cell_blocks(study: Study, d: float) -> list[Block]:
     t = f"{d:.0e}"
-    rows = []
-    for r in study.table():
-        rows.append(
-            [
-                r["problem"],
-                r["setting"],
-                f"{r[f'success_{t}']:.3f} [{r[f'success_{t}_lo']:.3f}, {r[f'success_{t}_hi']:.3f}]",
-                r[f"aRT_steps_{t}"],
-                f"{_fmt(r['gap_median'])} [{_fmt(r['gap_median_lo'])}, {_fmt(r['gap_median_hi'])}]",
-                r["gap_q90"],
-                r["share_diverged"],
-            ]
-        )
-    blocks += [
+    rows = [
+        [
+            r["problem"],
+            r["setting"],
+            f"{r[f'success_{t}']:.3f} [{r[f'success_{t}_lo']:.3f}, {r[f'success_{t}_hi']:.3f}]",
+            r[f"aRT_steps_{t}"],
+            f"{_fmt(r['gap_median'])} [{_fmt(r['gap_median_lo'])}, {_fmt(r['gap_median_hi'])}]",
+            r["gap_q90"],
+            r["share_diverged"],
+        ]
+        for r in study.table()
+    ]
+    return [
         ("h2", f"Every cell at the target gap {t}"),
         (
             "p",
@@ -287,30 +295,61 @@ def study_blocks(study: Study, out: Path, delta: float = 1e-6) -> list[Block]:
             "the 90% quantile of the gap; the share of runs that diverged. results.csv has every target.",
         ),
         ("table", (["problem", "setting", "success", "aRT", "median gap", "q90 gap", "diverged"], rows)),
-        ("h2", "Sensitivity to the learning rate"),
+    ]
+
+
+def sensitivity_rows(study: Study, delta: float, factor: float = 2.0) -> list[list[Any]]:
+    """One row per (problem, optimizer, swept hyperparameter): the values tried, and at each
+    value (others at the pair's best setting) the success rate to the target of gap ``delta``,
+    the aRT and the median final gap, then the width in decades of the range whose success
+    rate is within ``factor`` of the best (– where a value is not positive)."""
+    rows: list[list[Any]] = []
+    for prob, opt in study.pairs():
+        for hp in study.swept(prob, opt):
+            prof = study.profile(prob, opt, hp, delta)
+            width = study.sensitivity(prob, opt, delta, hp, factor)[0]
+            rows.append(
+                [
+                    prob,
+                    opt,
+                    hp,
+                    " / ".join(f"{v:.3g}" for v in prof["values"]),
+                    " / ".join(f"{v:.2f}" for v in prof["success"]),
+                    " / ".join(_fmt(v) for v in prof["aRT"]),
+                    " / ".join(_fmt(v) for v in prof["median_gap"]),
+                    width,
+                ]
+            )
+    return rows
+
+
+def _sensitivity_blocks(study: Study, d: float) -> list[Block]:
+    header = ["problem", "optimizer", "hyperparameter", "values", "success", "aRT", "median gap", "width"]
+    return [
+        ("h2", "Sensitivity to each hyperparameter"),
         (
             "p",
-            f"Width, in decades, of the learning-rate range whose success rate (gap ≤ {t}) is within "
-            "a factor 2 of the optimizer's best rate (other hyperparameters at their best values).",
+            f"For each hyperparameter a grid varies, its values in increasing order with, at each, the "
+            f"success rate (gap ≤ {d:.0e}), the aRT in steps and the median final gap, the other "
+            "hyperparameters held at the pair's best setting. Width: in decades, of the range around the "
+            "best value whose success rate is within a factor 2 of the best rate (for the learning rate, "
+            "how far it can be off and still work).",
         ),
+        ("table", (header, sensitivity_rows(study, d))),
     ]
-    sens_rows = []
-    for (prob, opt), cells in study._pairs().items():
-        if len({c.setting.get("learning_rate") for c in cells}) > 1 and all(
-            "learning_rate" in c.setting for c in cells
-        ):
-            width, values, rates = study.sensitivity(prob, opt, d)
-            sens_rows.append([prob, opt, width, f"{values.min():.3g}–{values.max():.3g}", float(rates.max())])
-    blocks.append(
-        ("table", (["problem", "optimizer", "width (decades)", "range tried", "best rate"], sens_rows))
-    )
-    blocks.append(("h2", "Figures"))
+
+
+def _figure_blocks(study: Study, out: Path, d: float) -> list[Block]:
+    blocks: list[Block] = [("h2", "Figures")]
     names = list(study.problems)
     for prob in names:
         blocks.append(("img", (ecdf_figure(study, [prob], out / f"ecdf_{prob}.png"), f"ECDF {prob}")))
-        sens = sensitivity_figure(study, prob, out / f"sensitivity_{prob}.png", d)
-        if sens is not None:
-            blocks.append(("img", (sens, f"sensitivity {prob}")))
+        swept = {hp for (p, o) in study.pairs() if p == prob for hp in study.swept(p, o)}
+        for hp in sorted(swept, key=lambda h: (h != "learning_rate", h)):
+            suffix = "" if hp == "learning_rate" else f"_{hp}"
+            sens = sensitivity_figure(study, prob, out / f"sensitivity_{prob}{suffix}.png", d, hp)
+            if sens is not None:
+                blocks.append(("img", (sens, f"sensitivity {prob} {hp}")))
     if len(names) > 1:
         blocks.append(("img", (ecdf_figure(study, names, out / "ecdf_all.png"), "ECDF, all problems")))
     return blocks

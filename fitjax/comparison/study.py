@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import itertools
 import json
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -104,6 +105,9 @@ class Cell:
         inner = ", ".join(f"{k}={v:g}" for k, v in self.setting.items())
         bs = f", batch_size={self.batch_size}" if self.batch_size else ""
         return f"{self.optimizer}({inner}{bs})"
+
+
+_PROFILE = ("values", "success", "success_lo", "success_hi", "aRT", "median_gap", "share_diverged")
 
 
 def _fmt_delta(d: float) -> str:
@@ -238,7 +242,7 @@ class Study:
         broken by success rate, then median final loss. ``tuning_budget`` is what the
         whole grid spent: settings × runs × steps (or evaluations)."""
         out = []
-        for (prob, opt), cells in self._pairs().items():
+        for (prob, opt), cells in self.pairs().items():
             j = self._delta_index(cells, delta)
             scored = []
             for c in cells:
@@ -261,6 +265,59 @@ class Study:
             )
         return out
 
+    def swept(self, problem: str, optimizer: str) -> list[str]:
+        """The hyperparameters the grid of ``problem`` × ``optimizer`` varies (more than one value)."""
+        cells = self.pairs().get((problem, optimizer), [])
+        names = [k for k in (cells[0].setting if cells else {}) if all(k in c.setting for c in cells)]
+        return [k for k in names if len({c.setting[k] for c in cells}) > 1]
+
+    def profile(
+        self, problem: str, optimizer: str, hyperparam: str, delta: float, unit: str = "steps"
+    ) -> dict[str, np.ndarray]:
+        """Every measure of ``problem`` × ``optimizer`` against the values of one swept
+        hyperparameter, the others held at the pair's best setting (:meth:`best_settings`
+        at the target of gap ``delta``).
+
+        Returns:
+          a dict of arrays, one entry per value of ``hyperparam`` in increasing order:
+          ``values``; ``success`` (the success rate to the target) with ``success_lo`` and
+          ``success_hi`` (Wilson 95%); ``aRT`` (in ``unit``); ``median_gap`` (the median final
+          loss minus the reference, diverged runs counted as ∞); ``share_diverged``.
+        """
+        cells = [c for c in self.pairs().get((problem, optimizer), []) if hyperparam in c.setting]
+        if not cells:
+            raise ValueError(f"no cells of {problem!r} × {optimizer!r} vary {hyperparam!r}")
+        j = self._delta_index(cells, delta)
+        best = next(
+            b["setting"]
+            for b in self.best_settings(float(self.deltas[j]), unit)
+            if (b["problem"], b["optimizer"]) == (problem, optimizer)
+        )
+        held = [c for c in cells if all(v == best[k] for k, v in c.setting.items() if k != hyperparam)]
+        held.sort(key=lambda c: c.setting[hyperparam])
+        ref = self.reference(problem)[0]
+        out: dict[str, list[float]] = {k: [] for k in _PROFILE}
+        for c in held:
+            rt = self.runtimes(c, unit)[:, j]
+            k = int(np.isfinite(rt).sum())
+            lo, hi = m.wilson(k, c.runs)
+            gap = np.where(c.diverged_step >= 0, np.inf, c.final - ref)
+            for name, v in zip(
+                _PROFILE,
+                (
+                    c.setting[hyperparam],
+                    k / c.runs,
+                    lo,
+                    hi,
+                    m.average_runtime(rt[:, None], self.budget(c, unit))[0],
+                    m.median(gap),
+                    m.share_diverged(c.diverged_step),
+                ),
+                strict=True,
+            ):
+                out[name].append(float(v))
+        return {k: np.asarray(v) for k, v in out.items()}
+
     def sensitivity(
         self,
         problem: str,
@@ -272,22 +329,16 @@ class Study:
         """The sensitivity width (decades of ``hyperparam`` whose success rate to the target
         of gap ``delta`` is within ``factor`` of the best; see
         :func:`~fitjax.comparison.measures.sensitivity_width`), with the values and rates
-        it was computed from. Other hyperparameters are held at their best values."""
-        cells = self._pairs().get((problem, optimizer), [])
-        cells = [c for c in cells if hyperparam in c.setting]
-        if not cells:
-            raise ValueError(f"no cells of {problem!r} × {optimizer!r} vary {hyperparam!r}")
-        j = int(np.argmin(np.abs(np.log10(self.deltas) - np.log10(delta))))
-        by_value: dict[float, float] = {}
-        for c in cells:
-            rate = float(m.success_rate(self.runtimes(c))[j])
-            v = c.setting[hyperparam]
-            by_value[v] = max(by_value.get(v, -1.0), rate)
-        values = np.array(sorted(by_value))
-        rates = np.array([by_value[v] for v in values])
+        it was computed from (:meth:`profile`: other hyperparameters held at their best
+        values). NaN when a value is not positive (no width in decades)."""
+        prof = self.profile(problem, optimizer, hyperparam, delta)
+        values, rates = prof["values"], prof["success"]
+        if not np.all(values > 0):
+            return float("nan"), values, rates
         return m.sensitivity_width(values, rates, factor=factor), values, rates
 
-    def _pairs(self) -> dict[tuple[str, str], list[Cell]]:
+    def pairs(self) -> dict[tuple[str, str], list[Cell]]:
+        """The cells of each (problem, optimizer), in the study's order."""
         pairs: dict[tuple[str, str], list[Cell]] = {}
         for c in self.cells:
             pairs.setdefault((c.problem, c.optimizer), []).append(c)
@@ -434,6 +485,27 @@ def _evals(name: str, opt: Any, res: Any, n: int) -> np.ndarray:
     return 1.0 + np.asarray(ev.per_step, np.float64).reshape(n)
 
 
+class _FitOptions(TypedDict):
+    """The keywords every fit and sweep of a study is given."""
+
+    steps: int
+    record_every: int
+    batch_size: int | None
+    key: jax.Array | None
+    record_params: bool
+
+
+class _Runs(NamedTuple):
+    """What one setting's program returned, as host arrays (``params`` only with metrics)."""
+
+    steps: np.ndarray
+    loss: np.ndarray
+    final: np.ndarray
+    diverged_step: np.ndarray
+    evals: np.ndarray
+    params: Any
+
+
 def _run_pair(
     prob: _problems.Problem,
     name: str,
@@ -447,6 +519,7 @@ def _run_pair(
     key: jax.Array,
     metrics: Mapping[str, Callable] | None,
 ) -> list[Cell]:
+    """Run one (problem, optimizer) pair over its grid; one :class:`Cell` per setting."""
     settings = _settings(grid) if grid else [{}]
     n = jax.tree.leaves(starts)[0].shape[0]
     if prob.data is None:  # a plain function: no examples to draw mini-batches from
@@ -459,94 +532,120 @@ def _run_pair(
         "record_params": bool(metrics),
     }
     t0 = time.perf_counter()
-    results = []
+    results = _pair_runs(prob, name, opt, grid, settings, starts, kw, n)
+    seconds = (time.perf_counter() - t0) / len(settings)
+    return [
+        _cell(prob.name, name, setting, batch_size, steps, runs, seconds, metrics, n)
+        for setting, runs in zip(settings, results, strict=True)
+    ]
+
+
+def _pair_runs(
+    prob: _problems.Problem,
+    name: str,
+    opt: Any,
+    grid: dict[str, list],
+    settings: list[dict[str, float]],
+    starts: Any,
+    kw: _FitOptions,
+    n: int,
+) -> list[_Runs]:
+    """The runs of every setting of a pair: one sweep, one fit, or one fit per setting."""
     if isinstance(opt, Optimizer):
         if grid:
-            sw = sweep(
-                prob.loss, opt, starts, prob.data, grid={k: jnp.asarray(v) for k, v in grid.items()}, **kw
-            )
-            g = len(grid)
-
-            def per_setting(a: Any) -> np.ndarray:
-                a = np.asarray(a)
-                return a.reshape((len(settings), n) + a.shape[g + 1 :])
-
-            res = sw.result
-            assert res.history is not None  # the sweep records a history: record_every is given
-            hist_loss, final, dstep = map(per_setting, (res.history.loss, res.loss, res.diverged_step))
-            evals = _evals(name, opt, sw, len(settings) * n).reshape(len(settings), n)
-            params_hist = jax.tree.map(per_setting, res.history.params) if metrics else None
-            for i in range(len(settings)):
-                results.append(
-                    (
-                        np.asarray(res.history.step),
-                        hist_loss[i],
-                        final[i],
-                        dstep[i],
-                        evals[i],
-                        None if params_hist is None else jax.tree.map(lambda a, i=i: a[i], params_hist),
-                    )
-                )
-        else:
-            results.append(_one(prob, opt, name, starts, kw, n))
-    elif isinstance(opt, optax.GradientTransformation):
+            return _sweep_runs(prob, name, opt, grid, len(settings), starts, kw, n)
+        return [_one(prob, opt, name, starts, kw, n)]
+    if isinstance(opt, optax.GradientTransformation):
         if grid:
             raise ValueError(
                 f"optimizer {name!r} is an optax transformation with fixed settings, so grids[{name!r}] "
                 "cannot vary them; pass a function of the hyperparameters (e.g. "
                 "lambda learning_rate: optax.sgd(learning_rate)) instead"
             )
-        results.append(_one(prob, opt, name, starts, kw, n))
-    elif callable(opt):
-        for setting in settings:
-            results.append(_one(prob, opt(**setting), name, starts, kw, n))
-    else:
-        raise TypeError(
-            f"optimizer {name!r} must be a fitjax optimizer, an optax GradientTransformation or a function "
-            f"of hyperparameters returning one, got {opt!r}"
+        return [_one(prob, opt, name, starts, kw, n)]
+    if callable(opt):
+        return [_one(prob, opt(**setting), name, starts, kw, n) for setting in settings]
+    raise TypeError(
+        f"optimizer {name!r} must be a fitjax optimizer, an optax GradientTransformation or a function "
+        f"of hyperparameters returning one, got {opt!r}"
+    )
+
+
+def _sweep_runs(
+    prob: _problems.Problem,
+    name: str,
+    opt: Optimizer,
+    grid: dict[str, list],
+    n_settings: int,
+    starts: Any,
+    kw: _FitOptions,
+    n: int,
+) -> list[_Runs]:
+    """A fitjax optimizer's grid in one program (:func:`fitjax.sweep`), split per setting."""
+    sw = sweep(prob.loss, opt, starts, prob.data, grid={k: jnp.asarray(v) for k, v in grid.items()}, **kw)
+    g = len(grid)
+
+    def per_setting(a: Any) -> np.ndarray:
+        a = np.asarray(a)
+        return a.reshape((n_settings, n) + a.shape[g + 1 :])
+
+    res = sw.result
+    assert res.history is not None  # the sweep records a history: record_every is given
+    hist_loss, final, dstep = map(per_setting, (res.history.loss, res.loss, res.diverged_step))
+    evals = _evals(name, opt, sw, n_settings * n).reshape(n_settings, n)
+    params = jax.tree.map(per_setting, res.history.params) if kw["record_params"] else None
+    rec = np.asarray(res.history.step)
+    return [
+        _Runs(
+            rec,
+            hist_loss[i],
+            final[i],
+            dstep[i],
+            evals[i],
+            None if params is None else jax.tree.map(lambda a, i=i: a[i], params),
         )
-    seconds = (time.perf_counter() - t0) / len(settings)
-    cells = []
-    for setting, (rec_steps, hist_loss, final, dstep, evals, params_hist) in zip(
-        settings, results, strict=True
-    ):
-        curves = np.concatenate(
-            [np.asarray(hist_loss, np.float64), np.asarray(final, np.float64)[:, None]], 1
-        )
-        metric_values = {}
-        for mname, fn in (metrics or {}).items():
-            metric_values[mname] = np.asarray(jax.vmap(fn)(params_hist), np.float64).reshape(n)
-        cells.append(
-            Cell(
-                prob.name,
-                name,
-                setting,
-                batch_size,
-                np.concatenate([np.asarray(rec_steps), [steps]]).astype(np.int64),
-                curves,
-                np.asarray(dstep, np.int64),
-                np.asarray(evals, np.float64),
-                seconds,
-                metric_values,
-            )
-        )
-    return cells
+        for i in range(n_settings)
+    ]
 
 
-class _FitOptions(TypedDict):
-    """The keywords every fit and sweep of a study is given."""
+def _cell(
+    problem: str,
+    name: str,
+    setting: dict[str, float],
+    batch_size: int | None,
+    steps: int,
+    runs: _Runs,
+    seconds: float,
+    metrics: Mapping[str, Callable] | None,
+    n: int,
+) -> Cell:
+    """A :class:`Cell` of one setting's runs: the final loss appended to the recorded curve."""
+    curves = np.concatenate(
+        [np.asarray(runs.loss, np.float64), np.asarray(runs.final, np.float64)[:, None]], 1
+    )
+    metric_values = {
+        mname: np.asarray(jax.vmap(fn)(runs.params), np.float64).reshape(n)
+        for mname, fn in (metrics or {}).items()
+    }
+    return Cell(
+        problem,
+        name,
+        setting,
+        batch_size,
+        np.concatenate([np.asarray(runs.steps), [steps]]).astype(np.int64),
+        curves,
+        np.asarray(runs.diverged_step, np.int64),
+        np.asarray(runs.evals, np.float64),
+        seconds,
+        metric_values,
+    )
 
-    steps: int
-    record_every: int
-    batch_size: int | None
-    key: jax.Array | None
-    record_params: bool
 
-
-def _one(prob, opt, name, starts, kw, n):
+def _one(prob: _problems.Problem, opt: Any, name: str, starts: Any, kw: _FitOptions, n: int) -> _Runs:
     res = fit(prob.loss, opt, starts, prob.data, **kw)
     hist = res.history
-    return (
+    assert hist is not None  # record_every is given
+    return _Runs(
         np.asarray(hist.step),
         np.asarray(hist.loss),
         np.asarray(res.loss),
@@ -613,23 +712,12 @@ def compare(
        'adam(learning_rate=0.01)', 'adam(learning_rate=0.1)']
     """
     key = _check_key(key)
-    if isinstance(problems, str | _problems.Problem):
-        problems = [problems]
-    probs = [_problems.get(p) for p in problems]
-    names = [p.name for p in probs]
-    if len(set(names)) != len(names) or not names:
-        raise ValueError(f"problems must be a non-empty list of distinct problems, got {names}")
+    probs = _check_problems(problems)
     grids = _check_grids(
         optimizers if isinstance(optimizers, Mapping) else dict.fromkeys(optimizers), grids or {}
     )
     opts = _resolve_optimizers(optimizers, grids)
-    if not (isinstance(starts, int) and starts >= 1):
-        raise ValueError(f"starts must be a whole number >= 1 (starting points per problem), got {starts!r}")
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
-    record_every = max(1, steps // 100) if record_every is None else record_every
-    if not (isinstance(record_every, int) and 1 <= record_every <= steps):
-        raise ValueError(f"record_every must be a whole number in [1, steps={steps}], got {record_every!r}")
+    record_every = _check_budget(starts, steps, record_every)
     batch_sizes = dict(batch_sizes or {})
     bad = set(batch_sizes) - set(opts)
     if bad:
@@ -637,7 +725,7 @@ def compare(
     deltas = np.asarray(deltas, dtype=np.float64)
     m.targets(0.0, deltas)  # checks the ladder
     config = {
-        "problems": names,
+        "problems": [p.name for p in probs],
         "optimizers": {
             k: (v if isinstance(v, str) else type(v).__name__)
             for k, v in (
@@ -658,20 +746,15 @@ def compare(
     for prob in probs:
         x0 = prob.starts(jax.random.fold_in(key, seed_of("starts", prob.name)), starts)
         for name, opt in opts.items():
-            saved = None if cache is None else cache / f"{prob.name}__{name}.npz"
-            if saved is not None and saved.exists():
-                cells += load(saved, [prob]).cells
-                continue
-            if progress is not None:
-                progress(
-                    f"{prob.name} × {name}: {len(_settings(grids.get(name, {})))} setting(s)"
-                    f" × {starts} starts"
-                )
-            pair = _run_pair(
+            grid = grids.get(name, {})
+            if progress is not None and not _is_cached(cache, prob, name):
+                progress(f"{prob.name} × {name}: {len(_settings(grid))} setting(s) × {starts} starts")
+            run = functools.partial(
+                _run_pair,
                 prob,
                 name,
                 opt,
-                grids.get(name, {}),
+                grid,
                 x0,
                 steps=steps,
                 record_every=record_every,
@@ -679,12 +762,55 @@ def compare(
                 key=jax.random.fold_in(key, seed_of("batches", prob.name, name)),
                 metrics=metrics,
             )
-            if saved is not None:
-                tmp = saved.with_name(saved.stem + ".tmp.npz")
-                Study(pair, {prob.name: prob}, deltas, config).save(tmp)
-                tmp.replace(saved)
-            cells += pair
+            cells += _cached_pair(cache, prob, name, run, deltas, config)
     return Study(cells, {p.name: p for p in probs}, deltas, config)
+
+
+def _is_cached(cache: Path | None, prob: _problems.Problem, name: str) -> bool:
+    return cache is not None and (cache / f"{prob.name}__{name}.npz").exists()
+
+
+def _check_problems(problems: Any) -> list[_problems.Problem]:
+    if isinstance(problems, str | _problems.Problem):
+        problems = [problems]
+    probs = [_problems.get(p) for p in problems]
+    names = [p.name for p in probs]
+    if len(set(names)) != len(names) or not names:
+        raise ValueError(f"problems must be a non-empty list of distinct problems, got {names}")
+    return probs
+
+
+def _check_budget(starts: Any, steps: Any, record_every: Any) -> int:
+    """Checks starts, steps and record_every; returns record_every (default ``steps // 100``)."""
+    if not (isinstance(starts, int) and starts >= 1):
+        raise ValueError(f"starts must be a whole number >= 1 (starting points per problem), got {starts!r}")
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+    record_every = max(1, steps // 100) if record_every is None else record_every
+    if not (isinstance(record_every, int) and 1 <= record_every <= steps):
+        raise ValueError(f"record_every must be a whole number in [1, steps={steps}], got {record_every!r}")
+    return record_every
+
+
+def _cached_pair(
+    cache: Path | None,
+    prob: _problems.Problem,
+    name: str,
+    run: Callable[[], list[Cell]],
+    deltas: np.ndarray,
+    config: dict[str, Any],
+) -> list[Cell]:
+    """A pair's cells: read from ``cache`` when saved there, else run (and saved, atomically:
+    written beside and renamed, so a study killed while saving leaves no partial pair)."""
+    saved = None if cache is None else cache / f"{prob.name}__{name}.npz"
+    if saved is not None and _is_cached(cache, prob, name):
+        return load(saved, [prob]).cells
+    pair = run()
+    if saved is not None:
+        tmp = saved.with_name(saved.stem + ".tmp.npz")
+        Study(pair, {prob.name: prob}, deltas, config).save(tmp)
+        tmp.replace(saved)
+    return pair
 
 
 def _check_key(key: Any) -> jax.Array:
