@@ -303,8 +303,8 @@ def test_a_kernel_that_does_not_build_falls_back_once_and_is_remembered(monkeypa
         return program
 
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    monkeypatch.setattr(fused, "_compiled", broken)
-    monkeypatch.setattr(fused, "_FAILED", {})
+    monkeypatch.setattr(fused, "compiled", broken)
+    monkeypatch.setattr(fused, "FAILED_BUILDS", {})
     args = (LINE, fitjax.gd(0.01), _starts("line"), fitjax.datasets.line())
     ref = fitjax.fit(*args, steps=3)
     for _ in range(2):

@@ -115,7 +115,8 @@ def test_packages_import_only_the_layers_below():
 
 
 def _private_uses(name: str, path: Path) -> set[tuple[str, str]]:
-    """``(module, private name)`` taken from other fitjax modules: imported, or read as ``mod._name``."""
+    """``(module, private name)`` taken from other fitjax modules: imported, read as ``mod._name``,
+    or replaced by name (``setattr(mod, "_name", ...)``, as ``monkeypatch.setattr`` does)."""
     found = {(m, n) for m, n in _imports(name, path) if n is not None and _is_private(n)}
     tree = ast.parse(path.read_text())
     modules: dict[str, str] = {}  # local name -> fitjax module it is bound to
@@ -128,7 +129,18 @@ def _private_uses(name: str, path: Path) -> set[tuple[str, str]]:
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and _is_private(node.attr):
             if node.value.id in modules:
                 found.add((modules[node.value.id], node.attr))
+        if isinstance(node, ast.Call) and _is_setattr(node.func) and len(node.args) >= 2:
+            target, attr = node.args[:2]
+            if isinstance(target, ast.Name) and target.id in modules and isinstance(attr, ast.Constant):
+                if isinstance(attr.value, str) and _is_private(attr.value):
+                    found.add((modules[target.id], attr.value))
     return found
+
+
+def _is_setattr(func: ast.expr) -> bool:
+    return (isinstance(func, ast.Name) and func.id == "setattr") or (
+        isinstance(func, ast.Attribute) and func.attr == "setattr"
+    )
 
 
 def _is_private(name: str) -> bool:
@@ -183,9 +195,17 @@ def test_tests_and_benchmarks_use_no_private_fitjax_name():
 def test_a_private_use_in_a_test_is_found(tmp_path):
     probe = tmp_path / "tests" / "test_probe.py"
     probe.parent.mkdir()
-    lines = ["from fitjax.engine import loop", "from fitjax import internal", "loop._span", "internal.TRACES"]
+    lines = [
+        "from fitjax.engine import loop, program",
+        "from fitjax import internal",
+        "loop._span",
+        "internal.TRACES",
+        "monkeypatch.setattr(program, '_compiled', None)",
+        "monkeypatch.setattr(program, 'program', None)",
+    ]
     probe.write_text("\n".join(lines))
-    assert _private_uses("tests.test_probe", probe) == {("fitjax.engine.loop", "_span")}
+    found = _private_uses("tests.test_probe", probe)
+    assert found == {("fitjax.engine.loop", "_span"), ("fitjax.engine.program", "_compiled")}
 
 
 # ----------------------------------------------------------------------------- function length

@@ -66,7 +66,7 @@ from fitjax.optim.protocol import OptState, Stepper
 __all__ = ["FallbackWarning", "Fused", "Unsupported", "trace_count"]
 
 _TRACES: collections.Counter[str] = collections.Counter()
-_FAILED: dict[Any, str] = {}  # kernels that did not lower or compile, with the reason
+FAILED_BUILDS: dict[Any, str] = {}  # kernels that did not lower or compile, with the reason
 
 _RULES = ("gd", "momentum", "nesterov", "sgd_momentum", "nesterov_classical", "normalized", "adam", "rmsprop")
 """The fitjax rules (by name) the kernel runs: those with a fixed-size state per parameter."""
@@ -638,7 +638,7 @@ def run(
     if auto and lanes > _ONE_RUN_PER_THREAD and np.shape(params0)[0] * lanes > _AUTO_LANES:
         raise Unsupported(f"{np.shape(params0)[0]} runs × {lanes} lanes: the XLA path is faster at this size")
     try:
-        program, failed = compiled(k), _FAILED.get(k)
+        program, failed = compiled(k), FAILED_BUILDS.get(k)
     except TypeError:  # an unhashable loss: compile without the cache
         program, failed = jax.jit(kernel_program(k)), None
     if failed is not None:
@@ -651,7 +651,7 @@ def run(
         first = f"{type(err).__name__}: {err}".splitlines()[0]
         reason = f"the kernel could not be built for this device ({first})"
         with contextlib.suppress(TypeError):
-            _FAILED[k] = reason  # not tried again for the same settings
+            FAILED_BUILDS[k] = reason  # not tried again for the same settings
         raise Unsupported(reason) from err
     params, final_loss, diverged, hist, state = out
     history = None
