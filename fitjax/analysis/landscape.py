@@ -43,6 +43,7 @@ from jax.flatten_util import ravel_pytree
 
 from fitjax import _checks
 from fitjax.engine.core import _check_loss
+from fitjax.numerics.fastmath import choose_math
 
 PyTree = Any
 Loss = Callable[[PyTree, Any], jax.Array]
@@ -223,7 +224,7 @@ def loss_plane(
     total = math.prod(shape)
     size = min(chunk_size, total)
     stacked = _stack(directions)
-    program = _program(loss)
+    program = _program(choose_math(loss, jax.default_backend()))
     out = np.empty(total, dtype=dtype)
 
     def chunk_coords(start: int) -> np.ndarray:

@@ -36,6 +36,7 @@ from jax import lax
 from fitjax import _checks
 from fitjax.engine import sampler as _sampler
 from fitjax.engine import sharding as _shard
+from fitjax.numerics.fastmath import choose_math
 from fitjax.optim.protocol import Stepper, held_dtype, stepper
 
 PyTree = Any
@@ -1019,6 +1020,7 @@ def fit(
         run_ids = None
     else:
         run_ids = jnp.arange(n_runs, dtype=jnp.uint32) if _run_ids is None else _run_ids
+    loss = choose_math(loss, jax.default_backend())  # float32 sin/cos/exp as polynomials on a CPU
     try:
         raw, jitted = _program(loss, update, plan)
     except TypeError:  # an unhashable loss or optimizer: compile without the cache

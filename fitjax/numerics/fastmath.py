@@ -3,7 +3,7 @@ r"""Run a loss with fitjax's float32 ``sin``, ``cos`` and ``exp`` on any backend
 :func:`polynomial_math` is a function transformation: ``polynomial_math(loss)`` computes
 what ``loss`` computes, except that every float32 ``sin``, ``cos`` and ``exp`` in it (and
 so in its ``jax.grad``) is evaluated by the polynomials of
-:func:`fitjax.kernels.kernel_math.polynomial` (the fused kernel's ``precision="full"``):
+:func:`fitjax.numerics.polynomials.polynomial` (the fused kernel's ``precision="full"``):
 
 * ``sin`` and ``cos``: one reduction by :math:`\pi/2` and two short polynomials,
   within 1.6 units in the last place on :math:`[-\pi, \pi]` and :math:`1.2 \cdot 10^{-7}`
@@ -38,10 +38,13 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jex_core
 
-from fitjax.kernels import kernel_math as _fused_math
-from fitjax.kernels.kernel_loss import _CALLS  # the call primitives whose jaxpr is evaluated inline
+from fitjax.numerics.polynomials import polynomial
 
-__all__ = ["polynomial_math"]
+__all__ = ["CALL_PRIMITIVES", "choose_math", "platform_math", "polynomial_math"]
+
+CALL_PRIMITIVES = frozenset({"jit", "pjit", "closed_call", "core_call"})
+"""The call primitives whose jaxpr is evaluated inline (a nested ``jax.jit`` and its kin)."""
+_CALLS = CALL_PRIMITIVES
 
 
 def _eval(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], table: dict[str, Callable]) -> list[Any]:
@@ -68,17 +71,30 @@ def _eval(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], table: dict[st
     return [read(v) for v in jaxpr.outvars]
 
 
+def _substitutes(jaxpr: Any, table: dict[str, Callable]) -> bool:
+    """Whether ``jaxpr`` (nested calls included) applies a function of ``table`` to float32."""
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name in table and all(v.aval.dtype == jnp.float32 for v in eqn.invars):
+            return True
+        if name in _CALLS and _substitutes(eqn.params.get("jaxpr", eqn.params.get("call_jaxpr")).jaxpr, table):
+            return True
+    return False
+
+
 @functools.lru_cache(maxsize=64)
 def _cached(fun: Callable) -> Callable:
     return _transform(fun)
 
 
 def _transform(fun: Callable) -> Callable:
-    table = _fused_math.polynomial()
+    table = polynomial()
 
     @functools.wraps(fun)
     def wrapped(*args: Any) -> Any:
         closed, shape = jax.make_jaxpr(fun, return_shape=True)(*args)
+        if not _substitutes(closed.jaxpr, table):  # nothing to replace (float64): ``fun`` itself
+            return fun(*args)
         outs = _eval(closed.jaxpr, closed.consts, jax.tree.leaves(args), table)
         return jax.tree.unflatten(jax.tree.structure(shape), outs)
 
@@ -119,3 +135,72 @@ def polynomial_math(fun: Callable) -> Callable:
         return _cached(fun)
     except TypeError:  # an unhashable callable: a new wrapper each time
         return _transform(fun)
+
+
+@functools.lru_cache(maxsize=64)
+def _marked(fun: Callable) -> Callable:
+    return _mark(fun)
+
+
+def _mark(fun: Callable) -> Callable:
+    @functools.wraps(fun)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        return fun(*args, **kwargs)
+
+    wrapped.__fitjax_platform_math__ = fun  # type: ignore[attr-defined]
+    return wrapped
+
+
+def platform_math(fun: Callable) -> Callable:
+    """``fun``, marked to keep the platform's ``sin``, ``cos`` and ``exp`` in fitjax's programs.
+
+    On a CPU, :func:`fitjax.fit` (and :func:`fitjax.sweep`, the landscapes) evaluate a
+    float32 loss with :func:`polynomial_math` unless the loss is marked so. Use it to
+    compare fitjax's arithmetic with another program's step by step, or to reproduce
+    results computed with the platform's functions. The same ``fun`` gives the same
+    marked function, so compiled programs are reused.
+
+    Args:
+      fun: a function, such as a loss ``f(params, batch)``.
+
+    Returns:
+      A function that calls ``fun``, with the same signature and results.
+
+    Example:
+      >>> import jax.numpy as jnp, fitjax
+      >>> loss = fitjax.least_squares(fitjax.Gabor(8.0))
+      >>> exact = fitjax.platform_math(loss)
+      >>> phi, data = jnp.array([0.5, 10.0]), fitjax.datasets.gabor()
+      >>> bool(exact(phi, data) == loss(phi, data)), fitjax.platform_math(loss) is exact
+      (True, True)
+    """
+    if not callable(fun):
+        raise TypeError(f"fun must be a function, got {type(fun).__name__}")
+    if hasattr(fun, "__fitjax_platform_math__"):
+        return fun
+    try:
+        return _marked(fun)
+    except TypeError:  # an unhashable callable: a new wrapper each time
+        return _mark(fun)
+
+
+def choose_math(loss: Callable, platform: str) -> Callable:
+    """The loss fitjax's programs evaluate on ``platform`` (``jax.default_backend()``).
+
+    On ``"cpu"``: ``polynomial_math(loss)``, unless ``loss`` is already wrapped by it or
+    marked by :func:`platform_math`. Elsewhere ``loss`` itself (a GPU evaluates its own
+    functions in parallel; the fused kernel has its own choice). Only float32
+    ``sin``, ``cos`` and ``exp`` are replaced, so a float64 loss is computed as written.
+
+    Example:
+      >>> import fitjax
+      >>> from fitjax.numerics.fastmath import choose_math
+      >>> loss = fitjax.least_squares(fitjax.line)
+      >>> choose_math(loss, "cpu") is fitjax.polynomial_math(loss), choose_math(loss, "gpu") is loss
+      (True, True)
+      >>> choose_math(fitjax.platform_math(loss), "cpu") is fitjax.platform_math(loss)
+      True
+    """
+    if platform != "cpu" or hasattr(loss, "__fitjax_platform_math__"):
+        return loss
+    return polynomial_math(loss)
