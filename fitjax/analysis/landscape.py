@@ -277,13 +277,16 @@ def _store(out: np.ndarray, start: int, values: jax.Array, total: int, callback:
 
 
 def _unit_directions(base: jax.Array, index: Sequence[int]) -> tuple[jax.Array, ...]:
-    return tuple(jnp.zeros_like(base).at[i].set(1) for i in index)
+    eye = np.eye(base.shape[0], dtype=base.dtype)
+    return tuple(jax.device_put(eye[i]) for i in index)
 
 
 def _flat_base(base: Any, index: Sequence[int], name: str) -> jax.Array:
-    arr = jnp.zeros(max(2, max(index) + 1)) if base is None else jnp.asarray(base)
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
+    # made on the host: a few eager device operations would cost more than a small grid
+    arr = np.zeros(max(2, max(index) + 1)) if base is None else np.array(base)
+    if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(float)
+    arr = arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype))
     if arr.ndim != 1:
         raise ValueError(f"base must be a 1-D parameter vector, got shape {arr.shape}")
     if len(set(index)) != len(index) or not all(0 <= i < arr.shape[0] for i in index):
@@ -291,9 +294,9 @@ def _flat_base(base: Any, index: Sequence[int], name: str) -> jax.Array:
             f"{name} must name different coordinates of base (length {arr.shape[0]}), got {tuple(index)}"
         )
     # the chosen coordinates come from the grid alone
-    arr = arr.at[jnp.asarray(index)].set(0)
+    arr[list(index)] = 0
     _checks.finite("base", arr, f"the coordinates other than {tuple(index)} must be finite")
-    return arr
+    return jax.device_put(arr)
 
 
 def loss_grid(
