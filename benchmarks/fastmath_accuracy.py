@@ -41,7 +41,8 @@ def functions_table(points: int) -> list[str]:
     poly = polynomial()
     platform = {"sin": jnp.sin, "cos": jnp.cos, "exp": jnp.exp}
     rows = [
-        "| function | range | polynomial: max rel | median rel | max abs | platform: max rel | median rel | max abs |",
+        "| function | range | polynomial: max rel | median rel | max abs "
+        "| platform: max rel | median rel | max abs |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, ranges in RANGES.items():
@@ -73,7 +74,8 @@ def fit_table(runs: int, steps: int) -> list[str]:
         starts64 = jnp.asarray(w.starts, jnp.float64)
         exact = np.asarray(fitjax.fit(loss, opt, starts64, data64, steps=steps).loss, np.float64)
     rows = [
-        f"| Gabor, Adam, I = {runs}, N = 30, T = {steps} | median rel. to float64 | max rel. | runs > 1e-3 apart |",
+        f"| Gabor, Adam, I = {runs}, N = 30, T = {steps} "
+        "| median rel. to float64 | max rel. | runs > 1e-3 apart |",
         "|---|---|---|---|",
     ]
     for name, got in (("default (polynomials)", default), ("`platform_math`", platform)):
@@ -81,7 +83,8 @@ def fit_table(runs: int, steps: int) -> list[str]:
         rows.append(f"| {name} | {np.median(rel):.2e} | {rel.max():.2e} | {int((rel > 1e-3).sum())} |")
     rel = np.abs(default - platform) / np.abs(platform)
     rows.append(
-        f"| default against `platform_math` | {np.median(rel):.2e} | {rel.max():.2e} | {int((rel > 1e-3).sum())} |"
+        f"| default against `platform_math` | {np.median(rel):.2e} | {rel.max():.2e} "
+        f"| {int((rel > 1e-3).sum())} |"
     )
     return rows
 

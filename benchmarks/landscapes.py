@@ -71,11 +71,13 @@ def plain_grid(n: int, x: np.ndarray, y: np.ndarray, rows: int | None = None) ->
     return call
 
 
-def fitjax_grid(n: int, x: np.ndarray, y: np.ndarray) -> Callable[[], np.ndarray]:
+def fitjax_grid(
+    n: int, x: np.ndarray, y: np.ndarray, loss: Callable = c.FITJAX_LOSS
+) -> Callable[[], np.ndarray]:
     """A call that evaluates the grid with ``fitjax.loss_grid`` (its default chunking)."""
     phi0, phi1 = axes(n)
     data = jax.device_put((x, y))
-    return lambda: fitjax.loss_grid(c.FITJAX_LOSS, data, phi0, phi1).loss
+    return lambda: fitjax.loss_grid(loss, data, phi0, phi1).loss
 
 
 def timed(name: str, call: Callable[[], np.ndarray], repeat: int, note: str = "") -> c.ContenderResult:
@@ -169,17 +171,26 @@ def main(argv: list[str] | None = None) -> None:
     w = c.make_workload(1, args.points, 1)
     x, y = w.x, w.y
     platform_loss = fitjax.platform_math(c.FITJAX_LOSS)
-    print(f"backend: {jax.default_backend()}, jax {jax.__version__}, N = {args.points}, best of {args.repeat}")
-    print("| n | what | plain run s | fitjax run s | ratio (plain/fitjax) | `platform_math` run s | ratio | compile s (plain, fitjax) |")
+    print(
+        f"backend: {jax.default_backend()}, jax {jax.__version__}, N = {args.points}, best of {args.repeat}"
+    )
+    print(
+        "| n | what | plain run s | fitjax run s | ratio (plain/fitjax) "
+        "| `platform_math` run s | ratio | compile s (plain, fitjax) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         cases = {
             "loss_grid": (
                 plain_grid(n, x, y),
                 fitjax_grid(n, x, y),
-                lambda: fitjax.loss_grid(platform_loss, jax.device_put((x, y)), *axes(n)).loss,
+                fitjax_grid(n, x, y, platform_loss),
             ),
-            "loss_plane": (_plain_plane(n, x, y), _fitjax_plane(n, x, y, c.FITJAX_LOSS), _fitjax_plane(n, x, y, platform_loss)),
+            "loss_plane": (
+                _plain_plane(n, x, y),
+                _fitjax_plane(n, x, y, c.FITJAX_LOSS),
+                _fitjax_plane(n, x, y, platform_loss),
+            ),
             "loss_line (n² points)": (
                 _plain_line(n * n, x, y),
                 _fitjax_line(n * n, x, y, c.FITJAX_LOSS),
@@ -187,7 +198,9 @@ def main(argv: list[str] | None = None) -> None:
             ),
         }
         for what, (plain, fast, same) in cases.items():
-            rp, rf, rs = (timed(k, f, args.repeat) for k, f in (("plain", plain), ("fitjax", fast), ("platform", same)))
+            rp, rf, rs = (
+                timed(k, f, args.repeat) for k, f in (("plain", plain), ("fitjax", fast), ("platform", same))
+            )
             print(
                 f"| {n} | {what} | {rp.run_s:.4f} | {rf.run_s:.4f} | {rp.run_s / rf.run_s:.2f}× "
                 f"| {rs.run_s:.4f} | {rp.run_s / rs.run_s:.2f}× | {rp.compile_s:.2f}, {rf.compile_s:.2f} |"
@@ -196,9 +209,15 @@ def main(argv: list[str] | None = None) -> None:
                 exact = _float64_grid(n, x, y).ravel()
                 for name, r in (("plain", rp), ("fitjax", rf), ("fitjax platform_math", rs)):
                     rel = np.abs(r.losses.astype(np.float64) - exact) / np.abs(exact)
-                    print(f"|   | {name} vs float64 | median rel {np.median(rel):.2e} | max rel {rel.max():.2e} | | | | |")
+                    print(
+                        f"|   | {name} vs float64 | median rel {np.median(rel):.2e} "
+                        f"| max rel {rel.max():.2e} | | | | |"
+                    )
                 rel = np.abs(rf.losses.astype(np.float64) - rp.losses) / np.abs(rp.losses)
-                print(f"|   | fitjax vs plain | median rel {np.median(rel):.2e} | max rel {rel.max():.2e} | | | | |")
+                print(
+                    f"|   | fitjax vs plain | median rel {np.median(rel):.2e} | max rel {rel.max():.2e} "
+                    "| | | | |"
+                )
 
 
 if __name__ == "__main__":

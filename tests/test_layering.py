@@ -88,7 +88,18 @@ LAYERS: dict[str, set[str]] = {
     "comparison": {"_checks", "numerics", "optim", "problems", "engine", "analysis"},
     "lecture": {"", "_checks", "numerics", "optim", "problems", "engine", "analysis", "comparison"},
     "internal": {"_checks", "numerics", "optim", "problems", "engine", "kernels", "analysis"},
-    "cli": {"", "_checks", "numerics", "optim", "problems", "engine", "kernels", "analysis", "comparison", "lecture"},
+    "cli": {
+        "",
+        "_checks",
+        "numerics",
+        "optim",
+        "problems",
+        "engine",
+        "kernels",
+        "analysis",
+        "comparison",
+        "lecture",
+    },
 }
 
 

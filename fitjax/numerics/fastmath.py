@@ -85,8 +85,10 @@ def _substitutes(jaxpr: Any, table: dict[str, Callable]) -> bool:
         name = eqn.primitive.name
         if name in table and all(v.aval.dtype == jnp.float32 for v in eqn.invars):
             return True
-        if name in _CALLS and _substitutes(eqn.params.get("jaxpr", eqn.params.get("call_jaxpr")).jaxpr, table):
-            return True
+        if name in _CALLS:
+            inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+            if _substitutes(inner.jaxpr, table):
+                return True
     return False
 
 
