@@ -433,6 +433,16 @@ def fitjax_polynomial(
     return fitjax_fit("fitjax_polynomial", fitjax_adam(), starts, x, y, steps, repeat, loss=loss)
 
 
+def fitjax_platform(
+    starts: np.ndarray, x: np.ndarray, y: np.ndarray, steps: int, repeat: int = 1
+) -> ContenderResult:
+    """As ``fitjax`` with the loss marked by ``fitjax.platform_math``: the platform's float32
+    ``sin``, ``cos`` and ``exp``, as the expert's program evaluates them (on a CPU ``fit``
+    otherwise uses fitjax's polynomials, and ``fitjax`` is ``fitjax_polynomial``)."""
+    loss = fitjax.platform_math(FITJAX_LOSS)
+    return fitjax_fit("fitjax_platform", fitjax_adam(), starts, x, y, steps, repeat, loss=loss)
+
+
 def _fitjax_fused(name: str, backend: Any, kernel: str, *args: Any) -> ContenderResult:
     """``fitjax_fit`` with a fused ``backend``; the note says whether the kernel or the
     XLA path ran (a fallback's warning is silenced: the note carries it)."""
@@ -686,6 +696,7 @@ CONTENDERS: dict[str, Callable[..., ContenderResult]] = {
     "fitjax": fitjax_final,
     "fitjax_record10": fitjax_record10,
     "fitjax_polynomial": fitjax_polynomial,
+    "fitjax_platform": fitjax_platform,
     "fitjax_auto": fitjax_auto,
     "fitjax_fast": fitjax_fast,
     "optax_loop": optax_loop,

@@ -37,7 +37,7 @@ from fitjax.engine.chunked import ChunkedSweep, fit_chunked, iter_chunks, load_c
 from fitjax.engine.core import FitResult, History, SweepResult, fit, sweep, trace_count
 from fitjax.engine.sharding import run_mesh
 from fitjax.kernels import fused
-from fitjax.kernels.fastmath import polynomial_math
+from fitjax.numerics.fastmath import platform_math, polynomial_math
 from fitjax.optim.linesearch import (
     ArmijoState,
     LineSearchState,
@@ -141,6 +141,7 @@ __all__ = [
     "nesterov",
     "nesterov_classical",
     "normalized",
+    "platform_math",
     "polynomial_math",
     "reduce_on_plateau",
     "reported_params",

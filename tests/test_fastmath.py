@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fitjax
+from fitjax.numerics.fastmath import choose_math
 
 GABOR = fitjax.least_squares(fitjax.Gabor(8.0))
 
@@ -91,7 +92,7 @@ def test_nested_jit_is_rewritten_and_other_primitives_are_kept():
 def test_fit_with_polynomial_math_matches_the_platform_fit_and_reuses_its_program():
     data, starts = fitjax.datasets.gabor(), _starts(64)
     opt = fitjax.adam(0.05)
-    ref = fitjax.fit(GABOR, opt, starts, data, steps=100)
+    ref = fitjax.fit(fitjax.platform_math(GABOR), opt, starts, data, steps=100)
     fast = fitjax.fit(fitjax.polynomial_math(GABOR), opt, starts, data, steps=100)
     # same runs, same flags; over 100 steps float32 rounding moves no end point by 1e-4
     # (measured: at most 8e-6; a long nonconvex fit could end elsewhere)
@@ -112,3 +113,49 @@ def test_wrapping_twice_or_a_non_function():
     assert fitjax.polynomial_math(fast) is fast
     with pytest.raises(TypeError, match="fun must be a function, got int"):
         fitjax.polynomial_math(3)
+
+
+def test_the_engine_chooses_the_polynomials_on_a_cpu_unless_the_loss_is_marked():
+    data, starts = fitjax.datasets.gabor(), _starts(16)
+    opt = fitjax.adam(0.05)
+    default = fitjax.fit(GABOR, opt, starts, data, steps=50)
+    wrapped = fitjax.fit(fitjax.polynomial_math(GABOR), opt, starts, data, steps=50)
+    marked = fitjax.fit(fitjax.platform_math(GABOR), opt, starts, data, steps=50)
+    if jax.default_backend() == "cpu":
+        np.testing.assert_array_equal(default.params, wrapped.params)
+    else:
+        np.testing.assert_array_equal(default.params, marked.params)
+    # the two maths differ by float32 rounding only
+    np.testing.assert_allclose(wrapped.loss, marked.loss, rtol=1e-5)
+
+
+def test_choose_math_by_platform_and_mark():
+    assert choose_math(GABOR, "cpu") is fitjax.polynomial_math(GABOR)
+    assert choose_math(GABOR, "gpu") is GABOR
+    marked = fitjax.platform_math(GABOR)
+    assert choose_math(marked, "cpu") is marked and fitjax.platform_math(marked) is marked
+    fast = fitjax.polynomial_math(GABOR)
+    assert choose_math(fast, "cpu") is fast
+    with pytest.raises(TypeError, match="fun must be a function, got int"):
+        fitjax.platform_math(3)
+
+
+def test_a_line_search_evaluates_the_same_loss_as_the_gradient():
+    """The engine hands the optimizer ``value_fn`` built from the loss it differentiates."""
+    data, starts = fitjax.datasets.gabor(), _starts(8)
+    opt = fitjax.gd_line_search(max_dist=0.5, tol=1e-4, max_iter=8)
+    default = fitjax.fit(GABOR, opt, starts, data, steps=10)
+    want = fitjax.polynomial_math(GABOR) if jax.default_backend() == "cpu" else GABOR
+    same = fitjax.fit(want, opt, starts, data, steps=10)
+    np.testing.assert_array_equal(default.params, same.params)
+
+
+def test_a_float64_loss_is_computed_as_written(x64):
+    data = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), fitjax.datasets.gabor())
+    starts = jnp.asarray(_starts(8), jnp.float64)
+    phi = starts[0]
+    assert fitjax.polynomial_math(GABOR)(phi, data) == GABOR(phi, data)
+    opt = fitjax.adam(0.05)
+    default = fitjax.fit(GABOR, opt, starts, data, steps=50)
+    marked = fitjax.fit(fitjax.platform_math(GABOR), opt, starts, data, steps=50)
+    np.testing.assert_array_equal(default.params, marked.params)

@@ -28,7 +28,10 @@ SCRIPT = textwrap.dedent(
     sw = fitjax.sweep(loss, fitjax.momentum(0.01), starts, data, steps=20, grid=grid)
     ref = fitjax.sweep(loss, fitjax.momentum(0.01), starts, data, steps=20, grid=grid,
                        mesh=fitjax.run_mesh(jax.devices()[:1]))
-    np.testing.assert_array_equal(np.asarray(sw.result.params), np.asarray(ref.result.params))
+    # On a CPU the loss's float32 sin/cos/exp are fitjax's polynomials, which XLA vectorises:
+    # a run whose shard has another size may round differently by a unit in the last place
+    # (measured with 8 devices: 11 of 148 values, at most 4.8e-7), so equal to float32 rounding.
+    np.testing.assert_allclose(np.asarray(sw.result.params), np.asarray(ref.result.params), rtol=1e-6)
     # Runs that fail a span check are replayed by a second program, on the same shards.
     line = fitjax.least_squares(fitjax.line)
     lrs = np.float32([0.01, 1.0, 0.03, 0.2, 5.0, 0.01, 0.06, 0.045])

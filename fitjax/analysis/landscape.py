@@ -43,6 +43,7 @@ from jax.flatten_util import ravel_pytree
 
 from fitjax import _checks
 from fitjax.engine.prepare import check_loss
+from fitjax.numerics.fastmath import choose_math
 
 PyTree = Any
 Loss = Callable[[PyTree, Any], jax.Array]
@@ -111,24 +112,50 @@ def _stack(directions: Sequence[PyTree]) -> PyTree:
 
 
 def _point(center: PyTree, stacked: PyTree, c: jax.Array) -> PyTree:
-    # φ(c) = φ_c + Σ_k c_k·d_k, leaf by leaf
-    return jax.tree.map(lambda x0, d: x0 + jnp.tensordot(c.astype(d.dtype), d, axes=1), center, stacked)
+    # φ(c) = φ_c + Σ_k c_k·d_k, leaf by leaf, as multiplies and adds: a dot product here would
+    # run on a GPU's matrix units at reduced (TF32) precision and round the coordinates.
+    def leaf(x0: jax.Array, d: jax.Array) -> jax.Array:
+        ck = c.astype(d.dtype).reshape((-1,) + (1,) * (d.ndim - 1))
+        return x0 + jnp.sum(ck * d, axis=0)
+
+    return jax.tree.map(leaf, center, stacked)
+
+
+_MIN_HELD = 1024
+"""Axes are held on the device padded to a power of two, at least this long, so that grids
+of other sizes reuse the compiled program."""
+
+
+def _held_length(n: int) -> int:
+    return max(_MIN_HELD, 1 << (n - 1).bit_length())
+
+
+def _coords(start: jax.Array, dims: jax.Array, axes: tuple[jax.Array, ...], size: int) -> jax.Array:
+    """The coordinates of grid points ``start, start + 1, ...`` (``size`` of them, the last
+    point repeated past the end) of the row-major grid ``dims``, made on the device."""
+    k = jnp.minimum(start + jnp.arange(size, dtype=jnp.int32), jnp.prod(dims) - 1)
+    idx = []
+    for n in dims[::-1]:  # the last axis varies fastest
+        idx.append(k % n)
+        k = k // n
+    return jnp.stack([a[i] for a, i in zip(axes, idx[::-1], strict=True)], axis=1)
 
 
 @functools.lru_cache(maxsize=64)
-def _chunk_program(loss: Loss) -> Callable:
-    def chunk(coords, center, stacked, data):
+def _chunk_program(loss: Loss, size: int) -> Callable:
+    def chunk(start, dims, axes, center, stacked, data):
         _TRACES["landscape"] += 1
+        coords = _coords(start, dims, axes, size)
         return jax.vmap(lambda c: loss(_point(center, stacked, c), data))(coords)
 
     return jax.jit(chunk)
 
 
-def _program(loss: Loss) -> Callable:
+def _program(loss: Loss, size: int) -> Callable:
     try:
-        return _chunk_program(loss)
+        return _chunk_program(loss, size)
     except TypeError:  # an unhashable loss: compile without the cache
-        return _chunk_program.__wrapped__(loss)
+        return _chunk_program.__wrapped__(loss, size)
 
 
 def _float_dtype(tree: PyTree) -> np.dtype:
@@ -222,18 +249,18 @@ def loss_plane(
     shape = tuple(a.size for a in axes)
     total = math.prod(shape)
     size = min(chunk_size, total)
+    if total >= 2**31:
+        raise ValueError(f"the grid has {total} points; at most 2**31 - 1 are indexed")
     stacked = _stack(directions)
-    program = _program(loss)
+    program = _program(choose_math(loss, jax.default_backend()), size)
+    dims = np.array(shape, dtype=np.int32)
+    held = jax.device_put(tuple(np.resize(a, _held_length(a.size)) for a in axes))
     out = np.empty(total, dtype=dtype)
-
-    def chunk_coords(start: int) -> np.ndarray:
-        k = np.minimum(np.arange(start, start + size), total - 1)  # the last chunk repeats its last point
-        idx = np.unravel_index(k, shape)
-        return np.stack([a[i] for a, i in zip(axes, idx, strict=True)], axis=1)
 
     pending: tuple[int, jax.Array] | None = None
     for start in range(0, total, size):
-        values = program(chunk_coords(start), center, stacked, data)  # dispatched, not yet waited for
+        # dispatched, not yet waited for: the device computes this chunk while the last is copied
+        values = program(np.int32(start), dims, held, center, stacked, data)
         if pending is not None:
             _store(out, *pending, total, callback)
         pending = (start, values)
@@ -250,13 +277,16 @@ def _store(out: np.ndarray, start: int, values: jax.Array, total: int, callback:
 
 
 def _unit_directions(base: jax.Array, index: Sequence[int]) -> tuple[jax.Array, ...]:
-    return tuple(jnp.zeros_like(base).at[i].set(1) for i in index)
+    eye = np.eye(base.shape[0], dtype=base.dtype)
+    return tuple(jax.device_put(eye[i]) for i in index)
 
 
 def _flat_base(base: Any, index: Sequence[int], name: str) -> jax.Array:
-    arr = jnp.zeros(max(2, max(index) + 1)) if base is None else jnp.asarray(base)
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
+    # made on the host: a few eager device operations would cost more than a small grid
+    arr = np.zeros(max(2, max(index) + 1)) if base is None else np.array(base)
+    if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(float)
+    arr = arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype))
     if arr.ndim != 1:
         raise ValueError(f"base must be a 1-D parameter vector, got shape {arr.shape}")
     if len(set(index)) != len(index) or not all(0 <= i < arr.shape[0] for i in index):
@@ -264,9 +294,9 @@ def _flat_base(base: Any, index: Sequence[int], name: str) -> jax.Array:
             f"{name} must name different coordinates of base (length {arr.shape[0]}), got {tuple(index)}"
         )
     # the chosen coordinates come from the grid alone
-    arr = arr.at[jnp.asarray(index)].set(0)
+    arr[list(index)] = 0
     _checks.finite("base", arr, f"the coordinates other than {tuple(index)} must be finite")
-    return arr
+    return jax.device_put(arr)
 
 
 def loss_grid(

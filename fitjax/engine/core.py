@@ -25,6 +25,7 @@ program, compiled and run only for a batch in which some run failed) to find the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -46,6 +47,7 @@ from fitjax.engine.prepare import (
 )
 from fitjax.engine.program import execute, other_backend, trace_count
 from fitjax.engine.results import FitResult, History, SweepResult, as_sweep, assemble
+from fitjax.numerics.fastmath import choose_math
 from fitjax.optim.protocol import stepper
 
 __all__ = ["FitResult", "History", "SweepResult", "fit", "run", "sweep", "trace_count"]
@@ -163,6 +165,8 @@ def run(
         )
         if result is not None:
             return result
+    # float32 sin/cos/exp as polynomials on a CPU, unless the loss is marked (fitjax.platform_math)
+    problem = dataclasses.replace(problem, loss=choose_math(problem.loss, jax.default_backend()))
     return assemble(execute(problem, jit=jit, mesh=mesh, gather=gather), problem.plan)
 
 

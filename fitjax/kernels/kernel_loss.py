@@ -44,6 +44,8 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jex_core
 
+from fitjax.numerics.fastmath import CALL_PRIMITIVES as _CALLS  # evaluated inline
+
 
 class Unsupported(Exception):
     """The fused kernel cannot take this problem; ``str(err)`` says why."""
@@ -56,7 +58,6 @@ _ELEMENTWISE = frozenset(
     min mul ne neg nextafter not or pow reduce_precision rem round rsqrt select_n sign
     sin sinh sqrt square stop_gradient sub tan tanh xor""".split()
 )
-_CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
 _REDUCTIONS = {
     "reduce_sum": (lax.add, 0),
     "reduce_prod": (lax.mul, 1),
