@@ -278,6 +278,7 @@ def test_pages_have_examples():
     )
 
 
+@pytest.mark.loose_promotion  # the pages show a user's code, written as users write it
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=_rel)
 def test_page_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
