@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -204,8 +205,13 @@ def test_sweep_with_polynomial_math_matches_the_library(tmp_path):
     direct = fitjax.fit(loss, fitjax.adam(0.05), starts, fitjax.datasets.gabor(), steps=50)
     np.testing.assert_array_equal(saved["loss"], direct.loss)  # the same polynomial program
     platform = tmp_path / "platform"
-    assert main([*argv, "--out", str(platform), "--quiet"]) == 0
+    assert main([*argv, "--math", "platform", "--out", str(platform), "--quiet"]) == 0
     np.testing.assert_allclose(np.load(platform / "sweep.npz")["loss"], saved["loss"], rtol=1e-4)
+    auto = tmp_path / "auto"  # the default leaves the choice to fit: the polynomials on a CPU
+    assert main([*argv, "--out", str(auto), "--quiet"]) == 0
+    assert _load_json(auto / "sweep.json")["math"] == "auto"
+    if jax.default_backend() == "cpu":
+        np.testing.assert_array_equal(np.load(auto / "sweep.npz")["loss"], saved["loss"])
 
 
 def test_landscape_of_the_gabor_model_and_of_an_mlp_plane(tmp_path):

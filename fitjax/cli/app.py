@@ -91,9 +91,10 @@ def _add_model(p: argparse.ArgumentParser, default: str | None) -> None:
     p.add_argument(
         "--math",
         choices=MATHS,
-        default="platform",
-        help="float32 sin/cos/exp: the platform's (default) or fitjax's polynomials "
-        "(fitjax.polynomial_math: several times faster on a CPU, equal up to float32 rounding)",
+        default="auto",
+        help="float32 sin/cos/exp: auto (default: fitjax's polynomials on a CPU, several times "
+        "faster and equal up to float32 rounding; the platform's elsewhere), platform "
+        "(fitjax.platform_math) or polynomial (fitjax.polynomial_math) everywhere",
     )
 
 

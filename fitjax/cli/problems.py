@@ -20,19 +20,22 @@ from fitjax.lecture.problems import Problem
 MODELS = ("line", "gabor", "mlp", "toy")
 
 
-MATHS = ("platform", "polynomial")
+MATHS = ("auto", "platform", "polynomial")
 
 
-def problem(
-    name: str, *, seed: int = 0, hidden: int = 16, n_data: int = 64, maths: str = "platform"
-) -> Problem:
+def problem(name: str, *, seed: int = 0, hidden: int = 16, n_data: int = 64, maths: str = "auto") -> Problem:
     """The built-in problems: the lecture's line and Gabor fits, its Adam toy loss, a small MLP.
 
-    ``maths="polynomial"`` evaluates the loss with :func:`fitjax.polynomial_math`.
+    ``maths`` chooses the float32 ``sin``, ``cos`` and ``exp``: ``"auto"`` leaves the choice
+    to fitjax (its polynomials on a CPU, the platform's elsewhere), ``"platform"`` marks the
+    loss with :func:`fitjax.platform_math`, ``"polynomial"`` wraps it in
+    :func:`fitjax.polynomial_math` on every platform.
     """
     prob = _problem(name, seed=seed, hidden=hidden, n_data=n_data)
     if maths == "polynomial":
         return dataclasses.replace(prob, loss=fitjax.polynomial_math(prob.loss))
+    if maths == "platform":
+        return dataclasses.replace(prob, loss=fitjax.platform_math(prob.loss))
     return prob
 
 
