@@ -4,8 +4,11 @@ Every test runs with JAX's strict dtype promotion and rank promotion raising, so
 fitjax's own code never relies on an implicit promotion (``float32 + float64``,
 ``int32 + float32``, a ``(n,)`` array added to a ``(n, 1)`` one): such a mix is an error
 here, not a silently widened result. A test that exercises promotion on purpose (a user's
-loss written loosely) says so with ``@pytest.mark.loose_promotion``.
+loss written loosely) says so with ``@pytest.mark.loose_promotion``. A test that draws
+figures says ``@pytest.mark.needs_matplotlib`` and is skipped where matplotlib is missing.
 """
+
+import importlib.util
 
 import jax
 import pytest
@@ -15,6 +18,13 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "loose_promotion: run with JAX's standard dtype and rank promotion (a user's loose code)"
     )
+    config.addinivalue_line("markers", "needs_matplotlib: draws figures; skipped when matplotlib is missing")
+
+
+def pytest_runtest_setup(item):
+    """A test that draws figures skips, the same way everywhere, where matplotlib is missing."""
+    if item.get_closest_marker("needs_matplotlib") and importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("figures need matplotlib: pip install -e '.[plot]'")
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,7 @@ import fitjax
 from fitjax.cli import main
 from fitjax.lecture import experiments as lecture_experiments
 
-pytest.importorskip("matplotlib")
-import matplotlib.image  # noqa: E402
+pytestmark = pytest.mark.needs_matplotlib
 
 
 def _numbers(tree):
@@ -37,7 +36,7 @@ def _load_json(path):
 
 
 def _png_size(path):
-    return matplotlib.image.imread(path).shape[:2]
+    return _imread(path).shape[:2]
 
 
 def test_demo_writes_figures_summary_and_report(tmp_path, capsys):
@@ -351,3 +350,9 @@ def test_the_seed_fixes_every_random_choice(tmp_path):
     np.testing.assert_array_equal(a["params"], b["params"])
     np.testing.assert_array_equal(a["starts"], b["starts"])
     assert not np.array_equal(a["starts"], c["starts"])
+
+
+def _imread(path):
+    import matplotlib.image  # only where matplotlib is installed: the module is marked
+
+    return matplotlib.image.imread(path)

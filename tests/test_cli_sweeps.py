@@ -19,7 +19,7 @@ import pytest
 from fitjax.analysis import sweep_report
 from fitjax.cli import build_parser, main
 
-pytest.importorskip("matplotlib")
+pytestmark = pytest.mark.needs_matplotlib
 
 ROOT = Path(__file__).resolve().parents[1]
 GABOR = ["sweep", "--model", "gabor", "--optimizer", "momentum"]

@@ -162,6 +162,7 @@ def cli_out(tmp_path_factory):
     return folder
 
 
+@pytest.mark.needs_matplotlib
 def test_cli_end_to_end(cli_out):
     out = cli_out / "out"
     for name in ("results.csv", "runs.npz", "report.md", "report.html", "ecdf_beale.png", "ecdf_all.png"):

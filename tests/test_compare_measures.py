@@ -217,6 +217,7 @@ def test_every_measure_against_every_swept_hyperparameter(hand_study):
     assert rows[0][3:5] == ["0.01 / 0.1 / 1", "0.25 / 1.00 / 0.50"] and rows[0][7] == pytest.approx(1.0)
 
 
+@pytest.mark.needs_matplotlib
 def test_a_sensitivity_figure_per_hyperparameter(hand_study, tmp_path):
     """(The command-line study of tests/test_compare.py draws the learning rate's as well.)"""
     path = sensitivity_figure(hand_study, "p", tmp_path / "beta.png", 0.01, "beta")

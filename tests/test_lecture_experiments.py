@@ -68,8 +68,8 @@ def test_the_gabor_page_states_the_demo_settings():
     assert (float(stated.group(1)), int(stated.group(2))) == (ex.GABOR_GD.learning_rate, ex.GABOR_GD.steps)
 
 
+@pytest.mark.needs_matplotlib
 def test_a_figure_draws_into_its_file(tmp_path, results):
-    pytest.importorskip("matplotlib")
     fig = results["line"].figures[1]
     assert fig.draw(tmp_path, "svg") == tmp_path / "line_fit.svg"
     assert (tmp_path / "line_fit.svg").stat().st_size > 0

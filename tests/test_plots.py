@@ -8,8 +8,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-pytest.importorskip("matplotlib")
-import matplotlib.image  # noqa: E402
+pytestmark = pytest.mark.needs_matplotlib
 
 from fitjax.analysis import plots  # noqa: E402
 
@@ -59,7 +58,7 @@ def test_png_figures_have_the_size_asked_for(tmp_path):
     for name, call in _calls(tmp_path, "png").items():
         out = call()
         assert out.exists() and out.suffix == ".png", name
-        image = matplotlib.image.imread(out)
+        image = _imread(out)
         assert image.shape[:2] == (100, 150), name
         assert image[..., :3].std() > 0.01, name  # not blank
 
@@ -191,3 +190,9 @@ def test_surface_labels_clear_their_ticks():
     for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim()), (ax.zaxis, ax.get_zlim())):
         shown = [t for t in axis.get_majorticklocs() if lo <= t <= hi]
         assert 3 <= len(shown) <= 6, (axis.label.get_text(), shown)
+
+
+def _imread(path):
+    import matplotlib.image  # only where matplotlib is installed: the module is marked
+
+    return matplotlib.image.imread(path)

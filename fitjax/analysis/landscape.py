@@ -133,7 +133,8 @@ def _held_length(n: int) -> int:
 def _coords(start: jax.Array, dims: jax.Array, axes: tuple[jax.Array, ...], size: int) -> jax.Array:
     """The coordinates of grid points ``start, start + 1, ...`` (``size`` of them, the last
     point repeated past the end) of the row-major grid ``dims``, made on the device."""
-    k = jnp.minimum(start + jnp.arange(size, dtype=jnp.int32), jnp.prod(dims) - 1)
+    last = jnp.prod(dims, dtype=dims.dtype) - 1  # int32 throughout (jnp.prod widens to int64 under x64)
+    k = jnp.minimum(start + jnp.arange(size, dtype=start.dtype), last)
     idx = []
     for n in dims[::-1]:  # the last axis varies fastest
         idx.append(k % n)
