@@ -539,13 +539,37 @@ def _select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
 
 def stepper(optimizer: Any, params0: PyTree) -> tuple[Stepper, dict[str, jax.Array]]:
     """The engine's view of ``optimizer``, and its fixed hyperparameter values as arrays
-    held like ``params0``'s runs (arguments of the compiled program, not part of its key)."""
+    held like ``params0``'s runs (arguments of the compiled program, not part of its key).
+
+    The same optimizer with runs of the same structure, shapes and dtypes gives the same
+    view and the same arrays (kept, so a repeated ``fit`` makes none anew), unless a
+    16-bit parameter can make :func:`check_precision` warn: that check runs every call.
+    """
+    one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[1:], jnp.result_type(a)), params0)
+    leaves, treedef = jax.tree.flatten(one)
+    if all(jnp.dtype(x.dtype).itemsize >= 4 for x in leaves):
+        try:
+            kept, defaults = _kept_stepper(
+                optimizer, treedef, tuple((x.shape, jnp.dtype(x.dtype)) for x in leaves)
+            )
+            return kept, dict(defaults)  # the caller's own dict; the arrays are immutable
+        except TypeError:  # an unhashable optimizer: no cache
+            pass
+    return _stepper(optimizer, one)
+
+
+@functools.lru_cache(maxsize=256)
+def _kept_stepper(optimizer: Any, treedef: Any, leaves: tuple) -> tuple[Stepper, dict[str, jax.Array]]:
+    one = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in leaves])
+    return _stepper(optimizer, one)
+
+
+def _stepper(optimizer: Any, one: PyTree) -> tuple[Stepper, dict[str, jax.Array]]:
     found = rule_of(optimizer)
     if found is None:
         return Stepper(transform=optimizer), {}
     rule, given = found
     schedules = tuple((k, v) for k, v in given.items() if callable(v))
-    one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[1:], jnp.result_type(a)), params0)
     check_precision(rule, given, one)
     dtype = held_dtype(one)
     defaults = {}
