@@ -13,9 +13,10 @@ calls every contender in turn, so that a slow stretch of the machine hits them a
   the extra ones small: what the output buffers cost;
 * ``program``: fitjax's own jitted program, called directly with its arguments;
 * ``fit``: ``fitjax.fit`` end to end, as a user calls it;
-* ``fit, checks skipped``: the same with the argument checks (of ``params0``, ``data``,
-  the loss, the optimizer, its schedules and the hyperparameters) replaced by their
-  results: what those checks cost where they run, between two programs;
+* ``fit, every check run``: the same with every argument check made again (of
+  ``params0``, ``data``, the loss, the optimizer, its schedules and the hyperparameters),
+  as at the first call of a signature: what the checks that ``prepare`` keeps per
+  signature save;
 * with ``--record K``, ``fit, record every K``: what recording costs per call.
 
 Every call ends in ``block_until_ready``. It prints the minimum, 10th percentile and
@@ -44,7 +45,6 @@ from benchmarks import contenders as c
 from benchmarks import fused_bench as fb
 from benchmarks import step_profile as sp
 from fitjax import internal
-from fitjax.optim.protocol import stepper
 
 
 def expert_with_outputs(steps: int, extra: int) -> Callable:
@@ -65,36 +65,15 @@ def _returning(value: Any) -> Callable:
     return lambda *args, **kwargs: value
 
 
-def skipping_checks(call: Callable, starts: Any, data: Any) -> Callable:
-    """``call`` with the engine's argument checks (``fitjax.engine.prepare``) replaced by the
-    results they give here."""
-    engine = internal.prepare_module
-    update, defaults = stepper(fb.adam(), starts)
-    results = {
-        "check_loss_and_optimizer": None,
-        "refuse_tracers": None,
-        "check_params0": internal.check_params0(starts),
-        "check_data": internal.check_data(data),
-        "check_loss": None,
-        "check_schedules": None,
-        "split_hyperparams": internal.hyperparams_split(update, defaults, starts, starts.shape[0], None),
-        "check_update": None,
-    }
-    missing = [name for name in results if not hasattr(engine, name)]
-    if missing:  # a check renamed or moved: skipping it here would silently skip nothing
-        raise AttributeError(f"fitjax.engine.prepare has no {', '.join(missing)}: update skipping_checks")
+def checking_every_call(call: Callable) -> Callable:
+    """``call`` after ``prepare`` forgot the signatures it checked: every argument check
+    runs, as at the first call of a signature (the program is compiled already)."""
 
-    def skipped():
-        saved = {name: getattr(engine, name) for name in results}
-        for name, value in results.items():
-            setattr(engine, name, _returning(value))
-        try:
-            return call()
-        finally:
-            for name, fn in saved.items():
-                setattr(engine, name, fn)
+    def checked():
+        internal.forget_checked()
+        return call()
 
-    return skipped
+    return checked
 
 
 def interleaved(calls: dict[str, Callable], rounds: int, per_round: int) -> dict[str, dict[str, float]]:
@@ -136,7 +115,7 @@ def profile(
         f"expert + {n_outputs - 2} outputs": functools.partial(wider, starts, x, y),
         f"program ({n_outputs} outputs)": functools.partial(program, *args),
         "fit": fit,
-        "fit, checks skipped": skipping_checks(fit, starts, data),
+        "fit, every check run": checking_every_call(fit),
     }
     if record:
         entries[f"fit, record every {record}"] = functools.partial(

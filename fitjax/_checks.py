@@ -124,6 +124,13 @@ def positive_int(name: str, value: Any, *, upper: int | None = None, upper_name:
     return int(value)
 
 
+def flag(name: str, value: Any) -> bool:
+    """``value`` as a bool: only True or False (``1`` or ``"no"`` could mean something else)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def schedule(name: str, fn: Callable[[Any], Any], check: Callable[[str, Any], None]) -> None:
     """A schedule ``step -> value`` returns a scalar, and its value at step 0 passes ``check``.
 

@@ -7,9 +7,12 @@ change with the module it comes from; the tests say when.
 - the engine's stages: :func:`prepare` makes a :class:`Prepared` problem whose static
   part is a :class:`Plan`; :func:`program` and :func:`replay_program` are the cached
   batched programs (``.cache_clear()`` empties them), :data:`TRACES` counts their traces;
+  :func:`pack` and :func:`unpack` carry an optimizer state out of a program as one array
+  per dtype;
 - one run's helpers: :func:`all_finite`, :func:`run_one`, :data:`SLICE_MAX`;
 - the argument checks: :func:`check_params0`, :func:`check_data`,
-  :func:`hyperparams_split`, :func:`default_unroll`, :func:`unused_key`;
+  :func:`hyperparams_split`, :func:`default_unroll`, :func:`unused_key`,
+  :func:`forget_checked` (the signatures ``prepare`` has checked);
 - the fused kernel: :func:`fused_launch`, :func:`fused_plan`, :func:`fused_program`,
   :func:`fused_compiled`, :func:`batch_table`;
 - the figures' parts: :func:`draw_paths`, :func:`draw_surface`.
@@ -34,11 +37,12 @@ from fitjax.engine.prepare import (
     check_data,
     check_params0,
     default_unroll,
+    forget_checked,
     prepare,
     unused_key,
 )
 from fitjax.engine.prepare import split_hyperparams as hyperparams_split
-from fitjax.engine.program import TRACES, program, replay_program
+from fitjax.engine.program import TRACES, pack, program, replay_program, unpack
 from fitjax.kernels.fused import batch_table
 from fitjax.kernels.fused import compiled as fused_compiled
 from fitjax.kernels.fused import kernel_program as fused_program
@@ -54,6 +58,7 @@ __all__ = [
     "batch_table",
     "check_data",
     "check_params0",
+    "forget_checked",
     "checks",
     "chunked",
     "default_unroll",
@@ -66,6 +71,7 @@ __all__ = [
     "hyperparams_split",
     "integrity",
     "loop",
+    "pack",
     "prepare",
     "prepare_module",
     "program",
@@ -73,5 +79,6 @@ __all__ = [
     "replay_program",
     "run_one",
     "sampler",
+    "unpack",
     "unused_key",
 ]

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import gc
 import shutil
 import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import pytest
 from _problems import LINE
 
 import fitjax
+from fitjax import internal
 from fitjax.analysis import plots
 from fitjax.cli import main
 
@@ -1160,3 +1163,77 @@ def test_a_numpy_array_changed_between_calls_is_checked_again(monkeypatch):
     assert not any(a is starts_d or any(a is d for d in data_d) for a in tested)
     with pytest.raises(ValueError, match=r"params0\[1, 0\] is inf"):
         fitjax.fit(line, fitjax.gd(0.01), starts_d.at[1, 0].set(jnp.inf), data_d, steps=2)
+
+
+# ----------------------------------------------------------------------------- a signature checked before
+# A call whose loss, optimizer, shapes, dtypes and settings were checked before skips the checks
+# that do not depend on the values; the compiled program tests the values, and a bad one is then
+# named as on a first call.
+KEPT_OPTIMIZER = fitjax.gd(0.1)
+BIG = np.zeros((70_002, 2), np.float32)  # tested on the device on a first call: large
+
+
+@pytest.mark.parametrize(
+    ("clean", "bad", "named"),
+    [
+        (dict(), dict(params0=STARTS.at[1, 0].set(jnp.nan)), ["params0[1, 0]", "is nan (run 1)", "finite"]),
+        (dict(), dict(data=(DATA[0], DATA[1].at[5].set(-jnp.inf))), ["data[1][5]", "-inf (example 5)"]),
+        (
+            dict(data=(np.asarray(DATA[0], np.float64), np.asarray(DATA[1], np.float64))),
+            dict(data=(np.asarray(DATA[0], np.float64), np.asarray(DATA[1], np.float64) * 1e39)),
+            ["data[1]", "which is inf in float32"],
+        ),
+        (dict(params0=BIG), dict(), []),
+    ],
+    ids=["params0-nan", "data-inf", "data-float64-overflows-float32", "params0-large"],
+)
+def test_a_bad_value_is_named_when_its_signature_was_checked_before(monkeypatch, clean, bad, named):
+    if not named:  # the large case: a copy with one inf (a row built in the test, not at import)
+        big = BIG.copy()
+        big[69_999, 1] = np.inf
+        bad, named = dict(params0=big), ["params0[69999, 1]", "inf (run 69999)"]
+    fit(optimizer=KEPT_OPTIMIZER, **clean)  # checked and compiled
+    checked = fitjax.trace_count()
+    for name in ("check_loss", "check_update", "check_schedules"):  # must not run again
+
+        def refuse(*args: Any, name: str = name, **kwargs: Any) -> None:
+            raise AssertionError(f"{name} ran again for a signature checked before")
+
+        monkeypatch.setattr(internal.prepare_module, name, refuse)
+    fit(optimizer=KEPT_OPTIMIZER, **clean)  # the same signature: none of them runs
+    with pytest.raises(ValueError) as caught:
+        fit(optimizer=KEPT_OPTIMIZER, **(clean | bad))
+    assert fitjax.trace_count() == checked, "the program was compiled again"
+    for part in named:
+        assert part in str(caught.value), f"{part!r} not in the message: {caught.value}"
+
+
+def test_a_checked_signature_does_not_keep_its_arrays_alive():
+    """What ``prepare`` keeps per signature holds no starts and no data: they can be freed."""
+    x, y = np.asarray(DATA[0]), np.asarray(DATA[1])
+    starts = np.zeros((4, 2), np.float32)
+    refs = [weakref.ref(a) for a in (x, y, starts)]
+    fit(optimizer=KEPT_OPTIMIZER, params0=starts, data=(x, y))
+    del x, y, starts
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "named"),
+    [
+        (dict(steps=10), dict(steps=10.0), "steps"),
+        (dict(record_every=None), dict(record_params=1), "record_params"),
+        (dict(), dict(keep_state="yes"), "keep_state"),
+    ],
+)
+def test_settings_equal_in_value_but_not_in_type_are_checked_again(first, then, named):
+    fit(optimizer=KEPT_OPTIMIZER, **first)
+    with pytest.raises(TypeError, match=named):
+        fit(optimizer=KEPT_OPTIMIZER, **then)
+
+
+def test_a_fit_inside_jit_is_refused_after_its_signature_was_checked():
+    fit(optimizer=KEPT_OPTIMIZER)
+    with pytest.raises(TypeError, match="params0 is traced"):
+        jax.jit(lambda p: fit(optimizer=KEPT_OPTIMIZER, params0=p).loss)(STARTS)

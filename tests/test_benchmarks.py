@@ -96,7 +96,7 @@ def test_call_profile_tiny(tmp_path):
     out = tmp_path / "calls.json"
     run_module("call_profile", "--runs", "16", "--steps", "8", "--calls", "4", "--json", str(out))
     times = json.loads(out.read_text())["cases"]["16"]["times"]
-    assert {"expert", "fit", "fit, checks skipped"} <= set(times)
+    assert {"expert", "fit", "fit, every check run"} <= set(times)
     assert all(t["min_us"] > 0 for t in times.values())
 
 

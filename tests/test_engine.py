@@ -8,6 +8,7 @@ import pytest
 from _problems import GABOR, LINE
 
 import fitjax
+from fitjax.internal import pack, unpack
 from fitjax.optim.protocol import stepper
 
 
@@ -262,3 +263,76 @@ def test_finiteness_check_is_the_same_on_every_backend(monkeypatch, backend):
                 {"a": jnp.stack([jnp.ones(shape), x]), "b": jnp.ones((2, 2))}
             )
             np.testing.assert_array_equal(batched, [True, want])
+
+
+def _rising(p, batch):  # a step along the gradient overflows exp at once from p ≈ 88
+    del batch
+    return -jnp.sum(jnp.exp(p))
+
+
+ADAM_LRS = {"learning_rate": jnp.asarray([0.01, 1e38, 0.01, 3e38])}  # runs 1 and 3 overflow
+RISING_STARTS = jnp.asarray([[-30.0, -40.0], [88.0, 0.0], [-35.0, -30.0], [80.0, 88.5]])
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "loss", "starts", "data", "hyperparams"),
+    [
+        (fitjax.adam(0.01), LINE, jnp.zeros((4, 2)), fitjax.datasets.line(), ADAM_LRS),
+        pytest.param(
+            optax.inject_hyperparams(optax.adam)(learning_rate=0.01),
+            LINE,
+            jnp.zeros((4, 2)),
+            fitjax.datasets.line(),
+            ADAM_LRS,
+            marks=pytest.mark.loose_promotion,  # optax's own code
+        ),
+        (
+            optax.chain(fitjax.momentum(0.01), fitjax.reduce_on_plateau(factor=0.5, patience=2)),
+            _rising,
+            RISING_STARTS,
+            None,
+            None,
+        ),
+        pytest.param(
+            optax.sgd(0.01, momentum=0.9),
+            _rising,
+            RISING_STARTS,
+            None,
+            None,
+            marks=pytest.mark.loose_promotion,
+        ),
+    ],
+    ids=["adam", "optax-injected-adam", "chain-with-plateau", "optax-sgd"],
+)
+def test_the_state_kept_or_not_the_runs_are_the_same(optimizer, loss, starts, data, hyperparams):
+    """Without ``keep_state`` the program hands its state to a replay packed one array per
+    dtype; the runs that diverged are replayed from it to the same values, bit for bit."""
+    kw = dict(steps=70, record_every=5, hyperparams=hyperparams)
+    kept = fitjax.fit(loss, optimizer, starts, data, keep_state=True, **kw)
+    plain = fitjax.fit(loss, optimizer, starts, data, **kw)
+    assert plain.opt_state is None and kept.opt_state is not None
+    np.testing.assert_array_equal(kept.diverged, [False, True, False, True])
+    assert 0 < int(kept.diverged_step[1]) < 69  # inside the run: a replayed span
+    for a, b in zip(jax.tree.leaves(plain[:4]), jax.tree.leaves(kept[:4]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    alone = {k: v[1:2] for k, v in hyperparams.items()} if hyperparams else None
+    one = fitjax.fit(loss, optimizer, starts[1:2], data, keep_state=True, **kw | {"hyperparams": alone})
+    for a, b in zip(jax.tree.leaves(one.opt_state), jax.tree.leaves(kept.opt_state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[1])
+
+
+def test_pack_and_unpack_give_the_tree_back():
+
+    tree = {
+        "count": jnp.arange(3, dtype=jnp.int32),
+        "mu": (jnp.ones((3, 2, 2)), jnp.zeros((3, 0))),
+        "nu": jnp.full((3, 4), 2.0, jnp.bfloat16),
+        "lr": jnp.asarray([0.1, 0.2, 0.3]),
+    }
+    packed = pack(tree)
+    assert sorted(packed) == ["bfloat16", "float32", "int32"] and packed["float32"].shape == (3, 5)
+    back = unpack(packed, jax.eval_shape(lambda: tree))
+    assert jax.tree.structure(back) == jax.tree.structure(tree)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(tree), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)

@@ -206,7 +206,9 @@ def test_gd_line_search_follows_the_notebook_and_reaches_the_least_squares_fit(x
     opt = fitjax.gd_line_search(ls["max_dist_default"], ls["thresh"], ls["max_iter"])
     start = jnp.asarray([spec["phi_init"]])
     steps = spec["n_steps"]
-    res = fitjax.fit(LINE, opt, start, (x, y), steps=steps, record_every=1, record_params=True)
+    res = fitjax.fit(
+        LINE, opt, start, (x, y), steps=steps, record_every=1, record_params=True, keep_state=True
+    )
     # NumPy float64: φ ← φ − s·g with s from the notebook search, for the notebook's 10 steps.
     phi, counts = np.asarray(spec["phi_init"]), []
     for t in range(steps + 1):
@@ -236,6 +238,7 @@ def test_gd_line_search_descends_on_the_gabor_fit():
         fitjax.datasets.gabor(),
         steps=run["n_steps"],
         record_every=1,
+        keep_state=True,
     )
     losses = np.append(np.asarray(res.history.loss[0]), float(res.loss[0]))
     assert np.all(np.diff(losses) < 0), losses
@@ -248,11 +251,15 @@ def test_gd_line_search_settings_sweep_in_one_program():
     data = fitjax.datasets.gabor()
     starts = fitjax.inits.uniform(jax.random.key(3), 4, [-10.0, 2.5], [10.0, 22.5])
     grid = {"max_dist": jnp.array([0.5, 2.0]), "max_iter": jnp.array([5, 40])}
-    out = fitjax.sweep(GABOR, fitjax.gd_line_search(tol=1e-4), starts, data, grid=grid, steps=5)
+    out = fitjax.sweep(
+        GABOR, fitjax.gd_line_search(tol=1e-4), starts, data, grid=grid, steps=5, keep_state=True
+    )
     before = fitjax.trace_count()
     for i, dist in enumerate([0.5, 2.0]):
         for j, iters in enumerate([5, 40]):
-            one = fitjax.fit(GABOR, fitjax.gd_line_search(dist, 1e-4, iters), starts, data, steps=5)
+            one = fitjax.fit(
+                GABOR, fitjax.gd_line_search(dist, 1e-4, iters), starts, data, steps=5, keep_state=True
+            )
             np.testing.assert_allclose(out.result.params[i, j], one.params, rtol=1e-5, atol=1e-6)
             np.testing.assert_array_equal(
                 fitjax.loss_evaluations(out).total[i, j], fitjax.loss_evaluations(one).total
@@ -328,7 +335,9 @@ def test_armijo_matches_optax_step_by_step(x64, settings, problem):
     assert int(s_ours.inner_state.total_evaluations) == sum(counts)
     assert float(fn(p_ref)) <= float(fn(phi0))
     # the engine runs the same trajectory and counts the same evaluations
-    res = fitjax.fit(loss, ours, phi0[None], data, steps=steps, record_every=1, record_params=True)
+    res = fitjax.fit(
+        loss, ours, phi0[None], data, steps=steps, record_every=1, record_params=True, keep_state=True
+    )
     np.testing.assert_allclose(res.history.params[0], np.stack(trajectory), rtol=0, atol=1e-10)
     assert int(fitjax.loss_evaluations(res).total[0]) == sum(counts)
 
@@ -344,7 +353,7 @@ def test_armijo_backtracks_past_non_finite_losses_or_stays_put():
     _, state = opt.update(g, opt.init(phi), phi, value=value, grad=g, value_fn=barrier)
     assert int(state.inner_state.evaluations) > 1 and 0 < float(state.inner_state.learning_rate) < 1
     opt = fitjax.backtracking_armijo(max_backtracking_steps=1, decrease_factor=0.9, max_learning_rate=3.0)
-    res = fitjax.fit(barrier, opt, phi[None], None, steps=3)
+    res = fitjax.fit(barrier, opt, phi[None], None, steps=3, keep_state=True)
     np.testing.assert_array_equal(res.params[0], phi)
     assert float(res.opt_state.inner_state.learning_rate[0]) == 0.0
     assert int(fitjax.loss_evaluations(res).total[0]) == 2 + 1 + 1  # two tries, then η = 0 passes
@@ -445,4 +454,10 @@ def test_update_without_the_loss_and_counts_without_a_line_search_are_refused():
         with pytest.raises(TypeError, match=f"{name}.update needs the loss as value_fn"):
             opt.update(phi, opt.init(phi), phi)
     with pytest.raises(TypeError, match="loss_evaluations reads the counts"):
-        fitjax.loss_evaluations(fitjax.fit(LINE, fitjax.gd(0.01), phi[None], fitjax.datasets.line(), steps=1))
+        fitjax.loss_evaluations(
+            fitjax.fit(LINE, fitjax.gd(0.01), phi[None], fitjax.datasets.line(), steps=1, keep_state=True)
+        )
+    with pytest.raises(ValueError, match="keep_state=True keeps each run's final state"):
+        fitjax.loss_evaluations(
+            fitjax.fit(LINE, fitjax.backtracking_armijo(), phi[None], fitjax.datasets.line(), steps=1)
+        )

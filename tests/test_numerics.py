@@ -76,7 +76,7 @@ def test_runs_that_overflow_are_flagged_at_the_reference_step_and_the_others_are
     # 0.2 grows slowly past float32's range, 1e30 (a very large step) overflows at once, 0.06 grows
     # (|1 − α·λ_max| > 1) but stays finite for 60 steps: it must not be flagged.
     lrs = good.at[1].set(0.2).at[4].set(1e30).at[6].set(0.06)
-    kw = dict(steps=STEPS, record_every=record_every)
+    kw = dict(steps=STEPS, record_every=record_every, keep_state=True)
     data = fitjax.datasets.line()
     base = fitjax.fit(LINE, fitjax.gd(0.01), starts, data, hyperparams={"learning_rate": good}, **kw)
     mixed = fitjax.fit(LINE, fitjax.gd(0.01), starts, data, hyperparams={"learning_rate": lrs}, **kw)
@@ -90,6 +90,13 @@ def test_runs_that_overflow_are_flagged_at_the_reference_step_and_the_others_are
         np.testing.assert_allclose(mixed.params[i], expected[i][1], rtol=1e-5)
     assert np.isfinite(np.asarray(mixed.params)).all() and not base.diverged.any()
     _assert_runs_equal(mixed, base, [0, 2, 3, 5, 7])
+    # without the state kept, the replay reads it from the program's packed arrays: the same runs
+    unkept = fitjax.fit(
+        LINE, fitjax.gd(0.01), starts, data, hyperparams={"learning_rate": lrs}, **kw | {"keep_state": False}
+    )
+    assert unkept.opt_state is None
+    for x, y in zip(jax.tree.leaves(unkept[:4]), jax.tree.leaves(mixed[:4]), strict=True):
+        np.testing.assert_array_equal(x, y)
     if record_every is not None:  # the record shows the loss overflowing first, then stays put
         history = np.asarray(mixed.history.loss)
         t = int(mixed.diverged_step[1])
@@ -228,7 +235,7 @@ MINIMUM = jnp.array([0.7, 0.0], jnp.float32)  # the toy loss's minimum, where �
 def test_a_run_started_at_a_zero_gradient_stays_exactly_put(optimizer):
     assert not np.asarray(jax.grad(fitjax.toy_loss)(MINIMUM)).any()
     starts = jnp.stack([MINIMUM, jnp.array([0.3, 0.2])])
-    res = fitjax.fit(fitjax.toy_loss, optimizer, starts, None, steps=10)
+    res = fitjax.fit(fitjax.toy_loss, optimizer, starts, None, steps=10, keep_state=True)
     np.testing.assert_array_equal(res.params[0], MINIMUM)
     assert res.loss[0] == 0.0 and res.diverged_step[0] == -1
     assert res.diverged_step[1] == -1 and not np.array_equal(res.params[1], starts[1])
@@ -241,8 +248,8 @@ def test_optax_adam_with_eps_zero_gives_nan_there_and_only_that_run_is_flagged()
     starts = jnp.array([[0.0, 0.0], [0.3, 0.2], [-0.5, 0.4]])
     clean = starts.at[0].set(jnp.array([0.1, 0.1]))
     opt = optax.adam(0.05, eps=0.0)
-    bad = fitjax.fit(fitjax.toy_loss, opt, starts, None, steps=20, record_every=5)
-    good = fitjax.fit(fitjax.toy_loss, opt, clean, None, steps=20, record_every=5)
+    bad = fitjax.fit(fitjax.toy_loss, opt, starts, None, steps=20, record_every=5, keep_state=True)
+    good = fitjax.fit(fitjax.toy_loss, opt, clean, None, steps=20, record_every=5, keep_state=True)
     np.testing.assert_array_equal(bad.diverged_step, [0, -1, -1])
     np.testing.assert_array_equal(bad.params[0], starts[0])
 
@@ -279,7 +286,14 @@ def test_low_precision_parameters_keep_their_dtype_and_still_fit(name, dtype):
     solution = np.linalg.lstsq(np.stack([np.ones_like(x), x], axis=1), y, rcond=None)[0]
     starts = jnp.array([[0.0, 0.0], [1.5, -0.5], [0.2, 1.0]], dtype)
     res = fitjax.fit(
-        LINE, LOW[name](), starts, fitjax.datasets.line(), steps=600, record_every=100, record_params=True
+        LINE,
+        LOW[name](),
+        starts,
+        fitjax.datasets.line(),
+        steps=600,
+        record_every=100,
+        record_params=True,
+        keep_state=True,
     )
     assert res.params.dtype == dtype and res.history.params.dtype == dtype
     floats = [a for a in jax.tree.leaves(res.opt_state.inner_state) if jnp.issubdtype(a.dtype, jnp.floating)]
@@ -298,7 +312,7 @@ def test_float64_is_kept_end_to_end_and_matches_the_float64_reference(x64):
     x, y = (jnp.asarray(a, jnp.float64) for a in fitjax.datasets.line())
     starts = jnp.array([[1.6, -0.5], [0.0, 0.0], [-1.0, 2.0]], jnp.float64)
     opt = fitjax.adam(0.05, beta=0.8, gamma=0.99, eps=1e-10)
-    res = fitjax.fit(LINE, opt, starts, (x, y), steps=30, record_every=1, record_params=True)
+    res = fitjax.fit(LINE, opt, starts, (x, y), steps=30, record_every=1, record_params=True, keep_state=True)
     for leaf in (
         res.params,
         res.loss,
@@ -358,6 +372,7 @@ def test_a_huge_learning_rate_for_adam_is_flagged_when_its_loss_overflows():
         steps=20,
         record_every=1,
         hyperparams={"learning_rate": lrs},
+        keep_state=True,
     )
     base = fitjax.fit(
         LINE,
@@ -367,6 +382,7 @@ def test_a_huge_learning_rate_for_adam_is_flagged_when_its_loss_overflows():
         steps=20,
         record_every=1,
         hyperparams={"learning_rate": jnp.full(3, 0.01)},
+        keep_state=True,
     )
     np.testing.assert_array_equal(res.diverged_step, [-1, 20, -1])
     history = np.asarray(res.history.loss)[1]

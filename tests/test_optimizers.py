@@ -154,7 +154,9 @@ def _state_float_leaves(state: Any) -> list[jax.Array]:
 def test_converges_to_the_known_minimum(x64, name, problem):
     setting, prob = TABLE[name][problem], PROBLEMS[problem]
     starts = jnp.asarray(prob.starts)
-    res = fitjax.fit(prob.loss, setting.optimizer, starts, data_of(prob), steps=setting.steps)
+    res = fitjax.fit(
+        prob.loss, setting.optimizer, starts, data_of(prob), steps=setting.steps, keep_state=True
+    )
     expected = np.broadcast_to(prob.minimum(), starts.shape)
     err = np.abs(np.asarray(res.params) - expected).max(axis=0)
     assert (err <= setting.tol).all(), (
@@ -244,7 +246,7 @@ def test_float32_stays_float32(name):
     """(float64 is checked with every convergence run above.)"""
     opt, starts, data = _gabor_short(name)
     assert starts.dtype == jnp.float32
-    res = fitjax.fit(GABOR, opt, starts, data, steps=SHORT)
+    res = fitjax.fit(GABOR, opt, starts, data, steps=SHORT, keep_state=True)
     assert res.params.dtype == jnp.float32 and res.loss.dtype == jnp.float32
     assert all(x.dtype == jnp.float32 for x in _state_float_leaves(res.opt_state))
     assert np.isfinite(np.asarray(res.params)).all()
@@ -314,7 +316,7 @@ def test_reduce_on_plateau_runs_in_fit_and_cuts_the_step():
     starts = jnp.asarray([[0.0, 15.0], [-1.5, 8.5]])
     alpha, steps = 0.2, 300
     opt = optax.chain(fitjax.gd(alpha), fitjax.reduce_on_plateau(factor=0.5, patience=10, rtol=1e-4))
-    res = fitjax.fit(GABOR, opt, starts, data, steps=steps)
+    res = fitjax.fit(GABOR, opt, starts, data, steps=steps, keep_state=True)
     fixed = fitjax.fit(GABOR, fitjax.gd(alpha), starts, data, steps=steps)
     scale = np.asarray(res.opt_state[1].inner_state.scale)
     assert (scale < 1).all(), f"scales {scale}"

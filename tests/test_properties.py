@@ -169,11 +169,11 @@ def test_a_batch_of_runs_equals_the_runs_one_at_a_time(one, seed):
     runs = 3
     starts = jax.tree.map(lambda a: jnp.stack([a + 0.3 * k for k in range(runs)]), _like(one, seed))
     opt = OPTIMIZERS["adam"]()
-    batched = fitjax.fit(_bumpy, opt, starts, None, steps=8, record_every=4)
+    batched = fitjax.fit(_bumpy, opt, starts, None, steps=8, record_every=4, keep_state=True)
     assert not np.allclose(batched.loss, batched.history.loss[:, 0]), "the runs moved"
     for i in range(runs):
         one_start = jax.tree.map(lambda a, i=i: a[i : i + 1], starts)
-        single = fitjax.fit(_bumpy, opt, one_start, None, steps=8, record_every=4)
+        single = fitjax.fit(_bumpy, opt, one_start, None, steps=8, record_every=4, keep_state=True)
         for a, b in zip(
             jax.tree.leaves((single.params, single.loss, single.history.loss)),
             jax.tree.leaves((batched.params, batched.loss, batched.history.loss)),
@@ -213,6 +213,7 @@ def test_permuting_the_runs_permutes_the_results_bit_for_bit(starts, order, lrs)
             steps=12,
             record_every=3,
             hyperparams={"learning_rate": lrs},
+            keep_state=True,
             **kw,
         )
         b = fitjax.fit(
@@ -223,6 +224,7 @@ def test_permuting_the_runs_permutes_the_results_bit_for_bit(starts, order, lrs)
             steps=12,
             record_every=3,
             hyperparams={"learning_rate": lrs[order]},
+            keep_state=True,
             **kw,
         )
         for x, y in zip(_outputs(a), _outputs(b), strict=True):

@@ -241,12 +241,14 @@ def test_a_span_that_fails_in_the_loop_but_not_on_replay_is_flagged_at_its_last_
         shared_order=False,
         extra_args=stepper(opt, p0)[0].uses_loss,
         check_every=span,
+        keep_state=True,
     )
-    _, replay = internal.replay_program(LINE, stepper(opt, p0)[0], plan)
-    marked = (jnp.int32([-1, 0]), jnp.int32([-1, span]))  # run 1 failed its span [0, 6)
+    update, defaults = stepper(opt, p0)
+    _, replay = internal.replay_program(LINE, update, plan)
+    marked = jnp.int32([[-1, -1], [0, span]])  # run 1 failed its span [0, 6)
     kept = (healthy.params.at[1].set(jnp.nan), healthy.loss.at[1].set(jnp.nan), healthy.diverged_step)
     params, loss, diverged_step, history, _ = replay(
-        p0, jax.vmap(opt.init)(p0), marked, None, internal.unused_key(), None, data, kept
+        p0, jax.vmap(opt.init)(p0), defaults, {}, marked, None, internal.unused_key(), None, data, kept
     )
     assert history is None
     np.testing.assert_array_equal(diverged_step, [-1, span - 1])

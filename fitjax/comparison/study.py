@@ -493,6 +493,7 @@ class _FitOptions(TypedDict):
     batch_size: int | None
     key: jax.Array | None
     record_params: bool
+    keep_state: bool  # a line search's evaluation counts are read from it
 
 
 class _Runs(NamedTuple):
@@ -530,6 +531,7 @@ def _run_pair(
         "batch_size": batch_size,
         "key": key if batch_size else None,
         "record_params": bool(metrics),
+        "keep_state": True,
     }
     t0 = time.perf_counter()
     results = _pair_runs(prob, name, opt, grid, settings, starts, kw, n)

@@ -25,7 +25,6 @@ program, compiled and run only for a batch in which some run failed) to find the
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -42,12 +41,12 @@ from fitjax.engine.prepare import (
     check_loss_and_optimizer,
     check_params0,
     check_swept,
+    check_values,
     one_run,
     prepare,
 )
 from fitjax.engine.program import execute, other_backend, trace_count
 from fitjax.engine.results import FitResult, History, SweepResult, as_sweep, assemble
-from fitjax.numerics.fastmath import choose_math
 from fitjax.optim.protocol import stepper
 
 __all__ = ["FitResult", "History", "SweepResult", "fit", "run", "sweep", "trace_count"]
@@ -66,6 +65,7 @@ def fit(
     record_every: int | None = None,
     record_params: bool = False,
     hyperparams: Mapping[str, Any] | None = None,
+    keep_state: bool = False,
     jit: bool = True,
     unroll: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
@@ -95,6 +95,8 @@ def fit(
       hyperparams: per-run values of a fitjax optimizer's hyperparameters (scalars or
         arrays with one value per run), held as arrays so new values reuse the
         compiled program.
+      keep_state: return each run's final optimizer state as ``opt_state`` (None
+        otherwise: a state the caller does not read is not copied out).
       jit: False runs the same program op by op (for debugging and tests).
       unroll: steps unrolled per iteration of the step loop (a speed knob). None: 2 on
         a GPU, 1 elsewhere (:func:`fitjax.engine.prepare.default_unroll`).
@@ -135,6 +137,7 @@ def fit(
         record_params=record_params,
         hyperparams=hyperparams,
         unroll=unroll,
+        keep_state=keep_state,
     )
     return run(problem, jit=jit, mesh=mesh, gather=gather, backend=backend)
 
@@ -150,6 +153,8 @@ def run(
     """Run a prepared problem (:func:`fitjax.engine.prepare.prepare`): on ``backend``'s path
     when it takes the problem, else through the engine's compiled program."""
     if backend != "xla":
+        if not problem.values_checked:  # the engine's program tests them; another path may not
+            check_values(problem)
         result = other_backend(backend)(
             backend,
             problem.loss,
@@ -165,8 +170,6 @@ def run(
         )
         if result is not None:
             return result
-    # float32 sin/cos/exp as polynomials on a CPU, unless the loss is marked (fitjax.platform_math)
-    problem = dataclasses.replace(problem, loss=choose_math(problem.loss, jax.default_backend()))
     return assemble(execute(problem, jit=jit, mesh=mesh, gather=gather), problem.plan)
 
 

@@ -10,6 +10,7 @@ abstractly run once per signature (:func:`check_loss`, :func:`check_update`).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping
@@ -48,6 +49,7 @@ class Plan:
     extra_args: bool
     unroll: int = 1
     check_every: int = CHECK_EVERY  # prepare passes the value CHECK_EVERY has at the call
+    keep_state: bool = False  # return each run's final optimizer state
 
 
 def one_run(params0: PyTree) -> PyTree:
@@ -441,6 +443,10 @@ class Prepared:
       hp_run: hyperparameters given per run, each with a leading run axis.
       run_ids: each run's id for its mini-batch key (``uint32``), or None for full batches.
       n_runs: the number of runs.
+      values_checked: whether ``params0`` and ``data`` were tested finite on the host.
+        :func:`prepare` skips that test for a call whose signature it has checked
+        before; the engine's program then tests them (:func:`check_values` names the bad
+        value), and any other path calls :func:`check_values` first.
     """
 
     loss: Loss
@@ -454,6 +460,55 @@ class Prepared:
     hp_run: dict[str, jax.Array]
     run_ids: jax.Array | None
     n_runs: int
+    values_checked: bool = True
+
+
+def check_values(problem: Prepared) -> None:
+    """The checks of ``problem``'s ``params0`` and ``data`` that depend on their values
+    (every start and datum finite), with the message :func:`prepare` gives."""
+    check_params0(problem.params0)
+    check_data(problem.data)
+
+
+_PREPARED: collections.OrderedDict[tuple, Prepared] = collections.OrderedDict()
+PREPARED_KEPT = 64
+"""How many call signatures :func:`prepare` remembers as checked (least recently used dropped)."""
+
+
+def forget_checked() -> None:
+    """Forget every signature :func:`prepare` has checked: the next calls check all again."""
+    _PREPARED.clear()
+
+
+def _call_signature(
+    loss: Loss, optimizer: Any, params0: PyTree, data: Any, key: Any, settings: tuple
+) -> tuple | None:
+    """Everything but the values that :func:`prepare`'s checks depend on: the loss and the
+    optimizer (by identity, as the compiled programs are), each leaf's type, shape and
+    dtype (a tracer has its own type, and never passes), the settings with their types
+    (``steps=200.0`` is not ``steps=200``), and the configuration read at a call. None
+    when something is unhashable or not an array (then every check runs)."""
+    try:
+        p_leaves, p_def = jax.tree.flatten(params0)
+        d_leaves, d_def = jax.tree.flatten(data)
+        signature = (
+            loss,
+            optimizer,
+            p_def,
+            d_def,
+            tuple((type(a), a.shape, a.dtype) for a in p_leaves),
+            tuple((type(a), a.shape, a.dtype) for a in d_leaves),
+            None if key is None else (type(key), key.shape, key.dtype),
+            tuple((type(v), v) for v in settings),
+            CHECK_EVERY,
+            jax.default_backend(),
+            jax.config.jax_enable_x64,  # type: ignore[attr-defined]
+            jax.config.jax_numpy_dtype_promotion,  # type: ignore[attr-defined]
+        )
+        hash(signature)
+    except (AttributeError, TypeError):
+        return None
+    return signature
 
 
 def prepare(
@@ -471,6 +526,7 @@ def prepare(
     hyperparams: Mapping[str, Any] | None = None,
     unroll: int | None = None,
     run_ids: jax.Array | None = None,
+    keep_state: bool = False,
 ) -> Prepared:
     """Check ``fit``'s arguments, in the order its refusals are documented, and prepare the problem.
 
@@ -486,6 +542,67 @@ def prepare(
       >>> problem.n_runs, problem.plan.steps, sorted(problem.hp_shared)
       (4, 10, ['learning_rate'])
     """
+    settings = (steps, batch_size, shared_order, record_every, record_params, unroll, keep_state)
+    signature = None
+    if not hyperparams and run_ids is None:  # per-run values are checked at every call
+        signature = _call_signature(loss, optimizer, params0, data, key, settings)
+        known = None if signature is None else _PREPARED.get(signature)
+        if signature is not None and known is not None:  # checked before: only the values are new
+            _PREPARED.move_to_end(signature)
+            return Prepared(
+                known.loss,
+                known.update,
+                known.defaults,
+                params0,
+                data,
+                known.key if key is None else key,
+                known.plan,
+                known.hp_shared,
+                known.hp_run,
+                known.run_ids,
+                known.n_runs,
+                values_checked=False,
+            )
+    problem = _checked(
+        loss,
+        optimizer,
+        params0,
+        data,
+        steps=steps,
+        key=key,
+        batch_size=batch_size,
+        shared_order=shared_order,
+        record_every=record_every,
+        record_params=record_params,
+        hyperparams=hyperparams,
+        unroll=unroll,
+        run_ids=run_ids,
+        keep_state=keep_state,
+    )
+    if signature is not None:  # kept without the values, which it must not keep alive
+        _PREPARED[signature] = dataclasses.replace(problem, params0=None, data=None)
+        if len(_PREPARED) > PREPARED_KEPT:
+            _PREPARED.popitem(last=False)
+    return problem
+
+
+def _checked(
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    params0: PyTree,
+    data: Any,
+    *,
+    steps: int,
+    key: jax.Array | None,
+    batch_size: int | None,
+    shared_order: bool,
+    record_every: int | None,
+    record_params: bool,
+    hyperparams: Mapping[str, Any] | None,
+    unroll: int | None,
+    run_ids: jax.Array | None,
+    keep_state: bool,
+) -> Prepared:
     check_loss_and_optimizer(loss, optimizer)
     refuse_tracers(params0=params0, data=data, hyperparams=hyperparams, key=key)
     n_runs = check_params0(params0)
@@ -503,13 +620,14 @@ def prepare(
     plan = Plan(
         steps=steps,
         record_every=record_every,
-        record_params=record_params,
+        record_params=_checks.flag("record_params", record_params),
         batch_size=batch_size,
         n_data=n_data,
-        shared_order=shared_order,
+        shared_order=_checks.flag("shared_order", shared_order),
         extra_args=update.uses_loss,
         unroll=unroll,
         check_every=CHECK_EVERY,
+        keep_state=_checks.flag("keep_state", keep_state),
     )
     empty: dict[str, jax.Array] = {}
     problem = Prepared(loss, update, defaults, params0, data, key, plan, defaults, empty, None, 0)

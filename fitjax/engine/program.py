@@ -14,15 +14,18 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fitjax.engine import sharding as _shard
-from fitjax.engine.loop import finish, replay_span, run_keys, run_one
-from fitjax.engine.prepare import TRACED, Loss, Plan, Prepared
+from fitjax.engine.loop import all_finite, finish, replay_span, run_keys, run_one
+from fitjax.engine.prepare import TRACED, Loss, Plan, Prepared, check_values
+from fitjax.numerics.fastmath import choose_math
 from fitjax.optim.protocol import Stepper
 
 if TYPE_CHECKING:
@@ -36,6 +39,33 @@ def trace_count() -> int:
     return TRACES["fit"]
 
 
+def pack(tree: Any) -> dict[str, jax.Array]:
+    """The leaves of a tree batched over runs as one ``(runs, k)`` array per dtype, the
+    leaves' columns side by side in leaf order: a few outputs of a program where the
+    tree has many (each output buffer costs a call microseconds)."""
+    groups: dict[str, list[jax.Array]] = {}
+    for leaf in jax.tree.leaves(tree):
+        groups.setdefault(str(leaf.dtype), []).append(jnp.reshape(leaf, (leaf.shape[0], -1)))
+    return {dtype: jnp.concatenate(columns, axis=1) for dtype, columns in groups.items()}
+
+
+def unpack(packed: dict[str, jax.Array], like: Any) -> Any:
+    """The tree :func:`pack` made ``packed`` from, given its shapes and dtypes ``like``."""
+    leaves, treedef = jax.tree.flatten(like)
+    taken: collections.Counter[str] = collections.Counter()
+    out = []
+    for leaf in leaves:
+        dtype, width = str(leaf.dtype), math.prod(leaf.shape[1:])
+        out.append(jnp.reshape(packed[dtype][:, taken[dtype] : taken[dtype] + width], leaf.shape))
+        taken[dtype] += width
+    return jax.tree.unflatten(treedef, out)
+
+
+def _init_states(update: Stepper, params: Any, hp_shared: Any, hp_run: Any) -> Any:
+    """Every run's optimizer state as ``update.init`` builds it, with its hyperparameters."""
+    return jax.vmap(lambda p, hp: update.init(p, {**hp_shared, **hp}))(params, hp_run)
+
+
 @functools.lru_cache(maxsize=256)
 def program(loss: Loss, update: Stepper, plan: Plan) -> tuple[Callable, Callable]:
     """The batched run for these static settings, raw and jitted (one jit cache per plan).
@@ -46,14 +76,23 @@ def program(loss: Loss, update: Stepper, plan: Plan) -> tuple[Callable, Callable
 
     Returns the results of every run that did not fail a span check, and what
     :func:`replay_program` needs for those that did: ``(final params, final loss,
-    diverged_step, history, state, raw params, (bad_from, bad_end), any failed)``, where
-    the raw params are the loop's own (``None`` when they are the reported ones).
+    diverged_step, history, state, raw params, failed, status)``. The state is the
+    optimizer state as a tree when ``plan.keep_state``, else :func:`pack`'s few arrays
+    (read only by a replay); the raw params are the loop's own (``None`` when they are
+    the reported ones); ``failed`` is each run's failed span ``[from, end)`` (``-1``
+    where none failed), shape ``(runs, 2)``; ``status`` is ``[some run failed a span
+    check, some start or datum is not finite]``, the one array a call reads back. The
+    inputs' finiteness is tested here, in the dtype the program holds them in, so that
+    a call whose values were not checked on the host
+    (:attr:`~fitjax.engine.prepare.Prepared.values_checked`) costs no dispatch.
     """
     run = functools.partial(run_one, loss=loss, update=update, plan=plan)
     reports = update.reports
 
     def batched(params, hp_shared, hp_run, key, run_ids, data):
         TRACES["fit"] += 1
+        inexact = [x for x in jax.tree.leaves((params, data)) if jnp.issubdtype(x.dtype, jnp.inexact)]
+        inputs_finite = all_finite(inexact)
         keys, key_axis = run_keys(plan, key, run_ids)
 
         def one(p, hp, k):
@@ -64,9 +103,11 @@ def program(loss: Loss, update: Stepper, plan: Plan) -> tuple[Callable, Callable
         final, final_loss, diverged_step = jax.vmap(
             functools.partial(finish, loss=loss, update=update, plan=plan, data=data)
         )(params, state, jnp.full_like(bad_from, -1))
-        failed = (bad_from, bad_end)
+        failed = jnp.stack([bad_from, bad_end], axis=-1)
         raw = params if reports else None
-        return final, final_loss, diverged_step, history, state, raw, failed, jnp.any(bad_from >= 0)
+        status = jnp.stack([jnp.any(bad_from >= 0), ~inputs_finite])
+        state = state if plan.keep_state else pack(state)
+        return final, final_loss, diverged_step, history, state, raw, failed, status
 
     return batched, jax.jit(batched)
 
@@ -76,14 +117,19 @@ def replay_program(loss: Loss, update: Stepper, plan: Plan) -> tuple[Callable, C
     """The runs that failed a span check, replayed (:func:`~fitjax.engine.loop.replay_span`)
     and merged into the batch's results; raw and jitted. Built and compiled only when some run failed.
 
-    Runs that did not fail keep the main program's values, bit for bit.
+    Runs that did not fail keep the main program's values, bit for bit. The state comes
+    as :func:`program` returned it and goes back so (None when not kept).
     """
     replay = functools.partial(replay_span, loss=loss, update=update, plan=plan)
 
-    def replayed(params, state, failed, history, key, run_ids, data, results):
+    def replayed(params, state, hp_shared, hp_run, failed, history, key, run_ids, data, results):
         TRACES["replay"] += 1
         keys, key_axis = run_keys(plan, key, run_ids)
-        bad_from, bad_end = failed
+        if not plan.keep_state:
+            state = unpack(
+                state, jax.eval_shape(functools.partial(_init_states, update), params, hp_shared, hp_run)
+            )
+        bad_from, bad_end = failed[:, 0], failed[:, 1]
         p, s, d, history = jax.vmap(replay, (0, 0, 0, 0, 0, key_axis, None))(
             params, state, bad_from, bad_end, history, keys, data
         )
@@ -95,7 +141,7 @@ def replay_program(loss: Loss, update: Stepper, plan: Plan) -> tuple[Callable, C
             return jnp.where(jnp.reshape(bad, bad.shape + (1,) * (jnp.ndim(b) - 1)), a, b)
 
         final, final_loss, diverged_step = jax.tree.map(pick, new, results)
-        return final, final_loss, diverged_step, history, s
+        return final, final_loss, diverged_step, history, s if plan.keep_state else None
 
     return replayed, jax.jit(replayed)
 
@@ -124,12 +170,12 @@ def other_backend(backend: Any) -> Backend:
     return _BACKENDS[0]
 
 
-def _compiled(problem: Prepared) -> tuple[Callable, Callable]:
-    """:func:`program` for the problem, from the cache when its loss and optimizer hash."""
+def _compiled(loss: Loss, update: Stepper, plan: Plan) -> tuple[Callable, Callable]:
+    """:func:`program`, from the cache when the loss and the optimizer hash."""
     try:
-        return program(problem.loss, problem.update, problem.plan)
+        return program(loss, update, plan)
     except TypeError:  # an unhashable loss or optimizer: compile without the cache
-        return program.__wrapped__(problem.loss, problem.update, problem.plan)
+        return program.__wrapped__(loss, update, plan)
 
 
 def execute(problem: Prepared, *, jit: bool, mesh: jax.sharding.Mesh | None, gather: bool) -> tuple:
@@ -138,12 +184,15 @@ def execute(problem: Prepared, *, jit: bool, mesh: jax.sharding.Mesh | None, gat
 
     The runs are split over ``mesh`` (by default all devices when there are several),
     padded to a multiple of its size and trimmed back; a batch in which some run failed
-    a span check goes through :func:`replay_program` too.
+    a span check goes through :func:`replay_program` too. On a CPU the loss's float32
+    ``sin``, ``cos`` and ``exp`` are evaluated as polynomials unless it is marked
+    :func:`fitjax.platform_math` (:func:`~fitjax.numerics.fastmath.choose_math`).
     """
-    loss, update, plan, n_runs = problem.loss, problem.update, problem.plan, problem.n_runs
+    loss = choose_math(problem.loss, jax.default_backend())
+    update, plan, n_runs = problem.update, problem.plan, problem.n_runs
     params0, hp_shared, hp_run, run_ids = problem.params0, problem.hp_shared, problem.hp_run, problem.run_ids
     key, data = problem.key, problem.data
-    raw, jitted = _compiled(problem)
+    raw, jitted = _compiled(loss, update, plan)
     mesh = _shard.default_mesh() if mesh is None else _shard.check_mesh(mesh)
     if mesh is not None:
         size = _shard.padded_size(n_runs, mesh)
@@ -161,15 +210,21 @@ def execute(problem: Prepared, *, jit: bool, mesh: jax.sharding.Mesh | None, gat
                 "tracer, e.g. an array saved from inside a jax.jit); pass such values as data or as "
                 f"concrete arrays. JAX says: {str(err).splitlines()[0]}"
             ) from err
-        final, final_loss, diverged_step, hist, state, loop_params, failed, any_failed = results
-        out = (final, final_loss, diverged_step, hist, state)
-        if isinstance(any_failed, jax.core.Tracer):  # traced through a closure: the arguments were not
+        final, final_loss, diverged_step, hist, state, loop_params, failed, status = results
+        out = (final, final_loss, diverged_step, hist, state if plan.keep_state else None)
+        if isinstance(status, jax.core.Tracer):  # traced through a closure: the arguments were not
             raise TypeError(TRACED.format(what="its results are traced"))
-        if bool(any_failed):  # some run's span check failed: find its exact step
+        any_failed, bad_inputs = np.asarray(status)  # the one read-back of a call
+        if bad_inputs:  # only where the values were not checked before: name the bad one
+            check_values(problem)
+            raise ValueError("params0 or data holds a value that is not finite in the dtype the run uses")
+        if any_failed:  # some run's span check failed: find its exact step
             replay_raw, replay_jitted = replay_program(loss, update, plan)
             out = (replay_jitted if jit else replay_raw)(
                 final if loop_params is None else loop_params,
                 state,
+                hp_shared,
+                hp_run,
                 failed,
                 hist,
                 key,

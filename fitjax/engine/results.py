@@ -46,7 +46,8 @@ class FitResult(NamedTuple):
         ``steps`` for a run whose parameters stayed finite but whose final loss is
         not, or -1. Recording does not change it.
       history: the recorded :class:`History`, or ``None`` for final values only.
-      opt_state: each run's final optimizer state.
+      opt_state: each run's final optimizer state, with ``fit(..., keep_state=True)``;
+        else None.
       steps: the number of steps run.
     """
 

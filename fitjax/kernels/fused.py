@@ -659,7 +659,7 @@ def run(
         every = plan.record_every
         assert every is not None  # the kernel records a history only with record_every
         history = History(record_steps(plan.steps, every), *hist)
-    return FitResult(params, final_loss, diverged, history, state, plan.steps)
+    return FitResult(params, final_loss, diverged, history, state if plan.keep_state else None, plan.steps)
 
 
 def dispatch(

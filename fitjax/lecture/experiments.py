@@ -173,8 +173,11 @@ def _critical_points(name: str, grid: int) -> Any:
 
 
 def _traced(loss: Any, optimizer: Any, starts: Any, data: Any, steps: int, **kw: Any) -> fitjax.FitResult:
-    """A fit that records the loss and parameters at every step."""
-    return fitjax.fit(loss, optimizer, starts, data, steps=steps, record_every=1, record_params=True, **kw)
+    """A fit that records the loss and parameters at every step (and keeps the final state:
+    a line search's evaluation counts are read from it)."""
+    return fitjax.fit(
+        loss, optimizer, starts, data, steps=steps, record_every=1, record_params=True, keep_state=True, **kw
+    )
 
 
 def _landscape_figure(name: str, land: Any, **kwargs: Any) -> Figure:

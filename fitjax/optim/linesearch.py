@@ -265,7 +265,7 @@ def gd_line_search(max_dist: Any = 0.1, tol: Any = 1e-5, max_iter: Any = 15) -> 
       >>> import jax, jax.numpy as jnp, fitjax
       >>> loss = fitjax.least_squares(fitjax.line)
       >>> res = fitjax.fit(loss, fitjax.gd_line_search(max_dist=0.1, tol=1e-5, max_iter=15),
-      ...                  jnp.array([[1.6, -0.5]]), fitjax.datasets.line(), steps=20)
+      ...                  jnp.array([[1.6, -0.5]]), fitjax.datasets.line(), steps=20, keep_state=True)
       >>> round(float(res.loss[0]), 3)   # the least-squares minimum is 0.1999
       0.2
       >>> counts = fitjax.loss_evaluations(res)   # 15 iterations of 4 evaluations, every step
@@ -431,8 +431,9 @@ def loss_evaluations(result: Any) -> LossEvaluations:
     diverged run keeps the counts it had before the step that diverged.
 
     Args:
-      result: a :class:`fitjax.FitResult` or :class:`fitjax.SweepResult` (or an
-        optimizer state) of :func:`gd_line_search` or :func:`backtracking_armijo`.
+      result: a :class:`fitjax.FitResult` or :class:`fitjax.SweepResult` of
+        :func:`gd_line_search` or :func:`backtracking_armijo` fitted with
+        ``keep_state=True`` (or their optimizer state).
 
     Returns:
       :class:`LossEvaluations` with the runs' (and grid's) leading axes.
@@ -440,12 +441,17 @@ def loss_evaluations(result: Any) -> LossEvaluations:
     Example:
       >>> import jax.numpy as jnp, fitjax
       >>> res = fitjax.fit(fitjax.least_squares(fitjax.line), fitjax.backtracking_armijo(),
-      ...                  jnp.array([[1.6, -0.5]]), fitjax.datasets.line(), steps=5)
+      ...                  jnp.array([[1.6, -0.5]]), fitjax.datasets.line(), steps=5, keep_state=True)
       >>> fitjax.loss_evaluations(res)   # one run: 3 evaluations at step 5, 27 in 5 steps
       LossEvaluations(last_step=Array([3], dtype=int32), total=Array([27], dtype=int32),
                       per_step=Array([5.4], dtype=float32))
     """
     state = getattr(getattr(result, "result", result), "opt_state", result)
+    if state is None:
+        raise ValueError(
+            "loss_evaluations reads the counts kept in the optimizer state, and this result has none: "
+            "fit or sweep with keep_state=True keeps each run's final state"
+        )
     found = [
         s
         for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, OptState))
