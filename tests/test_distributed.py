@@ -53,8 +53,8 @@ MANY_DEVICES = SETUP + textwrap.dedent(
 )
 
 
-def test_chunked_sweep_on_four_and_eight_devices_equals_one_device(tmp_path):
-    for n in (4, 8):
+def test_chunked_sweep_on_eight_devices_equals_one_device(tmp_path):
+    for n in (8,):  # more devices than a block's 4 runs
         out = subprocess.run(
             [sys.executable, "-c", MANY_DEVICES, str(n), str(tmp_path / str(n))],
             env=_env(n),

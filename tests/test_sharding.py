@@ -64,7 +64,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("n", [4, 8])
+@pytest.mark.parametrize("n", [8])  # 37 runs over 8 devices: padded to 40, as over 4
 def test_sharded_fit_equals_unsharded(n):
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
     out = subprocess.run(
