@@ -1178,10 +1178,11 @@ BIG = np.zeros((70_002, 2), np.float32)  # tested on the device on a first call:
     [
         (dict(), dict(params0=STARTS.at[1, 0].set(jnp.nan)), ["params0[1, 0]", "is nan (run 1)", "finite"]),
         (dict(), dict(data=(DATA[0], DATA[1].at[5].set(-jnp.inf))), ["data[1][5]", "-inf (example 5)"]),
-        (
+        pytest.param(
             dict(data=(np.asarray(DATA[0], np.float64), np.asarray(DATA[1], np.float64))),
             dict(data=(np.asarray(DATA[0], np.float64), np.asarray(DATA[1], np.float64) * 1e39)),
             ["data[1]", "which is inf in float32"],
+            marks=pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning"),
         ),
         (dict(params0=BIG), dict(), []),
     ],
