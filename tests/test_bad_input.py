@@ -1238,3 +1238,29 @@ def test_a_fit_inside_jit_is_refused_after_its_signature_was_checked():
     fit(optimizer=KEPT_OPTIMIZER)
     with pytest.raises(TypeError, match="params0 is traced"):
         jax.jit(lambda p: fit(optimizer=KEPT_OPTIMIZER, params0=p).loss)(STARTS)
+
+
+def test_a_chunked_sweep_refuses_bad_data_before_writing_after_its_signature_was_checked(tmp_path):
+    kw = dict(steps=2, chunk_size=2, progress=False)
+    fitjax.fit_chunked(LINE, KEPT_OPTIMIZER, STARTS, DATA, out_dir=tmp_path / "clean", **kw)
+    bad = (DATA[0], DATA[1].at[5].set(jnp.nan))
+    with pytest.raises(ValueError, match=r"data\[1\]\[5\] is nan \(example 5\)"):
+        fitjax.fit_chunked(LINE, KEPT_OPTIMIZER, STARTS, bad, out_dir=tmp_path / "bad", **kw)
+    assert not (tmp_path / "bad").exists(), "a folder was made for data that is refused"
+
+
+def test_a_legacy_key_is_wrapped_in_a_repeated_call_too():
+    kw = dict(optimizer=KEPT_OPTIMIZER, batch_size=4, key=jax.random.PRNGKey(3))
+    first = fit(**kw)
+    traced = fitjax.trace_count()
+    again = fit(**kw)  # the same signature: no new program for a raw key
+    assert fitjax.trace_count() == traced
+    np.testing.assert_array_equal(first.params, again.params)
+
+
+@pytest.mark.loose_promotion  # the line's loss meets bfloat16 parameters with float32 data
+def test_a_precision_warning_is_given_at_every_call():
+    opt = fitjax.adam(0.01)  # gamma = 0.999 rounds to 1 in bfloat16
+    for _ in range(2):
+        with pytest.warns(fitjax.PrecisionWarning, match="bfloat16"):
+            fit(optimizer=opt, params0=BF16)

@@ -770,6 +770,8 @@ def fit_chunked(
         loss, optimizer, one, data, steps=steps, key=key, batch_size=batch_size, shared_order=shared_order,
         record_every=record_every, record_params=record_params, unroll=unroll,
     )  # fmt: skip
+    if not problem.values_checked:  # before anything is written: a folder is not made for bad data
+        _prepare.check_values(problem)
     if values:
         _prepare.check_swept(problem.update, _prepare.one_run(one), values)
     local = _local_devices(devices)

@@ -5,7 +5,10 @@ problem: the optimizer seen through its :class:`~fitjax.optim.protocol.Stepper`,
 hyperparameters split into shared scalars and per-run arrays, the runs' ids, and the
 :class:`Plan`, everything static that a compiled program is specialised on. Each check
 names the argument, the value and the fix. Checks that trace the loss or the optimizer
-abstractly run once per signature (:func:`check_loss`, :func:`check_update`).
+abstractly run once per signature (:func:`check_loss`, :func:`check_update`), and a call
+whose whole signature was checked before skips to its values: the compiled program
+(compiled already) tests the starts and data finite, and :func:`check_values` names a
+bad one after that run, with the same message.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -471,25 +475,30 @@ def check_values(problem: Prepared) -> None:
 
 
 _PREPARED: collections.OrderedDict[tuple, Prepared] = collections.OrderedDict()
+_PREPARED_LOCK = threading.Lock()
 PREPARED_KEPT = 64
 """How many call signatures :func:`prepare` remembers as checked (least recently used dropped)."""
 
 
 def forget_checked() -> None:
     """Forget every signature :func:`prepare` has checked: the next calls check all again."""
-    _PREPARED.clear()
+    with _PREPARED_LOCK:
+        _PREPARED.clear()
 
 
 def _call_signature(
     loss: Loss, optimizer: Any, params0: PyTree, data: Any, key: Any, settings: tuple
 ) -> tuple | None:
     """Everything but the values that :func:`prepare`'s checks depend on: the loss and the
-    optimizer (by identity, as the compiled programs are), each leaf's type, shape and
-    dtype (a tracer has its own type, and never passes), the settings with their types
-    (``steps=200.0`` is not ``steps=200``), and the configuration read at a call. None
-    when something is unhashable or not an array (then every check runs)."""
+    optimizer (by hash and equality, as the compiled programs are keyed), each leaf's
+    type, shape and dtype (a tracer has its own type, and never passes), the settings with
+    their types (``steps=200.0`` is not ``steps=200``), and the configuration read at a
+    call. None when something is unhashable or not an array, or when a parameter is a
+    16-bit float (whose precision check can warn, at every call): then every check runs."""
     try:
         p_leaves, p_def = jax.tree.flatten(params0)
+        if any(jnp.issubdtype(a.dtype, jnp.floating) and a.dtype.itemsize < 4 for a in p_leaves):
+            return None
         d_leaves, d_def = jax.tree.flatten(data)
         signature = (
             loss,
@@ -530,6 +539,10 @@ def prepare(
 ) -> Prepared:
     """Check ``fit``'s arguments, in the order its refusals are documented, and prepare the problem.
 
+    A call whose signature (the loss, optimizer, shapes, dtypes, settings) was checked before gets the kept
+    problem with its new values, marked ``values_checked=False``: the starts and data are
+    then tested by the engine's program, or by :func:`check_values` on any other path.
+
     ``run_ids`` (default ``0..runs-1``) number the runs for their mini-batch keys: a
     sweep gives start ``i`` the same id under every setting.
 
@@ -548,14 +561,16 @@ def prepare(
         signature = _call_signature(loss, optimizer, params0, data, key, settings)
         known = None if signature is None else _PREPARED.get(signature)
         if signature is not None and known is not None:  # checked before: only the values are new
-            _PREPARED.move_to_end(signature)
+            with _PREPARED_LOCK:
+                if signature in _PREPARED:
+                    _PREPARED.move_to_end(signature)
             return Prepared(
                 known.loss,
                 known.update,
                 known.defaults,
                 params0,
                 data,
-                known.key if key is None else key,
+                known.key if key is None else check_key(key),  # a legacy PRNGKey wrapped
                 known.plan,
                 known.hp_shared,
                 known.hp_run,
@@ -580,9 +595,10 @@ def prepare(
         keep_state=keep_state,
     )
     if signature is not None:  # kept without the values, which it must not keep alive
-        _PREPARED[signature] = dataclasses.replace(problem, params0=None, data=None)
-        if len(_PREPARED) > PREPARED_KEPT:
-            _PREPARED.popitem(last=False)
+        with _PREPARED_LOCK:
+            _PREPARED[signature] = dataclasses.replace(problem, params0=None, data=None)
+            if len(_PREPARED) > PREPARED_KEPT:
+                _PREPARED.popitem(last=False)
     return problem
 
 
