@@ -556,69 +556,15 @@ def prepare(
       (4, 10, ['learning_rate'])
     """
     settings = (steps, batch_size, shared_order, record_every, record_params, unroll, keep_state)
-    signature = None
-    if not hyperparams and run_ids is None:  # per-run values are checked at every call
-        signature = _call_signature(loss, optimizer, params0, data, key, settings)
-        known = None if signature is None else _PREPARED.get(signature)
-        if signature is not None and known is not None:  # checked before: only the values are new
-            with _PREPARED_LOCK:
-                if signature in _PREPARED:
-                    _PREPARED.move_to_end(signature)
-            return Prepared(
-                known.loss,
-                known.update,
-                known.defaults,
-                params0,
-                data,
-                known.key if key is None else check_key(key),  # a legacy PRNGKey wrapped
-                known.plan,
-                known.hp_shared,
-                known.hp_run,
-                known.run_ids,
-                known.n_runs,
-                values_checked=False,
-            )
-    problem = _checked(
-        loss,
-        optimizer,
-        params0,
-        data,
-        steps=steps,
-        key=key,
-        batch_size=batch_size,
-        shared_order=shared_order,
-        record_every=record_every,
-        record_params=record_params,
-        hyperparams=hyperparams,
-        unroll=unroll,
-        run_ids=run_ids,
-        keep_state=keep_state,
+    # per-run values are checked at every call; otherwise a signature checked before is kept
+    signature = (
+        None
+        if hyperparams or run_ids is not None
+        else _call_signature(loss, optimizer, params0, data, key, settings)
     )
-    if signature is not None:  # kept without the values, which it must not keep alive
-        with _PREPARED_LOCK:
-            _PREPARED[signature] = dataclasses.replace(problem, params0=None, data=None)
-            if len(_PREPARED) > PREPARED_KEPT:
-                _PREPARED.popitem(last=False)
-    return problem
-
-
-def _checked(
-    loss: Loss,
-    optimizer: optax.GradientTransformation,
-    params0: PyTree,
-    data: Any,
-    *,
-    steps: int,
-    key: jax.Array | None,
-    batch_size: int | None,
-    shared_order: bool,
-    record_every: int | None,
-    record_params: bool,
-    hyperparams: Mapping[str, Any] | None,
-    unroll: int | None,
-    run_ids: jax.Array | None,
-    keep_state: bool,
-) -> Prepared:
+    known = _kept(signature, params0, data, key)
+    if known is not None:
+        return known
     check_loss_and_optimizer(loss, optimizer)
     refuse_tracers(params0=params0, data=data, hyperparams=hyperparams, key=key)
     n_runs = check_params0(params0)
@@ -628,8 +574,6 @@ def _checked(
         record_every = _checks.positive_int("record_every", record_every, upper=steps, upper_name="steps")
     unroll = default_unroll() if unroll is None else _checks.positive_int("unroll", unroll)
     batch_size, key = check_batch(batch_size, data, n_data, key)
-    # The loss as the runs call it: a choice of how its math is computed belongs here,
-    # before it is checked and keys the compiled program.
     check_loss(loss, params0, batch_struct(data, batch_size))
     update, defaults = stepper(optimizer, params0)
     check_schedules(update, params0, steps)
@@ -647,7 +591,45 @@ def _checked(
     )
     empty: dict[str, jax.Array] = {}
     problem = Prepared(loss, update, defaults, params0, data, key, plan, defaults, empty, None, 0)
-    return _with_runs(problem, params0, n_runs, hyperparams, run_ids)
+    problem = _with_runs(problem, params0, n_runs, hyperparams, run_ids)
+    _keep(signature, problem)
+    return problem
+
+
+def _kept(signature: tuple | None, params0: PyTree, data: Any, key: Any) -> Prepared | None:
+    """The problem kept for ``signature`` with these values (not checked on the host), or None.
+
+    Built field by field: ``dataclasses.replace`` costs a call several microseconds."""
+    known = None if signature is None else _PREPARED.get(signature)
+    if signature is None or known is None:
+        return None
+    with _PREPARED_LOCK:
+        if signature in _PREPARED:
+            _PREPARED.move_to_end(signature)
+    return Prepared(
+        known.loss,
+        known.update,
+        known.defaults,
+        params0,
+        data,
+        known.key if key is None else check_key(key),  # a legacy PRNGKey wrapped
+        known.plan,
+        known.hp_shared,
+        known.hp_run,
+        known.run_ids,
+        known.n_runs,
+        values_checked=False,
+    )
+
+
+def _keep(signature: tuple | None, problem: Prepared) -> None:
+    """Keep ``problem`` for ``signature``, without its values (which it must not keep alive)."""
+    if signature is None:
+        return
+    with _PREPARED_LOCK:
+        _PREPARED[signature] = dataclasses.replace(problem, params0=None, data=None)
+        if len(_PREPARED) > PREPARED_KEPT:
+            _PREPARED.popitem(last=False)
 
 
 def for_runs(

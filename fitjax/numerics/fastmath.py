@@ -161,14 +161,7 @@ def polynomial_math(fun: Callable) -> Callable:
       >>> fitjax.polynomial_math(loss) is fast
       True
     """
-    if not callable(fun):
-        raise TypeError(f"fun must be a function, got {type(fun).__name__}")
-    if hasattr(fun, "__fitjax_polynomial_math__"):
-        return fun
-    try:
-        return _cached(fun)
-    except TypeError:  # an unhashable callable: a new wrapper each time
-        return _transform(fun)
+    return _wrapped_once(fun, "__fitjax_polynomial_math__", _cached, _transform)
 
 
 @functools.lru_cache(maxsize=64)
@@ -208,14 +201,23 @@ def platform_math(fun: Callable) -> Callable:
       >>> bool(exact(phi, data) == loss(phi, data)), fitjax.platform_math(loss) is exact
       (True, True)
     """
+    return _wrapped_once(fun, "__fitjax_platform_math__", _marked, _mark)
+
+
+def _wrapped_once(
+    fun: Callable, marker: str, cached: Callable[[Callable], Callable], wrap: Callable[[Callable], Callable]
+) -> Callable:
+    """``fun`` itself if it carries ``marker``, else its wrapper from ``cached`` (the same
+    wrapper for the same ``fun``, so programs are reused), or a new ``wrap`` when ``fun``
+    is unhashable."""
     if not callable(fun):
         raise TypeError(f"fun must be a function, got {type(fun).__name__}")
-    if hasattr(fun, "__fitjax_platform_math__"):
+    if hasattr(fun, marker):
         return fun
     try:
-        return _marked(fun)
+        return cached(fun)
     except TypeError:  # an unhashable callable: a new wrapper each time
-        return _mark(fun)
+        return wrap(fun)
 
 
 def choose_math(loss: Callable, platform: str) -> Callable:
