@@ -664,14 +664,16 @@ def test_landscapes_page_quotes_the_demo():
 
 def _demo_figures() -> set[str]:
     """The figure names ``fitjax demo`` writes: the first arguments of ``Figure(...)`` and
-    ``_landscape_figure(...)`` in fitjax/lecture/experiments.py."""
-    tree = ast.parse((ROOT / "fitjax" / "lecture" / "experiments.py").read_text())
+    ``landscape_figure(...)`` in every module of fitjax/lecture/experiments/."""
+    modules = sorted((ROOT / "fitjax" / "lecture" / "experiments").glob("*.py"))
+    assert len(modules) > 1, modules
     return {
         node.args[0].value
-        for node in ast.walk(tree)
+        for module in modules
+        for node in ast.walk(ast.parse(module.read_text()))
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Name)
-        and node.func.id in ("Figure", "_landscape_figure")
+        and node.func.id in ("Figure", "landscape_figure")
         and node.args
         and isinstance(node.args[0], ast.Constant)
         and isinstance(node.args[0].value, str)
