@@ -108,3 +108,12 @@ def test_compare_bench_tiny(tmp_path):
         assert result[f"ratio_fitjax_over_{name}"] > 0, name
     assert result["agreement_with_hand_written"]["runs_compared"] > 0
     assert result["agreement_with_hand_written"]["frac_within"] == 1.0
+
+
+def test_run_blocks_tiny():
+    proc = run_module(
+        "run_blocks", "--sizes", "12x8", "--steps", "4", "--points-per-block", "0", "32", "--repeat", "1"
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("I=12 N=8")]
+    assert len(lines) == 2 and "all runs" in lines[0] and "4 runs" in lines[1], proc.stdout
+    assert all("results identical" in line for line in lines), proc.stdout

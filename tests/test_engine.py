@@ -8,6 +8,7 @@ import pytest
 from _problems import GABOR, LINE
 
 import fitjax
+from fitjax import internal
 from fitjax.internal import pack, unpack
 from fitjax.optim.protocol import stepper
 
@@ -328,4 +329,63 @@ def test_pack_and_unpack_give_the_tree_back():
     assert jax.tree.structure(back) == jax.tree.structure(tree)
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(tree), strict=True):
         assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def test_in_blocks_equals_one_vmap_with_shared_arguments_and_keys():
+    """Runs taken a block at a time (padded with copies of the last run, then trimmed) give
+    what one vmap over all runs gives, whatever the remainder."""
+
+    def one(x, shared, k):
+        return {"y": x * shared + jax.random.uniform(k), "i": jnp.sum(x)}, jax.random.key_data(k)
+
+    xs = jnp.arange(20.0).reshape(10, 2)
+    keys = jax.random.split(jax.random.key(3), 10)
+    whole = jax.vmap(one, (0, None, 0))(xs, 2.0, keys)
+    for block in (1, 3, 4, 9, 10, 11, None):
+        got = internal.program_module.in_blocks(one, (xs, 2.0, keys), (0, None, 0), block)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(whole), strict=True):
+            assert a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "kw"),
+    [
+        (fitjax.adam(0.01), dict(hyperparams={"learning_rate": jnp.asarray([0.01, 1e38] * 3 + [0.02] * 4)})),
+        (fitjax.momentum(0.02, 0.9), dict(batch_size=4, key=jax.random.key(5))),
+    ],
+    ids=["adam-diverging", "momentum-minibatches"],
+)
+def test_runs_stepped_in_blocks_equal_one_batch(monkeypatch, optimizer, kw):
+    """On a CPU many runs are stepped a block at a time (``default_run_block``); the
+    results are those of one batch: params, losses, divergence steps, the recorded losses
+    and parameters and the final state bit for bit (with a replay of diverged runs and
+    with mini-batches), the recorded gradient norms to float32 rounding (a sum of squares
+    whose rounding already depends on where a run sits in the batch)."""
+    data = fitjax.datasets.line()
+    n_points = jax.tree.leaves(data)[0].shape[0]
+    starts = jnp.linspace(-1.0, 1.0, 20, dtype=jnp.float32).reshape(10, 2)
+    kw = dict(steps=40, record_every=6, record_params=True, keep_state=True, **kw)
+    whole = fitjax.fit(LINE, optimizer, starts, data, **kw)
+    seen = []
+    spy = internal.program_module.in_blocks
+
+    def in_blocks(fun, args, in_axes, block):
+        seen.append(block)
+        return spy(fun, args, in_axes, block)
+
+    monkeypatch.setattr(internal.program_module, "in_blocks", in_blocks)
+    points = kw.get("batch_size") or n_points
+    monkeypatch.setattr(internal.prepare_module, "RUN_BLOCK_POINTS", 3 * points)
+    blocked = fitjax.fit(LINE, optimizer, starts, data, **kw)
+    assert seen == [3]  # ten runs in four blocks of three, two of them padding
+    if "hyperparams" in kw:
+        assert np.asarray(whole.diverged).sum() == 3
+    for name in ("params", "loss", "diverged_step"):
+        np.testing.assert_array_equal(getattr(blocked, name), getattr(whole, name))
+    for name in ("step", "loss", "params"):
+        np.testing.assert_array_equal(getattr(blocked.history, name), getattr(whole.history, name))
+    np.testing.assert_allclose(blocked.history.grad_norm, whole.history.grad_norm, rtol=3e-7)
+    for a, b in zip(jax.tree.leaves(blocked.opt_state), jax.tree.leaves(whole.opt_state), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -39,6 +39,10 @@ CHECK_EVERY = 32
 """About how many steps run between two divergence checks of the step loop (see
 :func:`fitjax.engine.loop.run_one`); read by :func:`prepare` at each call."""
 
+RUN_BLOCK_POINTS = 2**19
+"""On a CPU the step loop takes the runs in blocks of about this many run × data-point
+pairs (:func:`default_run_block`); read by :func:`prepare` at each call."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -54,6 +58,7 @@ class Plan:
     unroll: int = 1
     check_every: int = CHECK_EVERY  # prepare passes the value CHECK_EVERY has at the call
     keep_state: bool = False  # return each run's final optimizer state
+    run_block: int | None = None  # runs stepped together in one block of the loop (None: all at once)
 
 
 def one_run(params0: PyTree) -> PyTree:
@@ -343,6 +348,25 @@ def default_unroll() -> int:
     return 2 if jax.default_backend() == "gpu" else 1
 
 
+def default_run_block(points: int) -> int | None:
+    """Runs stepped together per block when the runs are many: on a CPU, enough for about
+    :data:`RUN_BLOCK_POINTS` run × point pairs (at least one run); None (all runs at once)
+    elsewhere.
+
+    On a CPU XLA writes each step's per-point values (the residuals' gradient, a broadcast
+    of the data) to memory before summing them over the points, so at 10⁴ runs of 1024
+    points a step moves about 200 MB: memory, not arithmetic, sets the pace. Stepped in
+    blocks of 512 runs (one loop over the blocks, each block's whole run at a time) those
+    arrays are 2 MB and stay in the caches: Adam on the Gabor fit ran 1.49× faster at
+    10⁴ × 1024, 1.35× at 10⁴ × 256 and 1.13× at 10⁵ × 28 (``benchmarks/NOTES.md`` entry
+    16). Each run's arithmetic is the same as in one batch
+    (:func:`~fitjax.engine.program.in_blocks`). A GPU wants every run at once.
+    """
+    if jax.default_backend() != "cpu":
+        return None
+    return max(1, RUN_BLOCK_POINTS // max(points, 1))
+
+
 def _first_failing(check: Callable[[str, Any], None], name: str, values: np.ndarray) -> int | None:
     """The first index whose value ``check`` refuses (or that is not finite), or None."""
 
@@ -510,6 +534,7 @@ def _call_signature(
             None if key is None else (type(key), key.shape, key.dtype),
             tuple((type(v), v) for v in settings),
             CHECK_EVERY,
+            RUN_BLOCK_POINTS,
             jax.default_backend(),
             jax.config.jax_enable_x64,  # type: ignore[attr-defined]
             jax.config.jax_numpy_dtype_promotion,  # type: ignore[attr-defined]
@@ -588,6 +613,7 @@ def prepare(
         unroll=unroll,
         check_every=CHECK_EVERY,
         keep_state=_checks.flag("keep_state", keep_state),
+        run_block=default_run_block(batch_size or n_data),
     )
     empty: dict[str, jax.Array] = {}
     problem = Prepared(loss, update, defaults, params0, data, key, plan, defaults, empty, None, 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -61,6 +62,40 @@ def unpack(packed: dict[str, jax.Array], like: Any) -> Any:
     return jax.tree.unflatten(treedef, out)
 
 
+def in_blocks(fun: Callable, args: tuple, in_axes: tuple, block: int | None) -> Any:
+    """``jax.vmap(fun, in_axes)(*args)``, evaluated ``block`` runs at a time when there are more.
+
+    The runs (the leading axis of each argument whose axis is 0; the others are shared)
+    are split into equal blocks of at most ``block`` runs, padded with copies of the last
+    run, stepped block after block by :func:`jax.lax.map`, and the padding is trimmed from
+    the results. Each run's arithmetic is the one it has in a single batch: the results
+    are the same bit for bit but for what already depends on a run's place in a batch
+    (the recorded gradient norms, to float32 rounding). What changes is how much memory
+    one step of the loop touches
+    (:func:`~fitjax.engine.prepare.default_run_block`).
+    """
+    batched = jax.vmap(fun, in_axes)
+    runs = [a for a, axis in zip(args, in_axes, strict=True) if axis == 0]
+    n = jax.tree.leaves(runs)[0].shape[0]
+    if block is None or n <= block:
+        return batched(*args)
+    blocks = -(-n // block)
+    block = -(-n // blocks)  # as even as can be: fewer than ``blocks`` padded runs
+
+    def split(a: jax.Array) -> jax.Array:
+        padded = jnp.concatenate([a, jnp.repeat(a[-1:], blocks * block - n, axis=0)])
+        return padded.reshape((blocks, block) + a.shape[1:])
+
+    per_run = jax.tree.map(split, runs)
+
+    def step_block(chunk: list) -> Any:
+        it = iter(chunk)
+        return batched(*(next(it) if axis == 0 else a for a, axis in zip(args, in_axes, strict=True)))
+
+    out = jax.lax.map(step_block, per_run)
+    return jax.tree.map(lambda a: a.reshape((blocks * block,) + a.shape[2:])[:n], out)
+
+
 def _init_states(update: Stepper, params: Any, hp_shared: Any, hp_run: Any) -> Any:
     """Every run's optimizer state as ``update.init`` builds it, with its hyperparameters."""
     return jax.vmap(lambda p, hp: update.init(p, {**hp_shared, **hp}))(params, hp_run)
@@ -99,7 +134,9 @@ def program(loss: Loss, update: Stepper, plan: Plan) -> tuple[Callable, Callable
             state = update.init(p, {**hp_shared, **hp})
             return run(p, state, k, data)
 
-        (params, state, _), bad_from, bad_end, history = jax.vmap(one, (0, 0, key_axis))(params, hp_run, keys)
+        (params, state, _), bad_from, bad_end, history = in_blocks(
+            one, (params, hp_run, keys), (0, 0, key_axis), plan.run_block
+        )
         final, final_loss, diverged_step = jax.vmap(
             functools.partial(finish, loss=loss, update=update, plan=plan, data=data)
         )(params, state, jnp.full_like(bad_from, -1))
@@ -192,8 +229,10 @@ def execute(problem: Prepared, *, jit: bool, mesh: jax.sharding.Mesh | None, gat
     update, plan, n_runs = problem.update, problem.plan, problem.n_runs
     params0, hp_shared, hp_run, run_ids = problem.params0, problem.hp_shared, problem.hp_run, problem.run_ids
     key, data = problem.key, problem.data
-    raw, jitted = _compiled(loss, update, plan)
     mesh = _shard.default_mesh() if mesh is None else _shard.check_mesh(mesh)
+    if mesh is not None and plan.run_block is not None:  # split over devices, each takes its share at once
+        plan = dataclasses.replace(plan, run_block=None)
+    raw, jitted = _compiled(loss, update, plan)
     if mesh is not None:
         size = _shard.padded_size(n_runs, mesh)
         params0, hp_run, run_ids = _shard.shard_runs(
