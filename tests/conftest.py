@@ -9,12 +9,14 @@ figures says ``@pytest.mark.needs_matplotlib`` and is skipped where matplotlib i
 """
 
 import importlib.util
+import os
 
 import jax
 import pytest
 
 
 def pytest_configure(config):
+    _share_compiled_programs(config)
     config.addinivalue_line(
         "markers", "loose_promotion: run with JAX's standard dtype and rank promotion (a user's loose code)"
     )
@@ -41,3 +43,23 @@ def x64():
     """Run the test with float64 enabled."""
     with jax.enable_x64(True):
         yield
+
+
+def _share_compiled_programs(config):
+    """XLA's compiled programs kept on disk (JAX's persistent compilation cache) in
+    ``.jax-cache/`` at the repository's root, shared by the test processes, by the
+    command-line runs they start and by later runs of the suite: many tests compile the
+    same program (the same loss, optimizer and shapes in another test, or in the
+    ``fitjax`` command a test drives), and compiling is most of the suite's time on a
+    CPU. JAX keys each program by its HLO, the compile options and the jax, jaxlib and
+    XLA versions, so a program from another version or setting is never reused. Set
+    ``JAX_COMPILATION_CACHE_DIR`` to use another folder (or an empty value for none)."""
+    default = str(config.rootpath / ".jax-cache")
+    folder = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", default)
+    if not folder:
+        return
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
