@@ -356,9 +356,9 @@ def default_run_block(points: int) -> int | None:
     On a CPU XLA writes each step's per-point values (the residuals' gradient, a broadcast
     of the data) to memory before summing them over the points, so at 10⁴ runs of 1024
     points a step moves about 200 MB: memory, not arithmetic, sets the pace. Stepped in
-    blocks of 512 runs (one loop over the blocks, each block's whole run at a time) those
-    arrays are 2 MB and stay in the caches: Adam on the Gabor fit ran 1.49× faster at
-    10⁴ × 1024, 1.35× at 10⁴ × 256 and 1.13× at 10⁵ × 28 (``benchmarks/NOTES.md`` entry
+    blocks of 500 runs (one loop over the blocks, each block's whole run at a time) those
+    arrays are 2 MB and stay in the caches: Adam on the Gabor fit ran 1.53× faster at
+    10⁴ × 1024, 1.44× at 10⁴ × 256 and 1.09× at 10⁵ × 28 (``benchmarks/NOTES.md`` entry
     16). Each run's arithmetic is the same as in one batch
     (:func:`~fitjax.engine.program.in_blocks`). A GPU wants every run at once.
     """
