@@ -39,6 +39,7 @@ import numpy as np
 import optax
 
 from fitjax import _checks
+from fitjax.optim.construction import construction_key
 
 PyTree = Any
 Schedule = Callable[[jax.Array], jax.Array]
@@ -429,13 +430,15 @@ def tree_scale(scale: jax.Array, tree: PyTree) -> PyTree:
 # ----------------------------------------------------------------------------- the engine's view
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Stepper:
     """What the engine needs of an optimizer; hashable, the key of its compiled programs.
 
     For a fitjax optimizer only the rule and its schedules are part of the key: the
     fixed hyperparameters are arguments of the program (:meth:`defaults`), so new
-    values reuse it. Any other optax transformation is its own key; if its state is
+    values reuse it. Any other optax transformation is part of the key as it was built
+    (:func:`~fitjax.optim.construction.construction_key`): ``optax.adam(0.01)`` made
+    anew for each call reuses the program, as does a schedule made anew. If its state is
     optax's ``InjectStatefulHyperparamsState`` (``optax.inject_hyperparams``), its
     numeric hyperparameters can be given per run as well.
     """
@@ -443,6 +446,17 @@ class Stepper:
     rule: Rule | None = None
     schedules: tuple[tuple[str, Schedule], ...] = ()
     transform: Any = None
+    key: Any = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        key = (self.rule, construction_key(self.schedules), construction_key(self.transform))
+        object.__setattr__(self, "key", (key, hash(key)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stepper) and self.key[0] == other.key[0]
+
+    def __hash__(self) -> int:
+        return self.key[1]
 
     # -- what the optimizer is
     @property
