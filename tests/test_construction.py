@@ -141,3 +141,56 @@ def test_a_recursive_closure_has_no_shared_key():
 
     a = outer()
     assert key(a) == key(a) and key(a) != key(outer())
+
+
+def test_what_a_module_level_helper_reads_counts_too():
+    module: dict = {}
+    exec("BASE = 0.1\ndef base(s): return BASE\ndef make(): return lambda s: base(s) * 2", module)
+    before = key(module["make"]())
+    module["BASE"] = 0.2
+    assert key(module["make"]()) != before
+    exec("def make2(): return lambda s: globals()['BASE'] * 2", module)  # names read at run time
+    assert _identity(key(module["make2"]()))
+
+
+def test_no_shared_key_for_what_bytes_or_fields_do_not_describe():
+    record = np.zeros(1, [("a", "f8"), ("b", "f8")])
+    assert _identity(key(record)) and _identity(key(record.dtype))  # structured: by identity
+    assert _identity(key(np.array([None])))  # objects inside
+    assert _identity(key(np.asmatrix(np.eye(2))))  # a subclass of ndarray
+    assert key(np.eye(2)) == key(np.eye(2)) != key(np.eye(2).astype(np.float32))
+    assert key({1, 9}) == key({1, 9})
+    nan = float("nan")
+    assert key(nan) != key(-nan)
+
+    class Scaled(functools.partial):
+        def __call__(self, *args):
+            return super().__call__(*args) * self.scale
+
+    def f(x):
+        return x
+
+    a, b = Scaled(f), Scaled(f)
+    a.scale, b.scale = 0.1, 0.2
+    assert key(a) != key(b)
+
+    def helper(s):
+        return helper.scale
+
+    helper.scale = 0.1
+    before = key(lambda s: helper(s))
+    helper.scale = 0.2
+    assert key(lambda s: helper(s)) != before
+
+
+def test_a_class_that_overrides_equality_is_compared_by_identity():
+    class Meta(type):
+        def __eq__(cls, other):
+            raise RuntimeError("no")
+
+        __hash__ = type.__hash__
+
+    class Odd(metaclass=Meta):
+        pass
+
+    assert _identity(key(Odd())) and key(Odd) == key(Odd)

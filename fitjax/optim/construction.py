@@ -7,25 +7,26 @@ compiled again for each. :func:`construction_key` gives such objects a key that 
 equal only when they were built by the same code from the same values, as they are at
 the time the key is taken:
 
-* a Python function: its code, its module (the globals dict), its defaults, the keys
-  of the values its closure holds, and the module-level values its code names (a
-  function defined there by identity, others by their keys: so a helper redefined in a
-  notebook, or a global number changed, gives another key);
+* a Python function: its code, its module (the globals dict), its defaults, its
+  attributes, the keys of the values its closure holds, and the keys of the
+  module-level values its code names, functions defined there walked the same way (so
+  a helper redefined in a notebook, or a global number changed, gives another key);
 * a ``functools.partial``, a bound method and a frozen dataclass: their type and the keys
-  of their parts;
+  of their parts and attributes;
 * tuples (NamedTuples such as ``optax.GradientTransformation`` included), lists, dicts
-  and sets: their type and the keys of their items, as they are now;
+  and sets: their type and the keys of their items in order, as they are now;
 * ``None``, booleans, ints, floats, complex numbers, strings and bytes: their type and
   value, a float by its bits (``0.0`` and ``-0.0`` differ, ``1`` is not ``1.0``, a
   ``np.float64`` is not a ``float``); a NumPy scalar, dtype or small array by its type,
   dtype and bytes;
-* modules, classes, builtins and JAX arrays (immutable) by identity.
+* modules, classes, builtins and JAX arrays (immutable) by identity, and a part met
+  again inside itself (a recursive function) by identity where it is met again.
 
-Anything else (an instance of a user's class, a large NumPy array, a cycle) may
-change without its identity changing, so the object it is in gets no shared key: its key
-is the object itself, by identity, as before. Not looked into: attributes of modules and
-classes (a class attribute changed after a program was traced is not seen, as with
-``jax.jit``).
+Anything else may change without its identity changing (an instance of a user's class,
+a large, structured or subclassed NumPy array, a function that reads ``globals()``), so
+the object it is in gets no shared key: its key is the object itself, by identity, as
+before. Not looked into: attributes of modules and classes (a class attribute changed
+after a program was traced is not seen, as with ``jax.jit``).
 
 So ``optax.adam(0.01)`` built twice gives equal keys, ``optax.adam(0.02)`` another.
 
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import struct
 import types
 from typing import Any
 
@@ -52,6 +54,7 @@ __all__ = ["construction_key"]
 
 _EXACT = (type(None), bool, int, str, bytes)
 _BY_IDENTITY = (types.ModuleType, type, types.BuiltinFunctionType, jax.Array)
+_DYNAMIC_NAMES = frozenset({"globals", "vars", "eval", "exec", "__import__", "locals"})
 _MAX_DEPTH = 64
 _MAX_ARRAY_BYTES = 1 << 16
 _MAX_KEY_SIZE = 100_000
@@ -66,7 +69,7 @@ class _Identity:
         self.obj = obj
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Identity) and other.obj is self.obj
+        return type(other) is _Identity and other.obj is self.obj
 
     def __hash__(self) -> int:
         return id(self.obj)
@@ -90,11 +93,17 @@ def construction_key(obj: Any) -> Any:
         return _Identity(obj)
 
 
+def _bits(value: float) -> bytes:
+    return struct.pack("<d", value)  # every bit: the sign of a zero, a NaN's sign and payload
+
+
 class _Keys:
     """One key's walk: each object visited once (shared parts are not walked again)."""
 
     def __init__(self) -> None:
-        self.done: dict[int, tuple[Any, int]] = {}  # id -> (key, its size written out)
+        # id -> (the object, kept alive so that its id is not reused in this walk; its key;
+        # the key's size written out)
+        self.done: dict[int, tuple[Any, Any, int]] = {}
         self.size = 0  # the size of the key so far, shared parts counted each time
 
     def count(self, n: int) -> None:
@@ -104,62 +113,71 @@ class _Keys:
 
     def key(self, obj: Any, seen: frozenset[int], depth: int) -> Any:
         self.count(1)
-        if type(obj) in _EXACT:
-            return (type(obj), obj)
-        if type(obj) is float:
-            return (float, obj.hex())
-        if type(obj) is complex:
-            return (complex, obj.real.hex(), obj.imag.hex())
+        kind = type(obj)
+        if any(kind is t for t in _EXACT):
+            return (_Identity(kind), obj)
+        if kind is float:
+            return (_Identity(float), _bits(obj))
+        if kind is complex:
+            return (_Identity(complex), _bits(obj.real), _bits(obj.imag))
         if isinstance(obj, _BY_IDENTITY):
             return _Identity(obj)
         if id(obj) in self.done:
-            key, size = self.done[id(obj)]
+            _, key, size = self.done[id(obj)]
             self.count(size - 1)
             return key
-        if id(obj) in seen or depth > _MAX_DEPTH:  # a cycle, or too deep
+        if id(obj) in seen:  # a cycle: the walk above keys its parts
+            return _Identity(obj)
+        if depth > _MAX_DEPTH:
             raise _NoKey
         start = self.size
-        key = self._compound(obj, seen | {id(obj)}, depth + 1)
-        self.done[id(obj)] = (key, self.size - start + 1)
+        key = (_Identity(kind), self._parts(obj, seen | {id(obj)}, depth + 1))
+        self.done[id(obj)] = (obj, key, self.size - start + 1)
         return key
 
-    def _compound(self, obj: Any, seen: frozenset[int], depth: int) -> Any:
+    def _parts(self, obj: Any, seen: frozenset[int], depth: int) -> Any:
         def parts(values: Any) -> tuple:
             return tuple(self.key(v, seen, depth) for v in values)
 
-        if isinstance(obj, np.generic):
-            return (type(obj), obj.dtype.str, obj.tobytes())
-        if isinstance(obj, np.dtype):
-            return (np.dtype, obj.str, obj.name)
-        if isinstance(obj, np.ndarray) and obj.nbytes <= _MAX_ARRAY_BYTES and obj.dtype != object:
-            return (np.ndarray, obj.dtype.str, obj.shape, obj.tobytes())
-        if isinstance(obj, types.FunctionType):
+        def attributes() -> Any:  # what an instance holds beyond its fields
+            return self.key(dict(getattr(obj, "__dict__", {})), seen, depth)
+
+        kind = type(obj)
+        if isinstance(obj, (np.number, np.bool_)):
+            return (obj.dtype.str, obj.tobytes())
+        if kind is np.dtype and obj.fields is None and not obj.hasobject:
+            return (obj.str, obj.name)
+        if kind is np.ndarray and obj.dtype.fields is None and not obj.dtype.hasobject:
+            if obj.nbytes > _MAX_ARRAY_BYTES:
+                raise _NoKey
+            return (obj.dtype.str, obj.dtype.name, obj.shape, obj.tobytes())
+        if kind is types.FunctionType:
             return self._function(obj, seen, depth)
-        if type(obj) in (tuple, list) or (isinstance(obj, tuple) and hasattr(obj, "_fields")):
-            return (type(obj), parts(obj))
-        if type(obj) is dict:
-            return (dict, parts(obj.keys()), parts(obj.values()))
-        if type(obj) in (set, frozenset):
-            return (type(obj), frozenset(parts(obj)))
-        if isinstance(obj, types.MethodType):
-            return (
-                types.MethodType,
-                self.key(obj.__func__, seen, depth),
-                self.key(obj.__self__, seen, depth),
-            )
+        if kind in (tuple, list) or (isinstance(obj, tuple) and hasattr(obj, "_fields")):
+            return (parts(obj), attributes() if kind not in (tuple, list) else None)
+        if kind is dict:
+            return (parts(obj.keys()), parts(obj.values()))
+        if kind in (set, frozenset):  # in iteration order, which a function may depend on
+            return parts(obj)
         if isinstance(obj, functools.partial):
             return (
-                type(obj),
                 self.key(obj.func, seen, depth),
                 parts(obj.args),
                 self.key(obj.keywords, seen, depth),
+                attributes(),
             )
-        if dataclasses.is_dataclass(obj) and type(obj).__dataclass_params__.frozen:  # type: ignore[union-attr]
-            fields = dataclasses.fields(obj)
-            return (type(obj), tuple(f.name for f in fields), parts(getattr(obj, f.name) for f in fields))
+        if kind is types.MethodType:
+            return (self.key(obj.__func__, seen, depth), self.key(obj.__self__, seen, depth))
+        if dataclasses.is_dataclass(obj) and kind.__dataclass_params__.frozen:
+            if not hasattr(obj, "__dict__"):
+                raise _NoKey  # slots: fields only, but a field may be a descriptor
+            return attributes()
         raise _NoKey
 
     def _function(self, fun: types.FunctionType, seen: frozenset[int], depth: int) -> tuple:
+        names = _names(fun.__code__)
+        if names & _DYNAMIC_NAMES:  # it may read any global, or its own frame
+            raise _NoKey
         cells = []
         for cell in fun.__closure__ or ():
             try:
@@ -168,23 +186,16 @@ class _Keys:
                 raise _NoKey from None
             cells.append(self.key(value, seen, depth))
         module = fun.__globals__
-        named = sorted(n for n in _names(fun.__code__) if n in module)
+        named = sorted(n for n in names if n in module)
         return (
-            types.FunctionType,
             fun.__code__,
             _Identity(module),
             self.key(fun.__defaults__, seen, depth),
             self.key(fun.__kwdefaults__, seen, depth),
             tuple(cells),
-            tuple((n, self._global(module[n], seen, depth)) for n in named),
+            tuple((n, self.key(module[n], seen, depth)) for n in named),
+            self.key(dict(fun.__dict__), seen, depth),
         )
-
-    def _global(self, value: Any, seen: frozenset[int], depth: int) -> Any:
-        """A module-level value a function names: a function defined there by identity (a
-        redefinition is a new object), anything else by its key."""
-        if isinstance(value, types.FunctionType):
-            return _Identity(value)
-        return self.key(value, seen, depth)
 
 
 @functools.lru_cache(maxsize=1024)
