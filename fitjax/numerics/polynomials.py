@@ -101,13 +101,15 @@ def _pow2(n: jax.Array) -> jax.Array:
 def _exp(x: jax.Array) -> jax.Array:
     # Clipped, n lies in [-127, 128]. 2^-127 from its bits is 0, which gives the flushed
     # underflow; 2^128 has no float32, so there the result is 2y * 2^127 (inf, as it overflows).
-    # A NaN stays NaN through the clip and the polynomial.
+    # A NaN would stay NaN through the clip and the polynomial, but the select that returns
+    # it is kept: without it XLA's CPU compiles the landscapes' programs 4x slower.
     xc = jnp.clip(x, np.float32(-88), np.float32(89))
     n = jnp.floor(xc * _LOG2_E + np.float32(0.5))
     r = (xc - n * _LN2_1) - n * _LN2_2
     y = np.float32(1) + r + r * r * _horner(r, _EXP)
     top = n > np.float32(127)
-    return (y * jnp.where(top, np.float32(2), np.float32(1))) * _pow2(jnp.where(top, np.float32(127), n))
+    scaled = (y * jnp.where(top, np.float32(2), np.float32(1))) * _pow2(jnp.where(top, np.float32(127), n))
+    return jnp.where(jnp.isnan(x), x, scaled)
 
 
 @functools.lru_cache(maxsize=1)
