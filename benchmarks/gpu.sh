@@ -24,7 +24,7 @@
 #   e3. benchmarks/call_profile.py: what a call of fit costs beyond its program (I = 1e4, 1e5);
 #   f. I = 1 .. 1e5 at N = 1024;
 #   g. a chunked sweep of 1e7 runs (fitjax.fit_chunked): time and device memory;
-#   h. the landscape grids;
+#   h. the landscape grids, 1024², 4096² and 16384² (the plain grid's residuals at 16384²: 30 GB);
 #   i. if time is left: torch.compile and NumPy at the headline case I = 1e6, N = 28.
 # Everything written to RESULTS_DIR is also packed into RESULTS_DIR/results.tar.gz.
 #
@@ -147,8 +147,8 @@ step chunked 20 "$PY" "${RUNNER[@]}" --suites chunked --chunked-runs "$CHUNKED_R
     --section gpu-chunked --json "$RESULTS/chunked.json"
 
 # h. the landscape grids
-step landscape 30 "$PY" "${RUNNER[@]}" --points 28 --suites landscape --section gpu-landscape \
-    --json "$RESULTS/landscape.json"
+step landscape 60 "$PY" "${RUNNER[@]}" --points 28 --suites landscape --grids 1024 4096 16384 \
+    --section gpu-landscape --json "$RESULTS/landscape.json"
 
 # i. if time is left: torch.compile and NumPy at the headline case I = 1e6, N = 28
 step headline-extra 40 "$PY" "${RUNNER[@]}" --suites adam --runs "$BIG" --points 28 \

@@ -5,7 +5,7 @@ Both evaluate the contenders' Gabor loss (``contenders.loss_jax``; fitjax's
 φ0 ∈ [−10, 10] × φ1 ∈ [2.5, 22.5] and return it as a host (NumPy) array:
 
 * ``fitjax``: ``fitjax.loss_grid(loss, (x, y), phi0, phi1)``, which evaluates
-  ``chunk_size`` points (65,536 by default) per call of one compiled program and
+  ``chunk_size`` points (65,536 by default on a CPU, 2²² on a GPU) per call of one compiled program and
   fills a host array chunk by chunk;
 * ``plain_vmap``: ``jax.jit(jax.vmap(jax.vmap(loss)))`` over the two axes (the
   points are never materialised: the inner vmap pairs one φ0 with every φ1), then

@@ -204,7 +204,7 @@ def run_optimizer_case(work: c.Workload, pairs: list[str], args: argparse.Namesp
 
 def run_landscape_case(n: int, work: c.Workload, args: argparse.Namespace) -> dict[str, Any]:
     """``fitjax.loss_grid`` against plain jit(vmap) on an ``n × n`` grid; one record."""
-    rows_per_chunk = max(1, fitjax.analysis.landscape.DEFAULT_CHUNK // n)
+    rows_per_chunk = max(1, fitjax.analysis.landscape.default_chunk() // n)
     traces = fitjax.analysis.landscape.trace_count()
     calls = {
         "plain_vmap": lambda: landscapes.timed(

@@ -54,6 +54,19 @@ def test_chunked_equals_unchunked(chunk_size, x64):
     np.testing.assert_allclose(land.loss, whole, rtol=1e-13)
 
 
+def test_the_default_chunk_is_the_platforms(monkeypatch):
+    """65,536 points a call on a CPU, 2^22 on a GPU; a grid with the default equals the same
+    grid in chunks of that size (the progress callback sees each chunk)."""
+    assert landscape.default_chunk("cpu") == 65_536 and landscape.default_chunk("gpu") == 2**22
+    monkeypatch.setattr(landscape, "DEFAULT_CHUNK", 100)
+    data = fitjax.datasets.gabor()
+    done: list[int] = []
+    default = fitjax.loss_grid(GABOR, data, PHI0, PHI1, callback=lambda k, total: done.append(k))
+    assert done == [*range(100, 851, 100), 851]  # 37 x 23 points
+    given = fitjax.loss_grid(GABOR, data, PHI0, PHI1, chunk_size=100)
+    np.testing.assert_array_equal(default.loss, given.loss)
+
+
 def test_one_compilation_serves_grids_of_any_size():
     data = fitjax.datasets.gabor()
 

@@ -17,7 +17,9 @@ trajectory.
 vmapped program (compiled once per loss, chunk size and data shape: grids of any size
 reuse it, the last chunk is padded); only the chunk's points and the output grid are
 ever held. The output lives in host memory as a NumPy array: a 4096 × 4096 float32
-grid is 64 MiB.
+grid is 64 MiB. The default chunk is 65,536 points on a CPU and 2²² on a GPU
+(:func:`default_chunk`), where each call must be long enough to hide its launch and its
+copy to the host.
 
 :func:`critical_points` finds the local minima, saddles and maxima of a 2-D landscape:
 candidates from discrete tests on the grid, refined by Newton's method on
@@ -50,6 +52,17 @@ Loss = Callable[[PyTree, Any], jax.Array]
 Callback = Callable[[int, int], None]
 
 DEFAULT_CHUNK = 65_536
+"""Points per compiled call on a CPU: the chunk's arrays stay in the caches."""
+ACCELERATOR_CHUNK = 2**22
+"""Points per compiled call on a GPU or TPU: a call long enough to hide its dispatch and
+its copy to the host (at 65,536 points a call of an H200 is mostly launch)."""
+
+
+def default_chunk(backend: str | None = None) -> int:
+    """The default ``chunk_size`` of the landscapes on ``backend`` (default: JAX's)."""
+    return DEFAULT_CHUNK if (backend or jax.default_backend()) == "cpu" else ACCELERATOR_CHUNK
+
+
 """Points per chunk: small enough for any device, large enough to keep it busy."""
 
 _TRACES: collections.Counter[str] = collections.Counter()
@@ -202,7 +215,7 @@ def loss_plane(
     directions: Sequence[PyTree],
     axes: Sequence[Any],
     *,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
     callback: Callback | None = None,
 ) -> Landscape:
     r"""The loss on the grid :math:`\phi_c + \sum_k c_k d_k`, :math:`c` in ``axes[0] × axes[1]``.
@@ -213,7 +226,8 @@ def loss_plane(
       center: the parameters at the origin of the plane (one run, no run axis).
       directions: one or two pytrees shaped like ``center``.
       axes: one array of coordinates per direction.
-      chunk_size: points evaluated per compiled call (bounds memory).
+      chunk_size: points evaluated per compiled call (bounds memory); by default
+        :func:`default_chunk`: 65,536 on a CPU, 2²² elsewhere.
       callback: called as ``callback(points_done, points_total)`` after each chunk
         (for a progress bar).
 
@@ -241,7 +255,7 @@ def loss_plane(
         raise ValueError(
             f"axes must give one array of coordinates per direction ({len(directions)}), got {len(axes)}"
         )
-    chunk_size = _checks.positive_int("chunk_size", chunk_size)
+    chunk_size = default_chunk() if chunk_size is None else _checks.positive_int("chunk_size", chunk_size)
     _checks.finite("data", data, "clean or drop those examples")
     dtype = _float_dtype(center)
     axes = tuple(_axis(f"axes[{k}]", a, dtype) for k, a in enumerate(axes))
@@ -308,7 +322,7 @@ def loss_grid(
     *,
     base: Any = None,
     index: tuple[int, int] = (0, 1),
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
     callback: Callback | None = None,
 ) -> Landscape:
     r"""The loss over a grid of two parameters: ``L[i, j]`` at ``φ[index] = (values0[i], values1[j])``.
@@ -346,7 +360,7 @@ def loss_line(
     *,
     base: Any = None,
     index: int = 0,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
     callback: Callback | None = None,
 ) -> Landscape:
     """The loss along one parameter, ``L[i]`` at ``φ[index] = values[i]`` (others from ``base``).
