@@ -157,6 +157,7 @@ def test_no_shared_key_for_what_bytes_or_fields_do_not_describe():
     record = np.zeros(1, [("a", "f8"), ("b", "f8")])
     assert _identity(key(record)) and _identity(key(record.dtype))  # structured: by identity
     assert _identity(key(np.array([None])))  # objects inside
+
     class Matrix(np.ndarray):  # a subclass may change what * means
         pass
 
