@@ -93,9 +93,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     default = internal.prepare_module.RUN_BLOCK_POINTS
+    settings = [0] + [v for v in args.points_per_block if v != 0]  # one batch first: the base
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; RUN_BLOCK_POINTS default {default}")
     for runs, points in args.sizes:
-        measure(runs, points, args.steps, args.points_per_block, args.repeat)
+        measure(runs, points, args.steps, settings, args.repeat)
 
 
 if __name__ == "__main__":

@@ -349,6 +349,42 @@ def test_in_blocks_equals_one_vmap_with_shared_arguments_and_keys():
             np.testing.assert_array_equal(a, b)
 
 
+def test_the_block_size_follows_the_l2_cache_linux_reports(tmp_path):
+    """The run block on a CPU: as many run × point pairs as one core's L2 cache has bytes,
+    read from a sysfs tree like Linux's (the instruction cache and other levels skipped),
+    kept within [2¹⁸, 2²²], and 2¹⁹ where the size is missing or unreadable."""
+    prep = internal.prepare_module
+    cache = tmp_path / "cpu0" / "cache"
+    for index, (level, kind, size) in enumerate(
+        [
+            ("1", "Data", "48K"),
+            ("1", "Instruction", "64K"),
+            ("2", "Unified", "2048K"),
+            ("3", "Unified", "480M"),
+        ]
+    ):
+        folder = cache / f"index{index}"
+        folder.mkdir(parents=True)
+        for name, text in (("level", level), ("type", kind), ("size", size)):
+            (folder / name).write_text(text + "\n")
+    assert prep.l2_cache_bytes(str(tmp_path / "cpu0")) == 2048 * 1024
+    (cache / "index2" / "size").write_text("1280K\n")  # 1.25 MiB, as on some Xeons
+    assert prep.points_per_block(prep.l2_cache_bytes(str(tmp_path / "cpu0"))) == 1280 * 1024
+    (cache / "index2" / "size").write_text("1M\n")
+    assert prep.l2_cache_bytes(str(tmp_path / "cpu0")) == 2**20
+    (cache / "index2" / "size").write_text("garbled\n")
+    assert prep.l2_cache_bytes(str(tmp_path / "cpu0")) is None
+    assert prep.l2_cache_bytes(str(tmp_path / "missing")) is None
+    assert [prep.points_per_block(b) for b in (None, 0, 2**16, 2**19, 2**21, 2**25)] == [
+        2**19,
+        2**19,
+        2**18,
+        2**19,
+        2**21,
+        2**22,
+    ]
+
+
 @pytest.mark.parametrize(
     ("optimizer", "kw"),
     [

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import pathlib
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -39,9 +40,42 @@ CHECK_EVERY = 32
 """About how many steps run between two divergence checks of the step loop (see
 :func:`fitjax.engine.loop.run_one`); read by :func:`prepare` at each call."""
 
-RUN_BLOCK_POINTS = 2**19
+
+def l2_cache_bytes(cpu: str = "/sys/devices/system/cpu/cpu0") -> int | None:
+    """The size of one core's level-2 cache in bytes, as Linux reports it for ``cpu``
+    (``cache/index*/level`` and ``size``); None where it is not reported."""
+    try:
+        for index in sorted(pathlib.Path(cpu, "cache").glob("index*")):
+            level, kind = ((index / name).read_text().strip() for name in ("level", "type"))
+            if level == "2" and kind != "Instruction":
+                size = (index / "size").read_text().strip().upper()
+                scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1:], 1)
+                return int(size.rstrip("KMG")) * scale
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def points_per_block(l2_bytes: int | None) -> int:
+    """Run × data-point pairs per block of the step loop on a CPU with ``l2_bytes`` of
+    level-2 cache per core: as many pairs as the cache has bytes, between 2¹⁸ and 2²²
+    (2¹⁹ where the size is not known).
+
+    The rule is measured, not derived: the best block was 2¹⁹ pairs on a 2-core AMD EPYC
+    with 512 KiB of L2 per core and 2²¹ on a 2-core Intel Xeon with 2 MiB per core, each
+    within a few percent of the best at 10⁴ × 1024, 10⁴ × 256 and 10⁵ × 28. On the Xeon
+    the EPYC's 2¹⁹ lost 6–8%; on the EPYC 2²⁰ already lost 5–16%
+    (``benchmarks/NOTES.md`` entries 16 and 19).
+    """
+    if not l2_bytes:
+        return 2**19
+    return min(max(int(l2_bytes), 2**18), 2**22)
+
+
+RUN_BLOCK_POINTS = points_per_block(l2_cache_bytes())
 """On a CPU the step loop takes the runs in blocks of about this many run × data-point
-pairs (:func:`default_run_block`); read by :func:`prepare` at each call."""
+pairs (:func:`default_run_block`), from this machine's level-2 cache
+(:func:`points_per_block`); read by :func:`prepare` at each call."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,10 +390,11 @@ def default_run_block(points: int) -> int | None:
     On a CPU XLA writes each step's per-point values (the residuals' gradient, a broadcast
     of the data) to memory before summing them over the points, so at 10⁴ runs of 1024
     points a step moves about 200 MB: memory, not arithmetic, sets the pace. Stepped in
-    blocks of 500 runs (one loop over the blocks, each block's whole run at a time) those
-    arrays are 2 MB and stay in the caches: Adam on the Gabor fit ran 1.53× faster at
-    10⁴ × 1024, 1.44× at 10⁴ × 256 and 1.09× at 10⁵ × 28 (``benchmarks/NOTES.md`` entry
-    16). Each run's arithmetic is the same as in one batch
+    blocks (one loop over the blocks, each block's whole run at a time) those arrays stay
+    in the caches: with 500 runs a block on a CPU with 512 KiB of L2 per core, Adam on
+    the Gabor fit ran 1.53× faster at 10⁴ × 1024, 1.44× at 10⁴ × 256 and 1.09× at
+    10⁵ × 28 (``benchmarks/NOTES.md`` entry 16); the block's size follows the cache
+    (:func:`points_per_block`). Each run's arithmetic is the same as in one batch
     (:func:`~fitjax.engine.program.in_blocks`). A GPU wants every run at once.
     """
     if jax.default_backend() != "cpu":
