@@ -117,3 +117,12 @@ def test_run_blocks_tiny():
     lines = [line for line in proc.stdout.splitlines() if line.startswith("I=12 N=8")]
     assert len(lines) == 2 and "all runs" in lines[0] and "4 runs" in lines[1], proc.stdout
     assert all("results identical" in line for line in lines), proc.stdout
+
+
+def test_task_split_tiny():
+    """The table of split fusions: one row per size, the sizes as given; a program of 2 × 8
+    pairs is far below XLA's threshold for splitting, so none of its fusions is split."""
+    proc = run_module("task_split", "--sizes", "2x8", "--steps", "4", "--rounds", "1")
+    rows = [line.split() for line in proc.stdout.splitlines() if line.split()[:3] == ["2", "8", "16"]]
+    assert len(rows) == 1 and rows[0][3] == "0", proc.stdout
+    assert float(rows[0][-1].rstrip("x")) > 0, proc.stdout
