@@ -10,11 +10,13 @@ rates it at 2·10⁵ or more (flops, plus twice the transcendental functions, pl
 times the bytes); the threads then meet once per step. The polynomial ``sin``, ``cos``
 and ``exp`` of :func:`fitjax.polynomial_math` are some 20 flops each where the
 platform's count as one transcendental, so a polynomial step is split from about 1024
-run × point pairs on, where the platform's is not. For each size this prints how many
-fusions of ``fit``'s compiled program are split, and the 10th percentile of ``fit`` (the
-default, polynomial maths), ``fit`` with :func:`fitjax.platform_math` and the expert's
-program, called in turn (Adam on the Gabor fit of ``benchmarks/contenders.py``). Nothing
-is asserted.
+run × point pairs on, where the platform's is not. ``fit`` then takes a least-squares
+loss in pieces (:mod:`fitjax.engine.pieces`). For each size this prints how many
+fusions of the whole-sum program are split, the pieces ``fit`` chose, and the 10th
+percentile of ``fit`` (the default), ``fit`` of the same loss as a function fitjax cannot
+see into (``whole``: one sum, as before pieces), ``fit`` with :func:`fitjax.platform_math`
+and the expert's program, called in turn (Adam on the Gabor fit of
+``benchmarks/contenders.py``). Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import functools
 import re
+from typing import Any
 
 import jax
 
@@ -36,7 +39,7 @@ _SPLIT = re.compile(r'outer_dimension_partitions":\[("\d+",?)+\]')
 
 
 def split_fusions(runs: int, points: int, steps: int) -> int:
-    """How many fusions XLA splits across threads in ``fit``'s program at this size."""
+    """How many fusions XLA splits across threads in ``fit``'s program at this size, the loss in one sum."""
     work = c.make_workload(runs, points, steps)
     starts, x, y = jax.device_put((work.starts, work.x, work.y))
     update, defaults = fb.stepper(fb.adam(), starts)
@@ -47,23 +50,31 @@ def split_fusions(runs: int, points: int, steps: int) -> int:
     return sum(1 for line in hlo.splitlines() if _SPLIT.search(line))
 
 
+def whole(params: Any, batch: Any) -> jax.Array:
+    """The benchmark's loss as a plain function: ``fit`` cannot see it is a sum, so it is one sum."""
+    return fb.LOSS(params, batch)
+
+
 def measure(runs: int, points: int, steps: int, rounds: int) -> str:
     work = c.make_workload(runs, points, steps)
     starts, x, y = jax.device_put((work.starts, work.x, work.y))
     fit = functools.partial(fitjax.fit, optimizer=fb.adam(), params0=starts, data=(x, y), steps=steps)
-    platform = functools.partial(fit, fitjax.platform_math(fb.LOSS))
-    fit = functools.partial(fit, fb.LOSS)
-    expert = functools.partial(sp.expert_program(steps), starts, x, y)
-    calls = {"fit": fit, "platform": platform, "expert": expert}
+    calls = {
+        "fit": functools.partial(fit, fb.LOSS),
+        "whole": functools.partial(fit, whole),
+        "platform": functools.partial(fit, fitjax.platform_math(fb.LOSS)),
+        "expert": functools.partial(sp.expert_program(steps), starts, x, y),
+    }
     blocking = {name: (lambda f=f: jax.block_until_ready(f())) for name, f in calls.items()}
     for call in blocking.values():  # compile and warm up
         call()
+    pieces = internal.prepare(fb.LOSS, fb.adam(), starts, (x, y), steps=steps).plan.loss_pieces
     times = cp.interleaved(blocking, rounds, 10)
     p10 = {name: t["p10_us"] for name, t in times.items()}
     return (
-        f"{runs:>6} {points:>5} {runs * points:>8} {split_fusions(runs, points, steps):>6}"
-        f" {p10['fit']:>10.0f} {p10['platform']:>10.0f} {p10['expert']:>10.0f}"
-        f" {p10['expert'] / p10['fit']:>8.2f}x"
+        f"{runs:>6} {points:>5} {runs * points:>8} {split_fusions(runs, points, steps):>6} {pieces:>6}"
+        + "".join(f" {p10[name]:>10.0f}" for name in calls)
+        + f" {p10['expert'] / p10['fit']:>8.2f}x"
     )
 
 
@@ -79,8 +90,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; p10 of interleaved calls, µs")
-    names = ("I", "N", "I x N", "split", "fit", "platform", "expert", "vs expert")
-    print(" ".join(f"{n:>{w}}" for n, w in zip(names, (6, 5, 8, 6, 10, 10, 10, 9), strict=True)))
+    names = ("I", "N", "I x N", "split", "pieces", "fit", "whole", "platform", "expert", "vs expert")
+    widths = (6, 5, 8, 6, 6, 10, 10, 10, 10, 9)
+    print(" ".join(f"{n:>{w}}" for n, w in zip(names, widths, strict=True)))
     for size in args.sizes:
         runs, points = (int(v) for v in size.split("x"))
         print(measure(runs, points, args.steps, args.rounds), flush=True)

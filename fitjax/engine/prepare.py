@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from fitjax import _checks
+from fitjax.engine.pieces import default_pieces
 from fitjax.optim.protocol import Stepper, held_dtype, stepper
 
 PyTree = Any
@@ -93,6 +94,7 @@ class Plan:
     check_every: int = CHECK_EVERY  # prepare passes the value CHECK_EVERY has at the call
     keep_state: bool = False  # return each run's final optimizer state
     run_block: int | None = None  # runs stepped together in one block of the loop (None: all at once)
+    loss_pieces: int = 1  # a least-squares loss summed in this many pieces (fitjax.engine.pieces)
 
 
 def one_run(params0: PyTree) -> PyTree:
@@ -649,6 +651,11 @@ def prepare(
         check_every=CHECK_EVERY,
         keep_state=_checks.flag("keep_state", keep_state),
         run_block=default_run_block(batch_size or n_data),
+    )
+    together = n_runs if plan.run_block is None else min(n_runs, plan.run_block)
+    batch = batch_struct(data, batch_size)
+    plan = dataclasses.replace(
+        plan, loss_pieces=default_pieces(loss, one_run(params0), batch, together, jax.default_backend())
     )
     empty: dict[str, jax.Array] = {}
     problem = Prepared(loss, update, defaults, params0, data, key, plan, defaults, empty, None, 0)

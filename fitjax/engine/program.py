@@ -25,6 +25,7 @@ import numpy as np
 
 from fitjax.engine import sharding as _shard
 from fitjax.engine.loop import all_finite, finish, replay_span, run_keys, run_one
+from fitjax.engine.pieces import with_pieces
 from fitjax.engine.prepare import TRACED, Loss, Plan, Prepared, check_values
 from fitjax.numerics.fastmath import choose_math
 from fitjax.optim.protocol import Stepper
@@ -225,8 +226,9 @@ def execute(problem: Prepared, *, jit: bool, mesh: jax.sharding.Mesh | None, gat
     ``sin``, ``cos`` and ``exp`` are evaluated as polynomials unless it is marked
     :func:`fitjax.platform_math` (:func:`~fitjax.numerics.fastmath.choose_math`).
     """
-    loss = choose_math(problem.loss, jax.default_backend())
-    update, plan, n_runs = problem.update, problem.plan, problem.n_runs
+    plan = problem.plan
+    loss = choose_math(with_pieces(problem.loss, plan.loss_pieces), jax.default_backend())
+    update, n_runs = problem.update, problem.n_runs
     params0, hp_shared, hp_run, run_ids = problem.params0, problem.hp_shared, problem.hp_run, problem.run_ids
     key, data = problem.key, problem.data
     mesh = _shard.default_mesh() if mesh is None else _shard.check_mesh(mesh)
