@@ -11,7 +11,9 @@ calls every contender in turn, so that a slow stretch of the machine hits them a
 * ``expert``: the expert baseline's compiled program (2 outputs);
 * ``expert + outputs``: the same program returning as many arrays as fitjax's program,
   the extra ones small: what the output buffers cost;
-* ``program``: fitjax's own jitted program, called directly with its arguments;
+* ``program``: fitjax's own jitted program, the one ``fit`` runs (on a CPU, with
+  :func:`fitjax.polynomial_math`), called directly with its arguments;
+* ``program, status read``: the same, then its status array read back, as ``fit`` does;
 * ``fit``: ``fitjax.fit`` end to end, as a user calls it;
 * ``fit, every check run``: the same with every argument check made again (of
   ``params0``, ``data``, the loss, the optimizer, its schedules and the hyperparameters),
@@ -45,6 +47,7 @@ from benchmarks import contenders as c
 from benchmarks import fused_bench as fb
 from benchmarks import step_profile as sp
 from fitjax import internal
+from fitjax.numerics.fastmath import choose_math
 
 
 def expert_with_outputs(steps: int, extra: int) -> Callable:
@@ -58,6 +61,13 @@ def expert_with_outputs(steps: int, extra: int) -> Callable:
         return phi, loss, state, [jnp.zeros((), jnp.int32)] * (extra - len(state))
 
     return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
+
+
+def _with_status(program: Callable, args: tuple) -> Any:
+    """``program(*args)`` with its status (the last output) read back, as ``fit`` reads it."""
+    out = program(*args)
+    np.asarray(out[-1].block_until_ready())
+    return out
 
 
 def _returning(value: Any) -> Callable:
@@ -101,7 +111,8 @@ def profile(
     work = c.make_workload(runs, points, steps)
     starts, x, y = jax.device_put((work.starts, work.x, work.y))
     data = (x, y)
-    program, args = fb.xla_program(starts, data, steps)
+    # the program fit runs: on a CPU the loss with fitjax's polynomial maths
+    program, args = fb.xla_program(starts, data, steps, loss=choose_math(fb.LOSS, jax.default_backend()))
     n_outputs = len(jax.tree.leaves(program(*args)))
     optimizer = fb.adam()
 
@@ -114,6 +125,7 @@ def profile(
         "expert": functools.partial(expert, starts, x, y),
         f"expert + {n_outputs - 2} outputs": functools.partial(wider, starts, x, y),
         f"program ({n_outputs} outputs)": functools.partial(program, *args),
+        "program, status read": functools.partial(_with_status, program, args),
         "fit": fit,
         "fit, every check run": checking_every_call(fit),
     }

@@ -79,13 +79,15 @@ def _plan(steps: int, n: int, record_every: int | None = None, unroll: int | Non
 
 
 def xla_program(
-    starts, data, steps: int, record_every: int | None = None, unroll: int | None = None
+    starts, data, steps: int, record_every: int | None = None, unroll: int | None = None, loss: Any = LOSS
 ) -> tuple[Callable, tuple]:
-    """fitjax's XLA path as a jitted function and its arguments (``unroll``: fit's default)."""
+    """fitjax's XLA path as a jitted function and its arguments (``unroll``: fit's default),
+    for ``loss`` as given (the platform's functions for the default: ``fit`` would take
+    :func:`fitjax.polynomial_math` of it on a CPU)."""
     update, defaults = stepper(adam(), starts)
     shared, per_run = internal.hyperparams_split(update, defaults, starts, starts.shape[0], None)
     plan = _plan(steps, data[0].shape[0], record_every, unroll)
-    _, jitted = internal.program(LOSS, update, plan)
+    _, jitted = internal.program(loss, update, plan)
     run_ids = jnp.arange(starts.shape[0], dtype=jnp.uint32)
     return jitted, (starts, shared, per_run, jax.random.key(0), run_ids, data)
 

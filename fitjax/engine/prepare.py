@@ -14,6 +14,7 @@ bad one after that run, with the same message.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import pathlib
@@ -535,7 +536,23 @@ def check_values(problem: Prepared) -> None:
     check_data(problem.data)
 
 
-_PREPARED: collections.OrderedDict[tuple, Prepared] = collections.OrderedDict()
+class _Signature:
+    """A call signature hashed once: the kept-problem lookup and its least-recently-used
+    move would otherwise hash the whole tuple (the loss, the optimizer) each time."""
+
+    __slots__ = ("parts", "hash")
+
+    def __init__(self, parts: tuple) -> None:
+        self.parts, self.hash = parts, hash(parts)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Signature) and self.hash == other.hash and self.parts == other.parts
+
+
+_PREPARED: collections.OrderedDict[_Signature, Prepared] = collections.OrderedDict()
 _PREPARED_LOCK = threading.Lock()
 PREPARED_KEPT = 64
 """How many call signatures :func:`prepare` remembers as checked (least recently used dropped)."""
@@ -549,7 +566,7 @@ def forget_checked() -> None:
 
 def _call_signature(
     loss: Loss, optimizer: Any, params0: PyTree, data: Any, key: Any, settings: tuple
-) -> tuple | None:
+) -> _Signature | None:
     """Everything but the values that :func:`prepare`'s checks depend on: the loss and the
     optimizer (by hash and equality, as the compiled programs are keyed), each leaf's
     type, shape and dtype (a tracer has its own type, and never passes), the settings with
@@ -558,7 +575,7 @@ def _call_signature(
     16-bit float (whose precision check can warn, at every call): then every check runs."""
     try:
         p_leaves, p_def = jax.tree.flatten(params0)
-        if any(jnp.issubdtype(a.dtype, jnp.floating) and a.dtype.itemsize < 4 for a in p_leaves):
+        if any(a.dtype.itemsize < 4 and jnp.issubdtype(a.dtype, jnp.floating) for a in p_leaves):
             return None
         d_leaves, d_def = jax.tree.flatten(data)
         signature = (
@@ -576,10 +593,9 @@ def _call_signature(
             jax.config.jax_enable_x64,  # type: ignore[attr-defined]
             jax.config.jax_numpy_dtype_promotion,  # type: ignore[attr-defined]
         )
-        hash(signature)
+        return _Signature(signature)
     except (AttributeError, TypeError):
         return None
-    return signature
 
 
 def prepare(
@@ -664,16 +680,15 @@ def prepare(
     return problem
 
 
-def _kept(signature: tuple | None, params0: PyTree, data: Any, key: Any) -> Prepared | None:
+def _kept(signature: _Signature | None, params0: PyTree, data: Any, key: Any) -> Prepared | None:
     """The problem kept for ``signature`` with these values (not checked on the host), or None.
 
     Built field by field: ``dataclasses.replace`` costs a call several microseconds."""
     known = None if signature is None else _PREPARED.get(signature)
     if signature is None or known is None:
         return None
-    with _PREPARED_LOCK:
-        if signature in _PREPARED:
-            _PREPARED.move_to_end(signature)
+    with _PREPARED_LOCK, contextlib.suppress(KeyError):  # dropped by another thread meanwhile
+        _PREPARED.move_to_end(signature)
     return Prepared(
         known.loss,
         known.update,
@@ -690,7 +705,7 @@ def _kept(signature: tuple | None, params0: PyTree, data: Any, key: Any) -> Prep
     )
 
 
-def _keep(signature: tuple | None, problem: Prepared) -> None:
+def _keep(signature: _Signature | None, problem: Prepared) -> None:
     """Keep ``problem`` for ``signature``, without its values (which it must not keep alive)."""
     if signature is None:
         return
