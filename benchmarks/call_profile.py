@@ -12,7 +12,8 @@ calls every contender in turn, so that a slow stretch of the machine hits them a
 * ``expert + outputs``: the same program returning as many arrays as fitjax's program,
   the extra ones small: what the output buffers cost;
 * ``program``: fitjax's own jitted program, the one ``fit`` runs (on a CPU, with
-  :func:`fitjax.polynomial_math`), called directly with its arguments;
+  :func:`fitjax.polynomial_math`; at 1024–4096 run × point pairs ``fit`` would also sum
+  the loss in pieces, which this program does not), called directly with its arguments;
 * ``program, status read``: the same, then its status array read back, as ``fit`` does;
 * ``fit``: ``fitjax.fit`` end to end, as a user calls it;
 * ``fit, every check run``: the same with every argument check made again (of

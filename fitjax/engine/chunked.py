@@ -772,6 +772,7 @@ def fit_chunked(
     )  # fmt: skip
     if not problem.values_checked:  # before anything is written: a folder is not made for bad data
         _prepare.check_values(problem)
+    problem = _prepare.decide_pieces(problem, block)  # for the runs of a block, not the one above
     if values:
         _prepare.check_swept(problem.update, _prepare.one_run(one), values)
     local = _local_devices(devices)

@@ -28,6 +28,7 @@ import numpy as np
 import optax
 
 from fitjax import _checks
+from fitjax.engine import pieces as _pieces
 from fitjax.engine.pieces import default_pieces
 from fitjax.optim.protocol import Stepper, held_dtype, stepper
 
@@ -562,6 +563,7 @@ def forget_checked() -> None:
     """Forget every signature :func:`prepare` has checked: the next calls check all again."""
     with _PREPARED_LOCK:
         _PREPARED.clear()
+    _pieces.forget()
 
 
 def _call_signature(
@@ -589,6 +591,8 @@ def _call_signature(
             tuple((type(v), v) for v in settings),
             CHECK_EVERY,
             RUN_BLOCK_POINTS,
+            _pieces.PIECES_FROM,
+            _pieces.PIECES_UP_TO,
             jax.default_backend(),
             jax.config.jax_enable_x64,  # type: ignore[attr-defined]
             jax.config.jax_numpy_dtype_promotion,  # type: ignore[attr-defined]
@@ -668,16 +672,28 @@ def prepare(
         keep_state=_checks.flag("keep_state", keep_state),
         run_block=default_run_block(batch_size or n_data),
     )
-    together = n_runs if plan.run_block is None else min(n_runs, plan.run_block)
-    batch = batch_struct(data, batch_size)
-    plan = dataclasses.replace(
-        plan, loss_pieces=default_pieces(loss, one_run(params0), batch, together, jax.default_backend())
-    )
     empty: dict[str, jax.Array] = {}
     problem = Prepared(loss, update, defaults, params0, data, key, plan, defaults, empty, None, 0)
-    problem = _with_runs(problem, params0, n_runs, hyperparams, run_ids)
+    problem = decide_pieces(_with_runs(problem, params0, n_runs, hyperparams, run_ids), n_runs)
     _keep(signature, problem)
     return problem
+
+
+def decide_pieces(problem: Prepared, runs: int) -> Prepared:
+    """``problem`` with its least-squares loss summed in as many pieces as suit ``runs``
+    runs fitted together (:func:`fitjax.engine.pieces.default_pieces`; those of one
+    block when the plan steps the runs in blocks)."""
+    plan = problem.plan
+    together = runs if plan.run_block is None else min(runs, plan.run_block)
+    pieces = default_pieces(
+        problem.loss,
+        problem.params0,
+        problem.data,
+        plan.batch_size,
+        together,
+        per_run_batch=plan.batch_size is not None and not plan.shared_order,
+    )
+    return dataclasses.replace(problem, plan=dataclasses.replace(plan, loss_pieces=pieces))
 
 
 def _kept(signature: _Signature | None, params0: PyTree, data: Any, key: Any) -> Prepared | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -23,9 +24,10 @@ class LeastSquares:
     ``reduction="mean"`` divides by the number of examples in the batch. ``pieces``
     takes the sum as that many separate sums over consecutive slices of the batch,
     :math:`\sum_k \sum_{i \in S_k} (f[x_i, \phi] - y_i)^2`: the same loss, summed in
-    another order (so equal up to float32 rounding). :func:`fitjax.fit` chooses it on a
-    CPU (:func:`fitjax.engine.pieces.default_pieces`), where XLA would otherwise share a
-    small step between threads at a loss.
+    another order (so equal up to float32 rounding) when the model predicts each example
+    from that example alone. :func:`fitjax.fit` chooses it on a CPU
+    (:func:`fitjax.engine.pieces.default_pieces`), where XLA would otherwise share a small
+    step between threads at a loss, after checking that the model is per example.
     """
 
     model: Callable[[Any, jax.Array], jax.Array]
@@ -45,20 +47,17 @@ class LeastSquares:
         return self.model(params, x) - y
 
     def __call__(self, params: Any, batch: tuple[jax.Array, jax.Array]) -> jax.Array:
-        if self.pieces == 1:
-            r = self.residuals(params, batch)
-            total, n = jnp.sum(r * r), r.shape[0]
-        else:
-            total = functools.reduce(jnp.add, (self._piece(params, batch, k) for k in range(self.pieces)))
-            n = jnp.shape(batch[1])[0]
-        return total / n if self.reduction == "mean" else total
+        residuals = [self.residuals(params, piece) for piece in self._pieces(batch)]
+        total = functools.reduce(jnp.add, [jnp.sum(r * r) for r in residuals])
+        return total / sum(r.shape[0] for r in residuals) if self.reduction == "mean" else total
 
-    def _piece(self, params: Any, batch: tuple[jax.Array, jax.Array], k: int) -> jax.Array:
-        """The sum of squares over the ``k``-th of ``pieces`` consecutive slices of the batch."""
+    def _pieces(self, batch: tuple[jax.Array, jax.Array]) -> list[tuple[jax.Array, jax.Array]]:
+        """The batch itself, or its ``pieces`` consecutive slices."""
+        if self.pieces == 1:
+            return [batch]
         n = jnp.shape(batch[1])[0]
-        start, stop = n * k // self.pieces, n * (k + 1) // self.pieces
-        r = self.residuals(params, jax.tree.map(lambda a: a[start:stop], batch))
-        return jnp.sum(r * r)
+        edges = [n * k // self.pieces for k in range(self.pieces + 1)]
+        return [jax.tree.map(lambda a, i=i, j=j: a[i:j], batch) for i, j in itertools.pairwise(edges)]
 
 
 def least_squares(
