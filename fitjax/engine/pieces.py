@@ -123,14 +123,21 @@ def per_example(loss: LeastSquares, params: PyTree, batch: Any) -> bool:
       >>> per_example(fitjax.least_squares(lambda p, x: p[0] + p[1] * (x - x.mean())), phi, data)
       False
     """
-    half = jnp.shape(batch[1])[0] // 2
     for at in (params, jax.tree.map(lambda a: a + 0.5, params)):  # the second where the first is degenerate
-        whole = np.asarray(loss.residuals(at, batch))
-        first = np.asarray(loss.residuals(at, jax.tree.map(lambda a: a[:half], batch)))
+        whole, first = (np.asarray(r) for r in _halves(loss, at, batch))
+        half = first.shape[0]
         scale = float(np.max(np.abs(whole), initial=0.0)) + 1e-30
         if first.shape != whole[:half].shape or not np.all(np.abs(first - whole[:half]) <= 1e-5 * scale):
             return False
     return True
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _halves(loss: LeastSquares, params: PyTree, batch: Any) -> tuple[jax.Array, jax.Array]:
+    """``loss``'s residuals on the whole batch and on its first half (one program, not
+    each operation compiled on its own as it would be run eagerly)."""
+    half = jnp.shape(batch[1])[0] // 2
+    return loss.residuals(params, batch), loss.residuals(params, jax.tree.map(lambda a: a[:half], batch))
 
 
 def split_by_xla(
