@@ -769,10 +769,10 @@ def fit_chunked(
     problem = _prepare.prepare(
         loss, optimizer, one, data, steps=steps, key=key, batch_size=batch_size, shared_order=shared_order,
         record_every=record_every, record_params=record_params, unroll=unroll,
+        fitted_together=block,  # the loss's pieces suit a block's runs, not this one run
     )  # fmt: skip
     if not problem.values_checked:  # before anything is written: a folder is not made for bad data
         _prepare.check_values(problem)
-    problem = _prepare.decide_pieces(problem, block)  # for the runs of a block, not the one above
     if values:
         _prepare.check_swept(problem.update, _prepare.one_run(one), values)
     local = _local_devices(devices)

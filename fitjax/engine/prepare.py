@@ -29,7 +29,6 @@ import optax
 
 from fitjax import _checks
 from fitjax.engine import pieces as _pieces
-from fitjax.engine.pieces import default_pieces
 from fitjax.optim.protocol import Stepper, held_dtype, stepper
 
 PyTree = Any
@@ -618,12 +617,16 @@ def prepare(
     unroll: int | None = None,
     run_ids: jax.Array | None = None,
     keep_state: bool = False,
+    fitted_together: int | None = None,
 ) -> Prepared:
     """Check ``fit``'s arguments, in the order its refusals are documented, and prepare the problem.
 
     A call whose signature (the loss, optimizer, shapes, dtypes, settings) was checked before gets the kept
     problem with its new values, marked ``values_checked=False``: the starts and data are
     then tested by the engine's program, or by :func:`check_values` on any other path.
+
+    ``fitted_together`` (default: the runs of ``params0``) is how many runs a compiled call
+    will fit at once, which the loss's pieces are chosen for (:func:`decide_pieces`).
 
     ``run_ids`` (default ``0..runs-1``) number the runs for their mini-batch keys: a
     sweep gives start ``i`` the same id under every setting.
@@ -637,7 +640,8 @@ def prepare(
       >>> problem.n_runs, problem.plan.steps, sorted(problem.hp_shared)
       (4, 10, ['learning_rate'])
     """
-    settings = (steps, batch_size, shared_order, record_every, record_params, unroll, keep_state)
+    settings: tuple = (steps, batch_size, shared_order, record_every, record_params, unroll, keep_state)
+    settings += (fitted_together,)
     # per-run values are checked at every call; otherwise a signature checked before is kept
     signature = (
         None
@@ -674,7 +678,8 @@ def prepare(
     )
     empty: dict[str, jax.Array] = {}
     problem = Prepared(loss, update, defaults, params0, data, key, plan, defaults, empty, None, 0)
-    problem = decide_pieces(_with_runs(problem, params0, n_runs, hyperparams, run_ids), n_runs)
+    problem = _with_runs(problem, params0, n_runs, hyperparams, run_ids)
+    problem = decide_pieces(problem, n_runs if fitted_together is None else fitted_together)
     _keep(signature, problem)
     return problem
 
@@ -685,7 +690,7 @@ def decide_pieces(problem: Prepared, runs: int) -> Prepared:
     block when the plan steps the runs in blocks)."""
     plan = problem.plan
     together = runs if plan.run_block is None else min(runs, plan.run_block)
-    pieces = default_pieces(
+    pieces = _pieces.default_pieces(
         problem.loss,
         problem.params0,
         problem.data,
