@@ -14,7 +14,10 @@ calls every contender in turn, so that a slow stretch of the machine hits them a
 * ``program``: fitjax's own jitted program, the one ``fit`` runs (on a CPU, with
   :func:`fitjax.polynomial_math`; at 1024–4096 run × point pairs ``fit`` would also sum
   the loss in pieces, which this program does not), called directly with its arguments;
-* ``program, status read``: the same, then its status array read back, as ``fit`` does;
+* ``program, status read``: the same, then its status array read back as ``fit`` reads
+  it (:func:`fitjax.engine.waiting.wait`: polled after a short last run);
+* ``program, status read asleep``: the same, waited for in ``block_until_ready``: what
+  the poll saves;
 * ``fit``: ``fitjax.fit`` end to end, as a user calls it;
 * ``fit, every check run``: the same with every argument check made again (of
   ``params0``, ``data``, the loss, the optimizer, its schedules and the hyperparameters),
@@ -22,9 +25,11 @@ calls every contender in turn, so that a slow stretch of the machine hits them a
   signature save;
 * with ``--record K``, ``fit, record every K``: what recording costs per call.
 
-Every call ends in ``block_until_ready``. It prints the minimum, 10th percentile and
-median of each, in µs, and then a ``cProfile`` of ``fit``'s calls: the functions with
-the most time of their own. Nothing is asserted.
+Every call ends in ``block_until_ready``. With ``--gap US`` every call of every contender
+comes after ``US`` µs of the caller's own Python (a busy loop): a caller that does some work
+between fits, after which the runtime's worker thread has gone to sleep (NOTES entry 23).
+It prints the minimum, 10th percentile and median of each, in µs, and then a ``cProfile``
+of ``fit``'s calls: the functions with the most time of their own. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from benchmarks import contenders as c
 from benchmarks import fused_bench as fb
 from benchmarks import step_profile as sp
 from fitjax import internal
+from fitjax.engine import waiting
 from fitjax.numerics.fastmath import choose_math
 
 
@@ -64,11 +70,23 @@ def expert_with_outputs(steps: int, extra: int) -> Callable:
     return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
 
 
-def _with_status(program: Callable, args: tuple) -> Any:
-    """``program(*args)`` with its status (the last output) read back, as ``fit`` reads it."""
+def _with_status(program: Callable, args: tuple, last: waiting.LastRun | None) -> Any:
+    """``program(*args)`` with its status (the last output) read back, as ``fit`` reads it
+    (polled after a short ``last`` run), or waited for asleep (``last=None``)."""
     out = program(*args)
-    np.asarray(out[-1].block_until_ready())
+    if last is None:
+        out[-1].block_until_ready()
+    else:
+        waiting.wait(out[-1], last, time.perf_counter())
+    np.asarray(out[-1])
     return out
+
+
+def _busy(seconds: float) -> None:
+    """The caller's own work between calls: ``seconds`` of a busy loop."""
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
 
 
 def _returning(value: Any) -> Callable:
@@ -87,12 +105,17 @@ def checking_every_call(call: Callable) -> Callable:
     return checked
 
 
-def interleaved(calls: dict[str, Callable], rounds: int, per_round: int) -> dict[str, dict[str, float]]:
-    """Each round calls every entry ``per_round`` times in turn; µs per call."""
+def interleaved(
+    calls: dict[str, Callable], rounds: int, per_round: int, gap_us: float = 0.0
+) -> dict[str, dict[str, float]]:
+    """Each round calls every entry ``per_round`` times in turn, each call after ``gap_us``
+    µs of busy work (not timed); µs per call."""
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
             for _ in range(per_round):
+                if gap_us:
+                    _busy(gap_us * 1e-6)
                 t0 = time.perf_counter()
                 call()
                 times[name].append(time.perf_counter() - t0)
@@ -107,7 +130,7 @@ def interleaved(calls: dict[str, Callable], rounds: int, per_round: int) -> dict
 
 
 def profile(
-    runs: int, points: int, steps: int, calls: int, top: int, record: int | None = None
+    runs: int, points: int, steps: int, calls: int, top: int, record: int | None = None, gap_us: float = 0.0
 ) -> dict[str, Any]:
     work = c.make_workload(runs, points, steps)
     starts, x, y = jax.device_put((work.starts, work.x, work.y))
@@ -126,7 +149,8 @@ def profile(
         "expert": functools.partial(expert, starts, x, y),
         f"expert + {n_outputs - 2} outputs": functools.partial(wider, starts, x, y),
         f"program ({n_outputs} outputs)": functools.partial(program, *args),
-        "program, status read": functools.partial(_with_status, program, args),
+        "program, status read": functools.partial(_with_status, program, args, waiting.LastRun()),
+        "program, status read asleep": functools.partial(_with_status, program, args, None),
         "fit": fit,
         "fit, every check run": checking_every_call(fit),
     }
@@ -138,7 +162,7 @@ def profile(
     for call in blocking.values():  # compile and warm up
         call()
     rounds = 5
-    times = interleaved(blocking, rounds, max(1, calls // rounds))
+    times = interleaved(blocking, rounds, max(1, calls // rounds), gap_us)
 
     profiler = cProfile.Profile()
     profiler.enable()
@@ -148,7 +172,8 @@ def profile(
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
 
-    print(f"\nAdam I={runs} N={points} T={steps} on {jax.devices()[0].device_kind}; µs per call")
+    gap = f", after {gap_us:g} µs of the caller's work" if gap_us else ""
+    print(f"\nAdam I={runs} N={points} T={steps} on {jax.devices()[0].device_kind}{gap}; µs per call")
     print(f"{'call':<28} {'min':>10} {'p10':>10} {'median':>10}")
     for name, row in times.items():
         print(f"{name:<28} {row['min_us']:>10.1f} {row['p10_us']:>10.1f} {row['median_us']:>10.1f}")
@@ -165,9 +190,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calls", type=int, default=2000, help="timed calls of each contender")
     p.add_argument("--top", type=int, default=15, help="functions shown from the profile")
     p.add_argument("--record", type=int, metavar="K", help="also time fit recording every K steps")
+    p.add_argument("--gap", type=float, default=0.0, metavar="US", help="µs of busy work before each call")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
-    out = {str(r): profile(r, args.points, args.steps, args.calls, args.top, args.record) for r in args.runs}
+    settings = (args.points, args.steps, args.calls, args.top, args.record, args.gap)
+    out = {str(r): profile(r, *settings) for r in args.runs}
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": str(jax.devices()[0]), "jax": jax.__version__, "cases": out}, f, indent=2)

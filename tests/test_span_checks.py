@@ -247,8 +247,9 @@ def test_a_span_that_fails_in_the_loop_but_not_on_replay_is_flagged_at_its_last_
     _, replay = internal.replay_program(LINE, update, plan)
     marked = jnp.int32([[-1, -1], [0, span]])  # run 1 failed its span [0, 6)
     kept = (healthy.params.at[1].set(jnp.nan), healthy.loss.at[1].set(jnp.nan), healthy.diverged_step)
+    spare = internal.pack((marked, None, None))  # the state is kept; sgd reports its own params
     params, loss, diverged_step, history, _ = replay(
-        p0, jax.vmap(opt.init)(p0), defaults, {}, marked, None, internal.unused_key(), None, data, kept
+        p0, jax.vmap(opt.init)(p0), spare, defaults, {}, None, internal.unused_key(), None, data, kept
     )
     assert history is None
     np.testing.assert_array_equal(diverged_step, [-1, span - 1])
@@ -268,3 +269,23 @@ def test_a_diverging_batch_gives_the_same_results_without_jit():
     np.testing.assert_array_equal(eager.diverged_step, jitted.diverged_step)
     np.testing.assert_allclose(eager.params, jitted.params, rtol=1e-5)
     np.testing.assert_allclose(eager.history.loss, jitted.history.loss, rtol=1e-5)
+
+
+def test_a_diverging_float64_batch_is_replayed_from_its_packed_words(x64):
+    """In float64 what a replay reads back is packed as 64-bit words (the momentum, the
+    hyperparameters) beside 32-bit ones (the step count, the failed spans): the replay
+    must unpack each and find the reference's exact steps."""
+    starts = np.tile(np.float64([1.6, -0.5]), (len(LRS), 1))
+    data = jax.tree.map(lambda a: np.asarray(a, np.float64), fitjax.datasets.line())
+    problem = internal.prepare(LINE, fitjax.momentum(0.01, 0.9), starts, data, steps=2)
+    like = internal.program_module.spare_like(
+        problem.update, problem.plan, starts, problem.hp_shared, problem.hp_run
+    )
+    assert sorted(jax.eval_shape(internal.pack, like)) == ["bits32", "bits64"]
+    lrs = np.array([0.01, 0.03, 1.0, 3.0, 10.0])  # the last two overflow float64 (at steps 276, 183)
+    starts = starts[: len(lrs)]
+    res = fitjax.fit(
+        LINE, fitjax.momentum(0.01, 0.9), starts, data, steps=300, hyperparams={"learning_rate": lrs}
+    )
+    assert res.params.dtype == np.float64 and res.diverged[3:].all() and not res.diverged[:3].any()
+    _check(res, LINE, [fitjax.momentum(float(a), 0.9) for a in lrs], starts, data, 300, None)

@@ -9,8 +9,9 @@ A call of :func:`~fitjax.fit` goes through stages, each a module:
 - ``core``: :func:`~fitjax.fit` and :func:`~fitjax.sweep`, which chain them.
 
 Beside them: ``sampler`` (mini-batches and epochs from an explicit key), ``sharding`` (the
-device mesh runs are split over), ``chunked`` and ``integrity`` (sweeps written to disk
-chunk by chunk, verified when read).
+device mesh runs are split over), ``pieces`` (a small least-squares step kept on one CPU
+thread), ``waiting`` (the host's wait for a program's status), ``chunked`` and
+``integrity`` (sweeps written to disk chunk by chunk, verified when read).
 """
 
 from fitjax.engine.core import fit, sweep

@@ -513,6 +513,9 @@ class Prepared:
         :func:`prepare` skips that test for a call whose signature it has checked
         before; the engine's program then tests them (:func:`check_values` names the bad
         value), and any other path calls :func:`check_values` first.
+      derived: what the engine works out once from the static part (the program it runs,
+        how long that took): shared by the problems of one kept signature, and by those
+        made from a problem with ``dataclasses.replace``. Never part of a result.
     """
 
     loss: Loss
@@ -527,6 +530,7 @@ class Prepared:
     run_ids: jax.Array | None
     n_runs: int
     values_checked: bool = True
+    derived: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
 
 def check_values(problem: Prepared) -> None:
@@ -584,10 +588,11 @@ def _call_signature(
             optimizer,
             p_def,
             d_def,
-            tuple((type(a), a.shape, a.dtype) for a in p_leaves),
-            tuple((type(a), a.shape, a.dtype) for a in d_leaves),
+            tuple([(type(a), a.shape, a.dtype) for a in p_leaves]),
+            tuple([(type(a), a.shape, a.dtype) for a in d_leaves]),
             None if key is None else (type(key), key.shape, key.dtype),
-            tuple((type(v), v) for v in settings),
+            tuple(map(type, settings)),
+            settings,
             CHECK_EVERY,
             RUN_BLOCK_POINTS,
             _pieces.PIECES_FROM,
@@ -704,26 +709,22 @@ def decide_pieces(problem: Prepared, runs: int) -> Prepared:
 def _kept(signature: _Signature | None, params0: PyTree, data: Any, key: Any) -> Prepared | None:
     """The problem kept for ``signature`` with these values (not checked on the host), or None.
 
-    Built field by field: ``dataclasses.replace`` costs a call several microseconds."""
+    A copy of the kept one's fields with the values put in: ``dataclasses.replace`` costs
+    a call several microseconds, and so did a lock around the least-recently-used move,
+    which is one step under the interpreter's lock (a signature dropped by another
+    thread meanwhile is not moved)."""
     known = None if signature is None else _PREPARED.get(signature)
-    if signature is None or known is None:
+    if known is None:
         return None
-    with _PREPARED_LOCK, contextlib.suppress(KeyError):  # dropped by another thread meanwhile
-        _PREPARED.move_to_end(signature)
-    return Prepared(
-        known.loss,
-        known.update,
-        known.defaults,
-        params0,
-        data,
-        known.key if key is None else check_key(key),  # a legacy PRNGKey wrapped
-        known.plan,
-        known.hp_shared,
-        known.hp_run,
-        known.run_ids,
-        known.n_runs,
-        values_checked=False,
-    )
+    with contextlib.suppress(KeyError):
+        _PREPARED.move_to_end(signature)  # type: ignore[arg-type]
+    problem = object.__new__(Prepared)
+    fields = problem.__dict__
+    fields.update(known.__dict__)
+    fields["params0"], fields["data"], fields["values_checked"] = params0, data, False
+    if key is not None:
+        fields["key"] = check_key(key)  # a legacy PRNGKey wrapped
+    return problem
 
 
 def _keep(signature: _Signature | None, problem: Prepared) -> None:

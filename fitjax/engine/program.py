@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fitjax.engine import sharding as _shard
+from fitjax.engine import waiting
 from fitjax.engine.loop import all_finite, finish, replay_span, run_keys, run_one
 from fitjax.engine.pieces import with_pieces
 from fitjax.engine.prepare import TRACED, Loss, Plan, Prepared, check_values
@@ -41,14 +43,29 @@ def trace_count() -> int:
     return TRACES["fit"]
 
 
+def _group(dtype: Any) -> str:
+    """The array :func:`pack` puts a leaf of ``dtype`` in: numbers of 4 or 8 bytes share one
+    by size (as their bits), any other dtype has its own."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "fiu" and dtype.itemsize in (4, 8):
+        return f"bits{8 * dtype.itemsize}"
+    return str(dtype)
+
+
 def pack(tree: Any) -> dict[str, jax.Array]:
-    """The leaves of a tree batched over runs as one ``(runs, k)`` array per dtype, the
-    leaves' columns side by side in leaf order: a few outputs of a program where the
-    tree has many (each output buffer costs a call microseconds)."""
+    """The leaves of a tree batched over runs as a few ``(runs, k)`` arrays, the leaves'
+    columns side by side in leaf order: the 32-bit numbers (``float32``, ``int32``,
+    ``uint32``) as their bits in one ``uint32`` array, the 64-bit ones in one ``uint64``
+    array, any other dtype in one array of its own. A program returns a few outputs
+    where the tree has many: each output buffer costs a call microseconds."""
     groups: dict[str, list[jax.Array]] = {}
     for leaf in jax.tree.leaves(tree):
-        groups.setdefault(str(leaf.dtype), []).append(jnp.reshape(leaf, (leaf.shape[0], -1)))
-    return {dtype: jnp.concatenate(columns, axis=1) for dtype, columns in groups.items()}
+        group = _group(leaf.dtype)
+        column = jnp.reshape(leaf, (leaf.shape[0], -1))
+        if group.startswith("bits"):
+            column = jax.lax.bitcast_convert_type(column, np.dtype(f"uint{group[4:]}"))
+        groups.setdefault(group, []).append(column)
+    return {group: jnp.concatenate(columns, axis=1) for group, columns in groups.items()}
 
 
 def unpack(packed: dict[str, jax.Array], like: Any) -> Any:
@@ -57,9 +74,12 @@ def unpack(packed: dict[str, jax.Array], like: Any) -> Any:
     taken: collections.Counter[str] = collections.Counter()
     out = []
     for leaf in leaves:
-        dtype, width = str(leaf.dtype), math.prod(leaf.shape[1:])
-        out.append(jnp.reshape(packed[dtype][:, taken[dtype] : taken[dtype] + width], leaf.shape))
-        taken[dtype] += width
+        group, width = _group(leaf.dtype), math.prod(leaf.shape[1:])
+        column = packed[group][:, taken[group] : taken[group] + width]
+        if group.startswith("bits"):
+            column = jax.lax.bitcast_convert_type(column, leaf.dtype)
+        out.append(jnp.reshape(column, leaf.shape))
+        taken[group] += width
     return jax.tree.unflatten(treedef, out)
 
 
@@ -112,14 +132,16 @@ def program(loss: Loss, update: Stepper, plan: Plan) -> tuple[Callable, Callable
 
     Returns the results of every run that did not fail a span check, and what
     :func:`replay_program` needs for those that did: ``(final params, final loss,
-    diverged_step, history, state, raw params, failed, status)``. The state is the
-    optimizer state as a tree when ``plan.keep_state``, else :func:`pack`'s few arrays
-    (read only by a replay); the raw params are the loop's own (``None`` when they are
-    the reported ones); ``failed`` is each run's failed span ``[from, end)`` (``-1``
-    where none failed), shape ``(runs, 2)``; ``status`` is ``[some run failed a span
-    check, some start or datum is not finite]``, the one array a call reads back. The
-    inputs' finiteness is tested here, in the dtype the program holds them in, so that
-    a call whose values were not checked on the host
+    diverged_step, history, state, spare, status)``. The state is the optimizer state as
+    a tree when ``plan.keep_state``, else None. ``spare`` is what only a replay reads,
+    packed by :func:`pack` into as few arrays as its dtypes allow (one for a float32 run):
+    ``(failed, state, raw params)``, where ``failed`` is each run's failed span
+    ``[from, end)`` (``-1`` where none failed), shape ``(runs, 2)``, the state is there
+    when it is not kept, and the raw params are the loop's own when they are not the
+    reported ones (:func:`spare_like`). ``status`` is ``[some run failed a span check,
+    some start or datum is not finite]``, the one array a call reads back. The inputs'
+    finiteness is tested here, in the dtype the program holds them in, so that a call
+    whose values were not checked on the host
     (:attr:`~fitjax.engine.prepare.Prepared.values_checked`) costs no dispatch.
     """
     run = functools.partial(run_one, loss=loss, update=update, plan=plan)
@@ -142,12 +164,23 @@ def program(loss: Loss, update: Stepper, plan: Plan) -> tuple[Callable, Callable
             functools.partial(finish, loss=loss, update=update, plan=plan, data=data)
         )(params, state, jnp.full_like(bad_from, -1))
         failed = jnp.stack([bad_from, bad_end], axis=-1)
-        raw = params if reports else None
+        spare = pack((failed, None if plan.keep_state else state, params if reports else None))
         status = jnp.stack([jnp.any(bad_from >= 0), ~inputs_finite])
-        state = state if plan.keep_state else pack(state)
-        return final, final_loss, diverged_step, history, state, raw, failed, status
+        return final, final_loss, diverged_step, history, state if plan.keep_state else None, spare, status
 
     return batched, jax.jit(batched)
+
+
+def spare_like(update: Stepper, plan: Plan, params: Any, hp_shared: Any, hp_run: Any) -> tuple:
+    """The shapes and dtypes of what :func:`program` packs in its ``spare`` output, for runs
+    from ``params``: ``(failed, state or None, raw params or None)``."""
+    params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype), params)
+    n_runs = jax.tree.leaves(params)[0].shape[0]
+    failed = jax.ShapeDtypeStruct((n_runs, 2), jnp.int32)
+    state = None
+    if not plan.keep_state:
+        state = jax.eval_shape(functools.partial(_init_states, update), params, hp_shared, hp_run)
+    return failed, state, params if update.reports else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -155,18 +188,18 @@ def replay_program(loss: Loss, update: Stepper, plan: Plan) -> tuple[Callable, C
     """The runs that failed a span check, replayed (:func:`~fitjax.engine.loop.replay_span`)
     and merged into the batch's results; raw and jitted. Built and compiled only when some run failed.
 
-    Runs that did not fail keep the main program's values, bit for bit. The state comes
-    as :func:`program` returned it and goes back so (None when not kept).
+    Runs that did not fail keep the main program's values, bit for bit. It takes the
+    main program's final params, its state (None when not kept) and its ``spare``, and
+    gives the state back as it came.
     """
     replay = functools.partial(replay_span, loss=loss, update=update, plan=plan)
 
-    def replayed(params, state, hp_shared, hp_run, failed, history, key, run_ids, data, results):
+    def replayed(final, state, spare, hp_shared, hp_run, history, key, run_ids, data, results):
         TRACES["replay"] += 1
         keys, key_axis = run_keys(plan, key, run_ids)
-        if not plan.keep_state:
-            state = unpack(
-                state, jax.eval_shape(functools.partial(_init_states, update), params, hp_shared, hp_run)
-            )
+        failed, packed_state, raw = unpack(spare, spare_like(update, plan, final, hp_shared, hp_run))
+        state = state if plan.keep_state else packed_state
+        params = final if raw is None else raw
         bad_from, bad_end = failed[:, 0], failed[:, 1]
         p, s, d, history = jax.vmap(replay, (0, 0, 0, 0, 0, key_axis, None))(
             params, state, bad_from, bad_end, history, keys, data
@@ -216,6 +249,31 @@ def _compiled(loss: Loss, update: Stepper, plan: Plan) -> tuple[Callable, Callab
         return program.__wrapped__(loss, update, plan)
 
 
+@dataclasses.dataclass(frozen=True)
+class Programs:
+    """What :func:`execute` runs for a problem with ``plan``: the loss as evaluated on this
+    platform, :func:`program`'s raw and jitted forms, and the jitted one's last run."""
+
+    plan: Plan
+    loss: Loss
+    raw: Callable
+    jitted: Callable
+    last_run: waiting.LastRun
+
+
+def programs(problem: Prepared, plan: Plan) -> Programs:
+    """:class:`Programs` for ``problem`` run with ``plan``, worked out once and kept in
+    ``problem.derived``: the calls of a kept signature skip the lookups (the loss's
+    maths and pieces, the program's cache key, hashed whole)."""
+    found = problem.derived.get("programs")
+    if found is not None and found.plan is plan:
+        return found
+    loss = choose_math(with_pieces(problem.loss, plan.loss_pieces), jax.default_backend())
+    found = Programs(plan, loss, *_compiled(loss, problem.update, plan), waiting.LastRun())
+    problem.derived["programs"] = found
+    return found
+
+
 def execute(problem: Prepared, *, jit: bool, mesh: jax.sharding.Mesh | None, gather: bool) -> tuple:
     """Run every run of ``problem``: ``(params, loss, diverged_step, history, state)``, the
     history as recorded arrays (or None).
@@ -226,15 +284,14 @@ def execute(problem: Prepared, *, jit: bool, mesh: jax.sharding.Mesh | None, gat
     ``sin``, ``cos`` and ``exp`` are evaluated as polynomials unless it is marked
     :func:`fitjax.platform_math` (:func:`~fitjax.numerics.fastmath.choose_math`).
     """
-    plan = problem.plan
-    loss = choose_math(with_pieces(problem.loss, plan.loss_pieces), jax.default_backend())
-    update, n_runs = problem.update, problem.n_runs
+    plan, n_runs = problem.plan, problem.n_runs
     params0, hp_shared, hp_run, run_ids = problem.params0, problem.hp_shared, problem.hp_run, problem.run_ids
     key, data = problem.key, problem.data
     mesh = _shard.default_mesh() if mesh is None else _shard.check_mesh(mesh)
     if mesh is not None and plan.run_block is not None:  # split over devices, each takes its share at once
         plan = dataclasses.replace(plan, run_block=None)
-    raw, jitted = _compiled(loss, update, plan)
+    found = programs(problem, plan)
+    loss, update = found.loss, problem.update
     if mesh is not None:
         size = _shard.padded_size(n_runs, mesh)
         params0, hp_run, run_ids = _shard.shard_runs(
@@ -243,32 +300,35 @@ def execute(problem: Prepared, *, jit: bool, mesh: jax.sharding.Mesh | None, gat
         hp_shared, data = _shard.replicate((hp_shared, data), mesh)
         key = jax.random.wrap_key_data(_shard.replicate(jax.random.key_data(key), mesh))
     with contextlib.nullcontext() if jit else jax.disable_jit():
+        called = found.jitted if jit else found.raw
         try:
-            results = (jitted if jit else raw)(params0, hp_shared, hp_run, key, run_ids, data)
+            results = called(params0, hp_shared, hp_run, key, run_ids, data)
+            dispatched = time.perf_counter()
         except jax.errors.UnexpectedTracerError as err:
             raise TypeError(
                 "the loss or the optimizer uses a value traced by another transformation (a leaked "
                 "tracer, e.g. an array saved from inside a jax.jit); pass such values as data or as "
                 f"concrete arrays. JAX says: {str(err).splitlines()[0]}"
             ) from err
-        final, final_loss, diverged_step, hist, state, loop_params, failed, status = results
-        out = (final, final_loss, diverged_step, hist, state if plan.keep_state else None)
+        final, final_loss, diverged_step, hist, state, spare, status = results
+        out = (final, final_loss, diverged_step, hist, state)
         if isinstance(status, jax.core.Tracer):  # traced through a closure: the arguments were not
             raise TypeError(TRACED.format(what="its results are traced"))
-        # the one read-back of a call; waited for first: on a CPU, reading an array that is
-        # not ready costs about 20 µs more than waiting for it and then reading it
-        any_failed, bad_inputs = np.asarray(status.block_until_ready())
+        # the one read-back of a call, waited for first (:func:`~fitjax.engine.waiting.wait`): on a
+        # CPU, reading an array that is not ready costs about 20 µs more than waiting for it
+        waiting.wait(status, found.last_run if jit else waiting.LastRun(), dispatched)
+        any_failed, bad_inputs = np.asarray(status)
         if bad_inputs:  # only where the values were not checked before: name the bad one
             check_values(problem)
             raise ValueError("params0 or data holds a value that is not finite in the dtype the run uses")
         if any_failed:  # some run's span check failed: find its exact step
             replay_raw, replay_jitted = replay_program(loss, update, plan)
             out = (replay_jitted if jit else replay_raw)(
-                final if loop_params is None else loop_params,
+                final,
                 state,
+                spare,
                 hp_shared,
                 hp_run,
-                failed,
                 hist,
                 key,
                 run_ids,
