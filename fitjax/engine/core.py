@@ -46,7 +46,7 @@ from fitjax.engine.prepare import (
     prepare,
 )
 from fitjax.engine.program import execute, other_backend, trace_count
-from fitjax.engine.results import FitResult, History, SweepResult, as_sweep, assemble
+from fitjax.engine.results import FitResult, History, SweepResult, as_sweep
 from fitjax.optim.protocol import stepper
 
 __all__ = ["FitResult", "History", "SweepResult", "fit", "run", "sweep", "trace_count"]
@@ -170,7 +170,7 @@ def run(
         )
         if result is not None:
             return result
-    return assemble(execute(problem, jit=jit, mesh=mesh, gather=gather), problem.plan)
+    return execute(problem, jit=jit, mesh=mesh, gather=gather)
 
 
 def sweep(

@@ -580,15 +580,17 @@ def _call_signature(
     16-bit float (whose precision check can warn, at every call): then every check runs."""
     try:
         p_leaves, p_def = jax.tree.flatten(params0)
-        if any(a.dtype.itemsize < 4 and jnp.issubdtype(a.dtype, jnp.floating) for a in p_leaves):
-            return None
+        p_kinds = tuple([(type(a), a.shape, a.dtype) for a in p_leaves])
+        for _, _, dtype in p_kinds:
+            if dtype.itemsize < 4 and jnp.issubdtype(dtype, jnp.floating):
+                return None
         d_leaves, d_def = jax.tree.flatten(data)
         signature = (
             loss,
             optimizer,
             p_def,
             d_def,
-            tuple([(type(a), a.shape, a.dtype) for a in p_leaves]),
+            p_kinds,
             tuple([(type(a), a.shape, a.dtype) for a in d_leaves]),
             None if key is None else (type(key), key.shape, key.dtype),
             tuple(map(type, settings)),

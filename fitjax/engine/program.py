@@ -18,7 +18,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,11 +29,9 @@ from fitjax.engine import waiting
 from fitjax.engine.loop import all_finite, finish, replay_span, run_keys, run_one
 from fitjax.engine.pieces import with_pieces
 from fitjax.engine.prepare import TRACED, Loss, Plan, Prepared, check_values
+from fitjax.engine.results import FitResult, assemble
 from fitjax.numerics.fastmath import choose_math
 from fitjax.optim.protocol import Stepper
-
-if TYPE_CHECKING:
-    from fitjax.engine.results import FitResult
 
 TRACES: collections.Counter[str] = collections.Counter()
 
@@ -217,7 +215,7 @@ def replay_program(loss: Loss, update: Stepper, plan: Plan) -> tuple[Callable, C
     return replayed, jax.jit(replayed)
 
 
-Backend = Callable[..., "FitResult | None"]
+Backend = Callable[..., FitResult | None]
 """``dispatch(backend, loss, stepper, params0, data, *, plan, hp_shared, hp_run, key, jit, mesh)``:
 a fit on another path than this module's program, or None to run this one."""
 
@@ -274,9 +272,8 @@ def programs(problem: Prepared, plan: Plan) -> Programs:
     return found
 
 
-def execute(problem: Prepared, *, jit: bool, mesh: jax.sharding.Mesh | None, gather: bool) -> tuple:
-    """Run every run of ``problem``: ``(params, loss, diverged_step, history, state)``, the
-    history as recorded arrays (or None).
+def execute(problem: Prepared, *, jit: bool, mesh: jax.sharding.Mesh | None, gather: bool) -> FitResult:
+    """Run every run of ``problem`` and assemble their :class:`~fitjax.FitResult`.
 
     The runs are split over ``mesh`` (by default all devices when there are several),
     padded to a multiple of its size and trimmed back; a batch in which some run failed
@@ -314,6 +311,7 @@ def execute(problem: Prepared, *, jit: bool, mesh: jax.sharding.Mesh | None, gat
         out = (final, final_loss, diverged_step, hist, state)
         if isinstance(status, jax.core.Tracer):  # traced through a closure: the arguments were not
             raise TypeError(TRACED.format(what="its results are traced"))
+        result = assemble(out, plan) if mesh is None else None  # made while the program runs
         # the one read-back of a call, waited for first (:func:`~fitjax.engine.waiting.wait`): on a
         # CPU, reading an array that is not ready costs about 20 µs more than waiting for it
         waiting.wait(status, found.last_run if jit else waiting.LastRun(), dispatched)
@@ -335,6 +333,7 @@ def execute(problem: Prepared, *, jit: bool, mesh: jax.sharding.Mesh | None, gat
                 data,
                 (final, final_loss, diverged_step),
             )
+            result = None
     if mesh is not None:
         out = _shard.gather(out, n_runs) if gather else _shard.trim(out, n_runs)
-    return out
+    return assemble(out, plan) if result is None else result
