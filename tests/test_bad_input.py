@@ -1209,6 +1209,35 @@ def test_a_bad_value_is_named_when_its_signature_was_checked_before(monkeypatch,
         assert part in str(caught.value), f"{part!r} not in the message: {caught.value}"
 
 
+def test_a_fitjax_optimizer_built_again_alike_keeps_the_checks_and_another_value_does_not(monkeypatch):
+    """``fit(loss, fitjax.gd(0.1), ...)`` in a loop builds its optimizer at each call: one
+    built from the same rule and numbers (a float by its bits) is checked once; another
+    value, ``-0.0`` against ``0.0`` included, is checked and runs with its own value."""
+    internal.forget_checked()
+    first = fit(optimizer=fitjax.gd(0.125))
+    ran: list[str] = []
+    check_update = internal.prepare_module.check_update
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        ran.append("check_update")
+        check_update(*args, **kwargs)
+
+    monkeypatch.setattr(internal.prepare_module, "check_update", counted)
+    again = fit(optimizer=fitjax.gd(0.125))
+    assert ran == []
+    np.testing.assert_array_equal(first.params, again.params)
+    other = fit(optimizer=fitjax.gd(0.25))
+    assert ran == ["check_update"] and not np.array_equal(other.params, first.params)
+    fit(optimizer=fitjax.gd(0.0))
+    fit(optimizer=fitjax.gd(-0.0))
+    assert ran == ["check_update"] * 3
+    scheduled = fitjax.gd(optax.constant_schedule(0.125))  # a schedule: kept by identity
+    fit(optimizer=scheduled)
+    fit(optimizer=scheduled)
+    fit(optimizer=fitjax.gd(optax.constant_schedule(0.125)))
+    assert ran == ["check_update"] * 5
+
+
 def test_a_checked_signature_does_not_keep_its_arrays_alive():
     """What ``prepare`` keeps per signature holds no starts and no data: they can be freed."""
     x, y = np.asarray(DATA[0]), np.asarray(DATA[1])

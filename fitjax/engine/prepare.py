@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import functools
 import pathlib
+import struct
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,7 +30,7 @@ import optax
 
 from fitjax import _checks
 from fitjax.engine import pieces as _pieces
-from fitjax.optim.protocol import Stepper, held_dtype, stepper
+from fitjax.optim.protocol import Stepper, held_dtype, rule_of, stepper
 
 PyTree = Any
 Loss = Callable[[PyTree, Any], jax.Array]
@@ -608,6 +609,24 @@ def _call_signature(
         return None
 
 
+def as_built(optimizer: Any) -> Any:
+    """A fitjax optimizer whose hyperparameters are plain numbers, by what built it: its
+    rule and values (a float by its bits, so ``-0.0`` is not ``0.0``). Two calls of
+    ``fitjax.adam(0.05)`` give equal keys, so a fit that builds its optimizer at each call
+    is checked once, as one that passes the same object. Any other optimizer (a schedule,
+    an optax transformation) is returned itself, and is kept by identity."""
+    found = rule_of(optimizer)
+    if found is None:
+        return optimizer
+    rule, given = found
+    values = []
+    for name, value in given.items():
+        if type(value) not in (bool, int, float):
+            return optimizer
+        values.append((name, type(value), struct.pack("<d", value) if type(value) is float else value))
+    return ("fitjax optimizer", rule, tuple(values))
+
+
 def prepare(
     loss: Loss,
     optimizer: optax.GradientTransformation,
@@ -656,6 +675,13 @@ def prepare(
         else _call_signature(loss, optimizer, params0, data, key, settings)
     )
     known = _kept(signature, params0, data, key)
+    built_signature = None
+    if known is None and signature is not None and (built := as_built(optimizer)) is not optimizer:
+        # a fitjax optimizer built anew as an earlier one was: that one's checks hold
+        built_signature = _call_signature(loss, built, params0, data, key, settings)
+        known = _kept(built_signature, params0, data, key)
+        if known is not None:
+            _keep(signature, known)
     if known is not None:
         return known
     check_loss_and_optimizer(loss, optimizer)
@@ -688,6 +714,7 @@ def prepare(
     problem = _with_runs(problem, params0, n_runs, hyperparams, run_ids)
     problem = decide_pieces(problem, n_runs if fitted_together is None else fitted_together)
     _keep(signature, problem)
+    _keep(built_signature, problem)
     return problem
 
 
