@@ -6,7 +6,8 @@ change with the module it comes from; the tests say when.
 
 - the engine's stages: :func:`prepare` makes a :class:`Prepared` problem whose static
   part is a :class:`Plan`; :func:`program` and :func:`replay_program` are the cached
-  batched programs (``.cache_clear()`` empties them), :data:`TRACES` counts their traces;
+  batched programs (``.cache_clear()`` empties them; a checked signature keeps the
+  program it ran until :func:`forget_checked`), :data:`TRACES` counts their traces;
   :func:`pack` and :func:`unpack` carry what only a replay reads out of a program as one array
   per word size;
 - one run's helpers: :func:`all_finite`, :func:`run_one`, :data:`SLICE_MAX`;

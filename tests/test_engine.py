@@ -322,16 +322,32 @@ def test_pack_and_unpack_give_the_tree_back():
         "mu": (jnp.ones((3, 2, 2)), jnp.zeros((3, 0))),
         "nu": jnp.full((3, 4), 2.0, jnp.bfloat16),
         "lr": jnp.asarray([0.1, 0.2, 0.3]),
+        "key": jax.random.split(jax.random.key(0), 3),  # a typed key: an array of its own
     }
     packed = pack(tree)
     # the 32-bit numbers share one array of their bits (1 + 4 + 0 + 1 columns); bfloat16 has its own
-    assert sorted(packed) == ["bfloat16", "bits32"] and packed["bits32"].shape == (3, 6)
+    assert sorted(packed) == ["bfloat16", "bits32", "key<fry>"] and packed["bits32"].shape == (3, 6)
     assert packed["bits32"].dtype == jnp.uint32
     back = unpack(packed, jax.eval_shape(lambda: tree))
     assert jax.tree.structure(back) == jax.tree.structure(tree)
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(tree), strict=True):
         assert a.dtype == b.dtype
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.extended):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.loose_promotion  # optax's add_noise mixes a Python float with its int32 count
+def test_an_optimizer_whose_state_holds_a_typed_key_fits_and_replays_a_diverged_run():
+    """optax's ``add_noise`` keeps a typed key in its state: the state a replay reads is
+    packed beside it, and a diverged run is replayed from it with the other runs kept."""
+    opt = optax.chain(optax.add_noise(0.01, 0.55, key=jax.random.key(0)), optax.sgd(0.01))
+    starts = np.float32([[1.6, -0.5], [0.3, 0.8], [3e37, 3e37]])  # the last overflows at once
+    kept = fitjax.fit(LINE, opt, starts, fitjax.datasets.line(), steps=20, keep_state=True)
+    res = fitjax.fit(LINE, opt, starts, fitjax.datasets.line(), steps=20)
+    np.testing.assert_array_equal(res.diverged_step, [-1, -1, 0])
+    np.testing.assert_array_equal(res.params, kept.params)
+    np.testing.assert_array_equal(res.loss, kept.loss)
 
 
 def test_in_blocks_equals_one_vmap_with_shared_arguments_and_keys():

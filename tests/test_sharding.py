@@ -59,6 +59,19 @@ SCRIPT = textwrap.dedent(
     for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(a.loss), np.asarray(b.loss), rtol=1e-5)
+    # The calls of one signature run the program kept with it, over the mesh too (whose
+    # plan is made again at each call), and time it for the next wait.
+    from fitjax import internal
+    made, programs = [], internal.program_module.programs
+    def spy(problem, plan):
+        made.append(programs(problem, plan))
+        return made[-1]
+    internal.program_module.programs = spy
+    opt = fitjax.adam(0.05)
+    for _ in range(3):
+        fitjax.fit(loss, opt, starts, data, steps=5)
+    assert len({{id(found) for found in made}}) == 1, made
+    assert made[-1].last_run.seconds is not None
     print("ok")
     """
 )

@@ -739,13 +739,11 @@ def _kept(signature: _Signature | None, params0: PyTree, data: Any, key: Any) ->
     """The problem kept for ``signature`` with these values (not checked on the host), or None.
 
     A copy of the kept one's fields with the values put in: ``dataclasses.replace`` costs
-    a call several microseconds, and so did a lock around the least-recently-used move,
-    which is one step under the interpreter's lock (a signature dropped by another
-    thread meanwhile is not moved)."""
+    a call several microseconds."""
     known = None if signature is None else _PREPARED.get(signature)
     if known is None:
         return None
-    with contextlib.suppress(KeyError):
+    with _PREPARED_LOCK, contextlib.suppress(KeyError):  # dropped by another thread meanwhile
         _PREPARED.move_to_end(signature)  # type: ignore[arg-type]
     problem = object.__new__(Prepared)
     fields = problem.__dict__

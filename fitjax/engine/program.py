@@ -44,6 +44,8 @@ def trace_count() -> int:
 def _group(dtype: Any) -> str:
     """The array :func:`pack` puts a leaf of ``dtype`` in: numbers of 4 or 8 bytes share one
     by size (as their bits), any other dtype has its own."""
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.extended):  # a typed PRNG key: an array of its own
+        return str(dtype)
     dtype = np.dtype(dtype)
     if dtype.kind in "fiu" and dtype.itemsize in (4, 8):
         return f"bits{8 * dtype.itemsize}"
@@ -264,7 +266,7 @@ def programs(problem: Prepared, plan: Plan) -> Programs:
     ``problem.derived``: the calls of a kept signature skip the lookups (the loss's
     maths and pieces, the program's cache key, hashed whole)."""
     found = problem.derived.get("programs")
-    if found is not None and found.plan is plan:
+    if found is not None and (found.plan is plan or found.plan == plan):  # a mesh's plan is made per call
         return found
     loss = choose_math(with_pieces(problem.loss, plan.loss_pieces), jax.default_backend())
     found = Programs(plan, loss, *_compiled(loss, problem.update, plan), waiting.LastRun())

@@ -8,12 +8,13 @@ about 70 µs (``benchmarks/NOTES.md``, entry 23), as long as a whole fit of one 
 28 points for 200 steps (about 80 µs). A thread that polls ``is_ready`` instead is
 running when the result lands, and pays none of it.
 
-Polling holds a core, which a longer program may want for its own threads, so
-:func:`wait` polls only for a program whose previous run on the CPU took under
-:data:`POLL_UP_TO` (its caller keeps that in a :class:`LastRun`), and for at most that
-long; then it sleeps as before. A program's first call, and any on another platform than
-the CPU, sleeps. What is waited for and the values read are the same either way: only
-when the host notices changes.
+Polling holds a core, which a longer program may want for its own threads, so each
+poll gives way to any thread waiting to run (``os.sched_yield``), and :func:`wait`
+polls only for a program whose previous run on the CPU took under :data:`POLL_UP_TO`
+(its caller keeps that in a :class:`LastRun`), and for at most that long; then it
+sleeps as before. A program's first call, and any on another platform than the CPU,
+sleeps. What is waited for and the values read are the same either way: only when the
+host notices changes.
 
 Example:
   >>> import time, jax, jax.numpy as jnp
@@ -29,7 +30,7 @@ Example:
 
 from __future__ import annotations
 
-import math
+import os
 import time
 
 import jax
@@ -39,9 +40,15 @@ POLL_UP_TO = 1e-3
 polled for longer. 0 turns polling off."""
 
 
+_give_way = getattr(os, "sched_yield", lambda: None)
+"""Let another runnable thread have the core (returns at once when there is none): a poll
+that runs beside other busy processes, the program's own thread among them, does not
+take their time."""
+
+
 class LastRun:
     """How long a program's last run took, in seconds from its dispatch to its result
-    (None before its first; ``inf`` for one whose result is not on the CPU)."""
+    (None before its first)."""
 
     __slots__ = ("seconds",)
 
@@ -60,16 +67,13 @@ def wait(array: jax.Array, last: LastRun, since: float) -> None:
     """Return once ``array``, an output of a program dispatched at ``since``
     (``time.perf_counter()``), is ready; keep in ``last`` how long the run took.
 
-    Polls ``array.is_ready()`` for up to :data:`POLL_UP_TO` seconds from ``since`` when the
-    program's last run, on the CPU, took less; then (or else) sleeps in
-    ``block_until_ready``."""
+    Polls ``array.is_ready()`` for up to :data:`POLL_UP_TO` seconds from ``since`` when
+    ``array`` is on the CPU and the program's last run took less; then (or else) sleeps
+    in ``block_until_ready``."""
     seconds = last.seconds
-    if seconds is not None and seconds < POLL_UP_TO:
+    if seconds is not None and seconds < POLL_UP_TO and _on_cpu(array):
         deadline = since + POLL_UP_TO
         while not array.is_ready() and time.perf_counter() < deadline:  # type: ignore[attr-defined]
-            pass
+            _give_way()  # to a thread that is waiting for this core, as the program's may be
     array.block_until_ready()
-    if seconds is None and not _on_cpu(array):
-        last.seconds = math.inf
-    elif seconds != math.inf:
-        last.seconds = time.perf_counter() - since
+    last.seconds = time.perf_counter() - since
