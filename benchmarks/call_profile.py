@@ -28,6 +28,8 @@ calls every contender in turn, so that a slow stretch of the machine hits them a
 Every call ends in ``block_until_ready``. With ``--gap US`` every call of every contender
 comes after ``US`` µs of the caller's own Python (a busy loop): a caller that does some work
 between fits, after which the runtime's worker thread has gone to sleep (NOTES entry 23).
+``--poll gpu`` polls for results on a GPU too (the default polls on the CPU only): the
+rows ``program, status read`` and ``fit`` then show what polling gives there.
 It prints the minimum, 10th percentile and median of each, in µs, and then a ``cProfile``
 of ``fit``'s calls: the functions with the most time of their own. Nothing is asserted.
 """
@@ -191,8 +193,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--top", type=int, default=15, help="functions shown from the profile")
     p.add_argument("--record", type=int, metavar="K", help="also time fit recording every K steps")
     p.add_argument("--gap", type=float, default=0.0, metavar="US", help="µs of busy work before each call")
+    p.add_argument(
+        "--poll",
+        nargs="+",
+        metavar="PLATFORM",
+        help="poll for results on these platforms too (fitjax.engine.waiting.POLL_PLATFORMS), e.g. gpu",
+    )
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
+    if args.poll:
+        waiting.POLL_PLATFORMS = waiting.POLL_PLATFORMS | set(args.poll)
+        print(f"polling for results on {sorted(waiting.POLL_PLATFORMS)}")
     settings = (args.points, args.steps, args.calls, args.top, args.record, args.gap)
     out = {str(r): profile(r, *settings) for r in args.runs}
     if args.json:

@@ -22,6 +22,7 @@
 #   e2. the same for recording every 10th step: the engine's loop against the record
 #      blocks unrolled (a loop of their own each, or none);
 #   e3. benchmarks/call_profile.py: what a call of fit costs beyond its program (I = 1e4, 1e5);
+#   e4. the same at I = 1 and 1e4 with the status polled for on the GPU too (`--poll gpu`);
 #   f. I = 1 .. 1e5 at N = 1024;
 #   g. a chunked sweep of 1e7 runs (fitjax.fit_chunked): time and device memory;
 #   h. the landscape grids, 1024², 4096² and 16384² (the plain grid's residuals at 16384²: 30 GB);
@@ -79,6 +80,8 @@ PROFILE_RUNS=(10000 1000000)
 RECORD_RUNS=(100 10000 1000000)
 CALL_RUNS=(10000 100000)
 CALLS=50
+POLL_RUNS=(1 10000)
+POLL_CALLS=500
 PROFILE_STEPS=1000
 CHUNKED_RUNS=10000000
 RUNS_28=(1000000 10000 100000 100 1)  # the headline case first, in case time runs short
@@ -97,6 +100,8 @@ if [ "$TINY" = "1" ]; then
     RECORD_RUNS=(64)
     CALL_RUNS=(64)
     CALLS=10
+    POLL_RUNS=(1)
+    POLL_CALLS=20
     PROFILE_STEPS=20
     CHUNKED_RUNS=10000
 fi
@@ -149,6 +154,10 @@ step chunked 20 "$PY" "${RUNNER[@]}" --suites chunked --chunked-runs "$CHUNKED_R
 # h. the landscape grids
 step landscape 60 "$PY" "${RUNNER[@]}" --points 28 --suites landscape --grids 1024 4096 16384 \
     --section gpu-landscape --json "$RESULTS/landscape.json"
+
+# e4 (after h: lower priority). polling for the status on the GPU too, at I = 1 and 1e4 (NOTES 25's prediction)
+step call-profile-poll 25 "$PY" -m benchmarks.call_profile --runs "${POLL_RUNS[@]}" --steps "$PROFILE_STEPS" \
+    --calls "$POLL_CALLS" --gap 50 --poll gpu --json "$RESULTS/call-profile-poll.json"
 
 # i. if time is left: torch.compile and NumPy at the headline case I = 1e6, N = 28
 step headline-extra 40 "$PY" "${RUNNER[@]}" --suites adam --runs "$BIG" --points 28 \

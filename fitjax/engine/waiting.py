@@ -35,6 +35,10 @@ import time
 
 import jax
 
+POLL_PLATFORMS = frozenset({"cpu"})
+"""The platforms whose results are polled for: the CPU, where the wake-up was measured.
+``benchmarks/call_profile.py --poll gpu`` measures what polling would give on a GPU."""
+
 POLL_UP_TO = 1e-3
 """Seconds: a program whose last run took longer is waited for asleep, and no program is
 polled for longer. 0 turns polling off."""
@@ -56,9 +60,10 @@ class LastRun:
         self.seconds: float | None = None
 
 
-def _on_cpu(array: jax.Array) -> bool:
+def _polled(array: jax.Array) -> bool:
+    """Whether ``array`` lives on :data:`POLL_PLATFORMS` only."""
     try:
-        return all(device.platform == "cpu" for device in array.devices())
+        return all(device.platform in POLL_PLATFORMS for device in array.devices())
     except (AttributeError, RuntimeError):  # a tracer, or a deleted array
         return False
 
@@ -68,10 +73,10 @@ def wait(array: jax.Array, last: LastRun, since: float) -> None:
     (``time.perf_counter()``), is ready; keep in ``last`` how long the run took.
 
     Polls ``array.is_ready()`` for up to :data:`POLL_UP_TO` seconds from ``since`` when
-    ``array`` is on the CPU and the program's last run took less; then (or else) sleeps
-    in ``block_until_ready``."""
+    ``array`` is on the CPU (:data:`POLL_PLATFORMS`) and the program's last run took
+    less; then (or else) sleeps in ``block_until_ready``."""
     seconds = last.seconds
-    if seconds is not None and seconds < POLL_UP_TO and _on_cpu(array):
+    if seconds is not None and seconds < POLL_UP_TO and _polled(array):
         deadline = since + POLL_UP_TO
         while not array.is_ready() and time.perf_counter() < deadline:  # type: ignore[attr-defined]
             _give_way()  # to a thread that is waiting for this core, as the program's may be
