@@ -557,7 +557,9 @@ class _Signature:
         return isinstance(other, _Signature) and self.hash == other.hash and self.parts == other.parts
 
 
-_PREPARED: collections.OrderedDict[_Signature, Prepared] = collections.OrderedDict()
+_PREPARED: collections.OrderedDict[_Signature, tuple[_Signature, Prepared]] = collections.OrderedDict()
+"""Each checked signature, to itself as kept (moved to the end by that object, the dict
+finds it by identity, without comparing the signatures again) and its problem."""
 _PREPARED_LOCK = threading.Lock()
 PREPARED_KEPT = 64
 """How many call signatures :func:`prepare` remembers as checked (least recently used dropped)."""
@@ -740,11 +742,12 @@ def _kept(signature: _Signature | None, params0: PyTree, data: Any, key: Any) ->
 
     A copy of the kept one's fields with the values put in: ``dataclasses.replace`` costs
     a call several microseconds."""
-    known = None if signature is None else _PREPARED.get(signature)
-    if known is None:
+    entry = None if signature is None else _PREPARED.get(signature)
+    if entry is None:
         return None
+    kept, known = entry
     with _PREPARED_LOCK, contextlib.suppress(KeyError):  # dropped by another thread meanwhile
-        _PREPARED.move_to_end(signature)  # type: ignore[arg-type]
+        _PREPARED.move_to_end(kept)
     problem = object.__new__(Prepared)
     fields = problem.__dict__
     fields.update(known.__dict__)
@@ -759,7 +762,7 @@ def _keep(signature: _Signature | None, problem: Prepared) -> None:
     if signature is None:
         return
     with _PREPARED_LOCK:
-        _PREPARED[signature] = dataclasses.replace(problem, params0=None, data=None)
+        _PREPARED[signature] = (signature, dataclasses.replace(problem, params0=None, data=None))
         if len(_PREPARED) > PREPARED_KEPT:
             _PREPARED.popitem(last=False)
 
