@@ -52,7 +52,7 @@ import numpy as np
 
 __all__ = ["construction_key"]
 
-_EXACT = (type(None), bool, int, str, bytes)
+_EXACT_TYPES = frozenset({type(None), bool, int, str, bytes})
 _BY_IDENTITY = (types.ModuleType, type, types.BuiltinFunctionType, jax.Array)
 _DYNAMIC_NAMES = frozenset({"globals", "vars", "eval", "exec", "__import__", "locals"})
 _MAX_DEPTH = 64
@@ -86,7 +86,7 @@ def construction_key(obj: Any) -> Any:
     """A hashable key of ``obj``, equal for objects built the same way (module doc);
     ``obj`` itself by identity when some part of it may change in place. Never raises."""
     try:
-        key = _Keys().key(obj, frozenset(), 0)
+        key = _Keys().key(obj, 0)
         hash(key)
         return key
     except Exception:  # _NoKey, or any surprise from an object's own methods
@@ -104,6 +104,7 @@ class _Keys:
         # id -> (the object, kept alive so that its id is not reused in this walk; its key;
         # the key's size written out)
         self.done: dict[int, tuple[Any, Any, int]] = {}
+        self.path: set[int] = set()  # the objects being keyed, from the root to here
         self.size = 0  # the size of the key so far, shared parts counted each time
 
     def count(self, n: int) -> None:
@@ -111,10 +112,10 @@ class _Keys:
         if self.size > _MAX_KEY_SIZE:  # hashing and comparing it would cost too much
             raise _NoKey
 
-    def key(self, obj: Any, seen: frozenset[int], depth: int) -> Any:
+    def key(self, obj: Any, depth: int) -> Any:
         self.count(1)
         kind = type(obj)
-        if any(kind is t for t in _EXACT):
+        if kind in _EXACT_TYPES:
             return (_Identity(kind), obj)
         if kind is float:
             return (_Identity(float), _bits(obj))
@@ -122,27 +123,39 @@ class _Keys:
             return (_Identity(complex), _bits(obj.real), _bits(obj.imag))
         if isinstance(obj, _BY_IDENTITY):
             return _Identity(obj)
-        if id(obj) in self.done:
-            _, key, size = self.done[id(obj)]
+        at = id(obj)
+        if at in self.done:
+            _, key, size = self.done[at]
             self.count(size - 1)
             return key
-        if id(obj) in seen:  # a cycle: the walk above keys its parts
+        if at in self.path:  # a cycle: the walk above keys its parts
             return _Identity(obj)
         if depth > _MAX_DEPTH:
             raise _NoKey
         start = self.size
-        key = (_Identity(kind), self._parts(obj, seen | {id(obj)}, depth + 1))
-        self.done[id(obj)] = (obj, key, self.size - start + 1)
+        self.path.add(at)
+        try:
+            key = (_Identity(kind), self._parts(obj, depth + 1))
+        finally:
+            self.path.discard(at)
+        self.done[at] = (obj, key, self.size - start + 1)
         return key
 
-    def _parts(self, obj: Any, seen: frozenset[int], depth: int) -> Any:
-        def parts(values: Any) -> tuple:
-            return tuple(self.key(v, seen, depth) for v in values)
+    def _items(self, values: Any, depth: int) -> tuple:
+        return tuple([self.key(v, depth) for v in values])
 
-        def attributes() -> Any:  # what an instance holds beyond its fields
-            return self.key(dict(getattr(obj, "__dict__", {})), seen, depth)
+    def _attributes(self, obj: Any, depth: int) -> Any:
+        """What an instance holds beyond its fields."""
+        return self.key(dict(getattr(obj, "__dict__", {})), depth)
 
+    def _parts(self, obj: Any, depth: int) -> Any:
         kind = type(obj)
+        if kind is types.FunctionType:
+            return self._function(obj, depth)
+        if kind is tuple or kind is list:
+            return (self._items(obj, depth), None)
+        if kind is dict:
+            return (self._items(obj.keys(), depth), self._items(obj.values(), depth))
         if isinstance(obj, (np.number, np.bool_)):
             return (obj.dtype.str, obj.tobytes())
         if kind is np.dtype and obj.fields is None and not obj.hasobject:
@@ -151,30 +164,26 @@ class _Keys:
             if obj.nbytes > _MAX_ARRAY_BYTES:
                 raise _NoKey
             return (obj.dtype.str, obj.dtype.name, obj.shape, obj.tobytes())
-        if kind is types.FunctionType:
-            return self._function(obj, seen, depth)
-        if kind in (tuple, list) or (isinstance(obj, tuple) and hasattr(obj, "_fields")):
-            return (parts(obj), attributes() if kind not in (tuple, list) else None)
-        if kind is dict:
-            return (parts(obj.keys()), parts(obj.values()))
+        if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+            return (self._items(obj, depth), self._attributes(obj, depth))
         if kind in (set, frozenset):  # in iteration order, which a function may depend on
-            return parts(obj)
+            return self._items(obj, depth)
         if isinstance(obj, functools.partial):
             return (
-                self.key(obj.func, seen, depth),
-                parts(obj.args),
-                self.key(obj.keywords, seen, depth),
-                attributes(),
+                self.key(obj.func, depth),
+                self._items(obj.args, depth),
+                self.key(obj.keywords, depth),
+                self._attributes(obj, depth),
             )
         if kind is types.MethodType:
-            return (self.key(obj.__func__, seen, depth), self.key(obj.__self__, seen, depth))
+            return (self.key(obj.__func__, depth), self.key(obj.__self__, depth))
         if dataclasses.is_dataclass(obj) and kind.__dataclass_params__.frozen:
             if not hasattr(obj, "__dict__"):
                 raise _NoKey  # slots: fields only, but a field may be a descriptor
-            return attributes()
+            return self._attributes(obj, depth)
         raise _NoKey
 
-    def _function(self, fun: types.FunctionType, seen: frozenset[int], depth: int) -> tuple:
+    def _function(self, fun: types.FunctionType, depth: int) -> tuple:
         names = _names(fun.__code__)
         if names & _DYNAMIC_NAMES:  # it may read any global, or its own frame
             raise _NoKey
@@ -184,17 +193,17 @@ class _Keys:
                 value = cell.cell_contents
             except ValueError:  # a cell not yet filled
                 raise _NoKey from None
-            cells.append(self.key(value, seen, depth))
+            cells.append(self.key(value, depth))
         module = fun.__globals__
         named = sorted(n for n in names if n in module)
         return (
             fun.__code__,
             _Identity(module),
-            self.key(fun.__defaults__, seen, depth),
-            self.key(fun.__kwdefaults__, seen, depth),
+            self.key(fun.__defaults__, depth),
+            self.key(fun.__kwdefaults__, depth),
             tuple(cells),
-            tuple((n, self.key(module[n], seen, depth)) for n in named),
-            self.key(dict(fun.__dict__), seen, depth),
+            tuple([(n, self.key(module[n], depth)) for n in named]),
+            self.key(dict(fun.__dict__), depth),
         )
 
 
