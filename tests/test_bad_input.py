@@ -1238,6 +1238,36 @@ def test_a_fitjax_optimizer_built_again_alike_keeps_the_checks_and_another_value
     assert ran == ["check_update"] * 5
 
 
+def test_an_optax_optimizer_built_again_alike_keeps_the_checks_as_it_keeps_its_program(monkeypatch):
+    """``fit(loss, optax.adam(lr), ...)`` in a loop: an optax transformation built by the
+    same code from the same values (its construction key, which also keys its compiled
+    program) is checked once; another value, or one holding an object that may change in
+    place, is checked again."""
+    internal.forget_checked()
+    first = fit(optimizer=optax.sgd(0.125, momentum=0.5))
+    ran: list[str] = []
+    check_update = internal.prepare_module.check_update
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        ran.append("check_update")
+        check_update(*args, **kwargs)
+
+    monkeypatch.setattr(internal.prepare_module, "check_update", counted)
+    again = fit(optimizer=optax.sgd(0.125, momentum=0.5))
+    assert ran == []
+    np.testing.assert_array_equal(first.params, again.params)
+    other = fit(optimizer=optax.sgd(0.125, momentum=0.25))
+    assert ran == ["check_update"] and not np.array_equal(other.params, first.params)
+
+    class Rate:  # an instance of a user's class: may change in place, so kept by identity
+        value = 0.125
+
+    for _ in range(2):
+        rate = Rate()
+        fit(optimizer=optax.sgd(lambda count, rate=rate: rate.value))
+    assert ran == ["check_update"] * 3
+
+
 def test_a_checked_signature_does_not_keep_its_arrays_alive():
     """What ``prepare`` keeps per signature holds no starts and no data: they can be freed."""
     x, y = np.asarray(DATA[0]), np.asarray(DATA[1])

@@ -30,6 +30,7 @@ import optax
 
 from fitjax import _checks
 from fitjax.engine import pieces as _pieces
+from fitjax.optim.construction import shared_key
 from fitjax.optim.protocol import Stepper, held_dtype, rule_of, stepper
 
 PyTree = Any
@@ -612,14 +613,18 @@ def _call_signature(
 
 
 def as_built(optimizer: Any) -> Any:
-    """A fitjax optimizer whose hyperparameters are plain numbers, by what built it: its
-    rule and values (a float by its bits, so ``-0.0`` is not ``0.0``). Two calls of
-    ``fitjax.adam(0.05)`` give equal keys, so a fit that builds its optimizer at each call
-    is checked once, as one that passes the same object. Any other optimizer (a schedule,
-    an optax transformation) is returned itself, and is kept by identity."""
+    """An optimizer by what built it, so that a fit that builds its optimizer at each call
+    is checked once, as one that passes the same object: a fitjax optimizer whose
+    hyperparameters are plain numbers by its rule and values (a float by its bits, so
+    ``-0.0`` is not ``0.0``), an optax transformation by its construction key, as its
+    compiled programs are (:func:`~fitjax.optim.construction.shared_key`: two calls of
+    ``optax.adam(0.05)`` give equal keys). Any other (a fitjax optimizer with a schedule,
+    an optax one holding what may change in place) is returned itself, and is kept by
+    identity."""
     found = rule_of(optimizer)
     if found is None:
-        return optimizer
+        key = shared_key(optimizer)
+        return optimizer if key is None else ("optimizer built as", key)
     rule, given = found
     values = []
     for name, value in given.items():

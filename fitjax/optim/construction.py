@@ -50,7 +50,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["construction_key"]
+__all__ = ["construction_key", "shared_key"]
 
 _EXACT_TYPES = frozenset({type(None), bool, int, str, bytes})
 _BY_IDENTITY = (types.ModuleType, type, types.BuiltinFunctionType, jax.Array)
@@ -91,6 +91,13 @@ def construction_key(obj: Any) -> Any:
         return key
     except Exception:  # _NoKey, or any surprise from an object's own methods
         return _Identity(obj)
+
+
+def shared_key(obj: Any) -> Any:
+    """:func:`construction_key` of ``obj`` where objects built the same way share it;
+    None where ``obj`` is keyed by identity (some part of it may change in place)."""
+    key = construction_key(obj)
+    return None if isinstance(key, _Identity) else key
 
 
 def _bits(value: float) -> bytes:
