@@ -1209,12 +1209,8 @@ def test_a_bad_value_is_named_when_its_signature_was_checked_before(monkeypatch,
         assert part in str(caught.value), f"{part!r} not in the message: {caught.value}"
 
 
-def test_a_fitjax_optimizer_built_again_alike_keeps_the_checks_and_another_value_does_not(monkeypatch):
-    """``fit(loss, fitjax.gd(0.1), ...)`` in a loop builds its optimizer at each call: one
-    built from the same rule and numbers (a float by its bits) is checked once; another
-    value, ``-0.0`` against ``0.0`` included, is checked and runs with its own value."""
-    internal.forget_checked()
-    first = fit(optimizer=fitjax.gd(0.125))
+def _count_update_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A list that gets an entry each time ``prepare`` checks an optimizer's update."""
     ran: list[str] = []
     check_update = internal.prepare_module.check_update
 
@@ -1223,6 +1219,16 @@ def test_a_fitjax_optimizer_built_again_alike_keeps_the_checks_and_another_value
         check_update(*args, **kwargs)
 
     monkeypatch.setattr(internal.prepare_module, "check_update", counted)
+    return ran
+
+
+def test_a_fitjax_optimizer_built_again_alike_keeps_the_checks_and_another_value_does_not(monkeypatch):
+    """``fit(loss, fitjax.gd(0.1), ...)`` in a loop builds its optimizer at each call: one
+    built from the same rule and numbers (a float by its bits) is checked once; another
+    value, ``-0.0`` against ``0.0`` included, is checked and runs with its own value."""
+    internal.forget_checked()
+    first = fit(optimizer=fitjax.gd(0.125))
+    ran = _count_update_checks(monkeypatch)
     again = fit(optimizer=fitjax.gd(0.125))
     assert ran == []
     np.testing.assert_array_equal(first.params, again.params)
@@ -1245,14 +1251,7 @@ def test_an_optax_optimizer_built_again_alike_keeps_the_checks_as_it_keeps_its_p
     place, is checked again."""
     internal.forget_checked()
     first = fit(optimizer=optax.sgd(0.125, momentum=0.5))
-    ran: list[str] = []
-    check_update = internal.prepare_module.check_update
-
-    def counted(*args: Any, **kwargs: Any) -> None:
-        ran.append("check_update")
-        check_update(*args, **kwargs)
-
-    monkeypatch.setattr(internal.prepare_module, "check_update", counted)
+    ran = _count_update_checks(monkeypatch)
     again = fit(optimizer=optax.sgd(0.125, momentum=0.5))
     assert ran == []
     np.testing.assert_array_equal(first.params, again.params)
