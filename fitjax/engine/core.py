@@ -25,7 +25,6 @@ program, compiled and run only for a batch in which some run failed) to find the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -214,16 +213,25 @@ def sweep(
     check_loss_and_optimizer(loss, optimizer)
     # checked as given (1e-46 is named so, not as its float32 rounding 0), then held as arrays
     check_swept(stepper(optimizer, params0)[0], one_run(params0), values)
-    values = {name: jnp.asarray(v) for name, v in values.items()}
-    n_settings = math.prod(v.shape[0] for v in values.values())
-    mesh = jnp.meshgrid(*values.values(), indexing="ij")
-    per_run = {name: jnp.repeat(m.ravel(), n_runs) for name, m in zip(values, mesh, strict=False)}
-    tiled = jax.tree.map(
-        lambda a: jnp.tile(jnp.asarray(a), (n_settings,) + (1,) * (jnp.ndim(a) - 1)), params0
-    )
-    run_ids = jnp.tile(jnp.arange(n_runs, dtype=jnp.uint32), n_settings)
+    held, per_run_values, tiled, run_ids = _grid_runs(tuple(values.values()), params0)
+    values = dict(zip(values, held, strict=True))
+    per_run = dict(zip(values, per_run_values, strict=True))
     run_kwargs = {name: kwargs.pop(name) for name in ("jit", "mesh", "gather", "backend") if name in kwargs}
     problem = prepare(
         loss, optimizer, tiled, data, steps=steps, hyperparams=per_run, run_ids=run_ids, **kwargs
     )
     return as_sweep(run(problem, **run_kwargs), values, n_runs)
+
+
+@jax.jit
+def _grid_runs(values: tuple, params0: PyTree) -> tuple:
+    """Every grid setting times every start, setting-major, made in one program (as
+    separate operations, each would be a dispatch of its own): the grid's values as held,
+    each hyperparameter's value per run, the starts tiled, and each run's start id."""
+    n_runs = jax.tree.leaves(params0)[0].shape[0]
+    mesh = jnp.meshgrid(*values, indexing="ij")
+    n_settings = mesh[0].size
+    per_run = tuple(jnp.repeat(m.ravel(), n_runs) for m in mesh)
+    tiled = jax.tree.map(lambda a: jnp.tile(a, (n_settings,) + (1,) * (a.ndim - 1)), params0)
+    run_ids = jnp.tile(jnp.arange(n_runs, dtype=jnp.uint32), n_settings)
+    return values, per_run, tiled, run_ids

@@ -7,6 +7,7 @@ axes in front.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -102,19 +103,16 @@ def as_sweep(res: FitResult, grid: Mapping[str, jax.Array], n_starts: int) -> Sw
     """A fit of every grid setting times ``n_starts`` starts (setting-major), with the run
     axis unflattened to ``(len(v) for v in grid.values()) + (n_starts,)``."""
     lead = tuple(v.shape[0] for v in grid.values()) + (n_starts,)
-
-    def unflatten(a):
-        return jnp.reshape(a, lead + jnp.shape(a)[1:])
-
     history = res.history
+    per_run = (res.params, res.loss, res.diverged_step, None if history is None else tuple(history[1:]))
+    params, loss, diverged_step, recorded, opt_state = _unflattened(per_run + (res.opt_state,), lead)
     if history is not None:
-        history = History(history.step, *jax.tree.map(unflatten, tuple(history[1:])))
-    result = FitResult(
-        jax.tree.map(unflatten, res.params),
-        unflatten(res.loss),
-        unflatten(res.diverged_step),
-        history,
-        jax.tree.map(unflatten, res.opt_state),
-        res.steps,
-    )
-    return SweepResult(grid, result)
+        history = History(history.step, *recorded)
+    return SweepResult(grid, FitResult(params, loss, diverged_step, history, opt_state, res.steps))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _unflattened(tree: Any, lead: tuple[int, ...]) -> Any:
+    """Each array of ``tree`` with its run axis unflattened to ``lead``, in one program (a
+    reshape each would be a dispatch of its own)."""
+    return jax.tree.map(lambda a: jnp.reshape(a, lead + a.shape[1:]), tree)
