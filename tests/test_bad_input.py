@@ -1267,6 +1267,41 @@ def test_an_optax_optimizer_built_again_alike_keeps_the_checks_as_it_keeps_its_p
     assert ran == ["check_update"] * 3
 
 
+def test_values_given_per_run_are_checked_at_every_call_of_a_kept_signature(monkeypatch):
+    """A fit with ``hyperparams`` (a sweep's runs) keeps its signature's checks too: later
+    calls with other values check only those values, run with them, and name a bad one
+    as a first call does; the kept signature holds no per-run arrays."""
+    internal.forget_checked()
+    rates = jnp.array([0.01, 0.02, 0.05, 0.1])
+    fit(optimizer=KEPT_OPTIMIZER, hyperparams={"learning_rate": rates})
+    for name in ("check_loss", "check_schedules", "check_params0"):  # must not run again
+
+        def refuse(*args: Any, name: str = name, **kwargs: Any) -> None:
+            raise AssertionError(f"{name} ran again for a signature checked before")
+
+        monkeypatch.setattr(internal.prepare_module, name, refuse)
+    other = fit(optimizer=KEPT_OPTIMIZER, hyperparams={"learning_rate": rates[::-1]})
+    monkeypatch.undo()
+    internal.forget_checked()
+    fresh = fit(optimizer=KEPT_OPTIMIZER, hyperparams={"learning_rate": rates[::-1]})
+    np.testing.assert_array_equal(other.params, fresh.params)
+    with pytest.raises(ValueError) as first:
+        internal.forget_checked()
+        fit(optimizer=KEPT_OPTIMIZER, hyperparams={"learning_rate": rates.at[2].set(-1.0)})
+    fit(optimizer=KEPT_OPTIMIZER, hyperparams={"learning_rate": rates})  # kept again
+    with pytest.raises(ValueError) as kept:
+        fit(optimizer=KEPT_OPTIMIZER, hyperparams={"learning_rate": rates.at[2].set(-1.0)})
+    assert str(kept.value) == str(first.value) and "learning_rate" in str(kept.value)
+    internal.forget_checked()
+    problem = internal.prepare(
+        LINE, KEPT_OPTIMIZER, STARTS, DATA, steps=10, hyperparams={"learning_rate": rates * 2}
+    )
+    ref = weakref.ref(problem.hp_run["learning_rate"])  # the per-run array the first call made
+    del problem
+    gc.collect()
+    assert ref() is None, "a kept signature keeps the per-run values alive"
+
+
 def test_a_checked_signature_does_not_keep_its_arrays_alive():
     """What ``prepare`` keeps per signature holds no starts and no data: they can be freed."""
     x, y = np.asarray(DATA[0]), np.asarray(DATA[1])

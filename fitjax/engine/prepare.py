@@ -612,6 +612,21 @@ def _call_signature(
         return None
 
 
+def _per_run_kind(hyperparams: Any, run_ids: Any) -> Any:
+    """What a call's per-run values add to its signature: the names given per run and the
+    kind of the run ids (their values are checked at every call); None when they are not
+    of a kind that can be kept (then every check runs)."""
+    if hyperparams is not None and not isinstance(hyperparams, Mapping):
+        return None
+    if not hyperparams and run_ids is None:
+        return ()
+    try:
+        ids = None if run_ids is None else (type(run_ids), run_ids.shape, run_ids.dtype)
+        return (frozenset(hyperparams or ()), ids)
+    except (AttributeError, TypeError):
+        return None
+
+
 def as_built(optimizer: Any) -> Any:
     """An optimizer by what built it, so that a fit that builds its optimizer at each call
     is checked once, as one that passes the same object: a fitjax optimizer whose
@@ -674,22 +689,24 @@ def prepare(
       (4, 10, ['learning_rate'])
     """
     settings: tuple = (steps, batch_size, shared_order, record_every, record_params, unroll, keep_state)
-    settings += (fitted_together,)
-    # per-run values are checked at every call; otherwise a signature checked before is kept
-    signature = (
-        None
-        if hyperparams or run_ids is not None
-        else _call_signature(loss, optimizer, params0, data, key, settings)
-    )
+    settings += (fitted_together, _per_run_kind(hyperparams, run_ids))
+    # a signature checked before is kept, its per-run values (if any) checked at every call
+    per_run = settings[-1] != ()
+    signature = None
+    if settings[-1] is not None:
+        signature = _call_signature(loss, optimizer, params0, data, key, settings)
     known = _kept(signature, params0, data, key)
     built_signature = None
     if known is None and signature is not None and (built := as_built(optimizer)) is not optimizer:
-        # a fitjax optimizer built anew as an earlier one was: that one's checks hold
+        # an optimizer built anew as an earlier one was: that one's checks hold
         built_signature = _call_signature(loss, built, params0, data, key, settings)
         known = _kept(built_signature, params0, data, key)
         if known is not None:
             _keep(signature, known)
     if known is not None:
+        if per_run:
+            refuse_tracers(hyperparams=hyperparams, run_ids=run_ids)
+            known = _with_runs(known, params0, known.n_runs, hyperparams, run_ids)
         return known
     check_loss_and_optimizer(loss, optimizer)
     refuse_tracers(params0=params0, data=data, hyperparams=hyperparams, key=key)
@@ -720,8 +737,8 @@ def prepare(
     problem = Prepared(loss, update, defaults, params0, data, key, plan, defaults, empty, None, 0)
     problem = _with_runs(problem, params0, n_runs, hyperparams, run_ids)
     problem = decide_pieces(problem, n_runs if fitted_together is None else fitted_together)
-    _keep(signature, problem)
-    _keep(built_signature, problem)
+    _keep(signature, problem, per_run)
+    _keep(built_signature, problem, per_run)
     return problem
 
 
@@ -762,12 +779,16 @@ def _kept(signature: _Signature | None, params0: PyTree, data: Any, key: Any) ->
     return problem
 
 
-def _keep(signature: _Signature | None, problem: Prepared) -> None:
-    """Keep ``problem`` for ``signature``, without its values (which it must not keep alive)."""
+def _keep(signature: _Signature | None, problem: Prepared, per_run: bool = False) -> None:
+    """Keep ``problem`` for ``signature``, without its values (which it must not keep
+    alive): the starts, the data and, where they were given, the per-run values."""
     if signature is None:
         return
+    kept = dataclasses.replace(problem, params0=None, data=None)
+    if per_run:  # given per run: made again from each call's values
+        kept = dataclasses.replace(kept, hp_run={}, run_ids=None)
     with _PREPARED_LOCK:
-        _PREPARED[signature] = (signature, dataclasses.replace(problem, params0=None, data=None))
+        _PREPARED[signature] = (signature, kept)
         if len(_PREPARED) > PREPARED_KEPT:
             _PREPARED.popitem(last=False)
 
