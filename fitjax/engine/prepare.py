@@ -669,9 +669,11 @@ def prepare(
 ) -> Prepared:
     """Check ``fit``'s arguments, in the order its refusals are documented, and prepare the problem.
 
-    A call whose signature (the loss, optimizer, shapes, dtypes, settings) was checked before gets the kept
-    problem with its new values, marked ``values_checked=False``: the starts and data are
-    then tested by the engine's program, or by :func:`check_values` on any other path.
+    A call whose signature (the loss, optimizer, shapes, dtypes, settings, the names given
+    per run) was checked before gets the kept problem with its new values, marked
+    ``values_checked=False``: the starts and data are then tested by the engine's program,
+    or by :func:`check_values` on any other path; values given per run (``hyperparams``,
+    ``run_ids``) are checked again at every call.
 
     ``fitted_together`` (default: the runs of ``params0``) is how many runs a compiled call
     will fit at once, which the loss's pieces are chosen for (:func:`decide_pieces`).
