@@ -1302,6 +1302,15 @@ def test_values_given_per_run_are_checked_at_every_call_of_a_kept_signature(monk
     assert ref() is None, "a kept signature keeps the per-run values alive"
 
 
+def test_traced_run_ids_are_refused_at_a_first_call_as_at_a_later_one():
+    kw = dict(steps=5, batch_size=2, key=KEY)
+    for _ in range(2):
+        with pytest.raises(TypeError, match="run_ids is traced"):
+            jax.jit(
+                lambda ids: internal.prepare(LINE, KEPT_OPTIMIZER, STARTS, DATA, run_ids=ids, **kw).n_runs
+            )(jnp.arange(4, dtype=jnp.uint32))
+
+
 def test_a_checked_signature_does_not_keep_its_arrays_alive():
     """What ``prepare`` keeps per signature holds no starts and no data: they can be freed."""
     x, y = np.asarray(DATA[0]), np.asarray(DATA[1])

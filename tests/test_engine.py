@@ -222,6 +222,36 @@ def test_sweep_grid_matches_individual_fits():
     assert fitjax.trace_count() == before
 
 
+class _Series:
+    """An array-like that is neither a NumPy nor a JAX array (as a pandas Series or a torch tensor)."""
+
+    def __init__(self, values):
+        self.values = np.asarray(values, np.float32)
+        self.dtype, self.shape, self.ndim = self.values.dtype, self.values.shape, self.values.ndim
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+
+def test_a_sweep_takes_a_grid_of_any_array_type_as_numpy_would():
+    starts = fitjax.inits.uniform(jax.random.key(8), 3, [-1.0, -1.0], [1.0, 1.0])
+    kw = dict(steps=10, grid=None)
+    rates = [0.01, 0.05]
+    want = fitjax.sweep(
+        LINE,
+        fitjax.gd(0.01),
+        starts,
+        fitjax.datasets.line(),
+        **kw | {"grid": {"learning_rate": np.float32(rates)}},
+    )
+    for grid in (_Series(rates), np.float64(rates), jnp.float32(rates)):
+        got = fitjax.sweep(
+            LINE, fitjax.gd(0.01), starts, fitjax.datasets.line(), **kw | {"grid": {"learning_rate": grid}}
+        )
+        assert got.grid["learning_rate"].dtype == jnp.float32
+        np.testing.assert_array_equal(got.result.params, want.result.params)
+
+
 def test_same_key_same_result_for_minibatches():
     data = fitjax.datasets.gabor()
     starts = fitjax.inits.uniform(jax.random.key(9), 6, [-10.0, 2.5], [10.0, 22.5])

@@ -32,6 +32,13 @@ SCRIPT = textwrap.dedent(
     # a run whose shard has another size may round differently by a unit in the last place
     # (measured with 8 devices: 11 of 148 values, at most 4.8e-7), so equal to float32 rounding.
     np.testing.assert_allclose(np.asarray(sw.result.params), np.asarray(ref.result.params), rtol=1e-6)
+    # a grid on one device beside starts on all of them
+    on_one = {{"learning_rate": jax.device_put(jnp.array([0.01, 0.1]), jax.devices()[0])}}
+    runs = jax.sharding.NamedSharding(fitjax.run_mesh(), jax.sharding.PartitionSpec("runs"))
+    across = fitjax.sweep(loss, fitjax.momentum(0.01), jax.device_put(starts[:32], runs), data, steps=20,
+                          grid=on_one)
+    np.testing.assert_allclose(np.asarray(across.result.params), np.asarray(ref.result.params)[:, :32],
+                               rtol=1e-6)
     # Runs that fail a span check are replayed by a second program, on the same shards.
     line = fitjax.least_squares(fitjax.line)
     lrs = np.float32([0.01, 1.0, 0.03, 0.2, 5.0, 0.01, 0.06, 0.045])

@@ -30,6 +30,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from fitjax.engine.prepare import (
@@ -213,7 +214,9 @@ def sweep(
     check_loss_and_optimizer(loss, optimizer)
     # checked as given (1e-46 is named so, not as its float32 rounding 0), then held as arrays
     check_swept(stepper(optimizer, params0)[0], one_run(params0), values)
-    held, per_run_values, tiled, run_ids = _grid_runs(tuple(values.values()), params0)
+    # the values on the host: a grid of any array type, on any device, beside starts on others
+    host = tuple(v if isinstance(v, np.ndarray) else np.asarray(v) for v in values.values())
+    held, per_run_values, tiled, run_ids = _grid_runs(host, params0)
     values = dict(zip(values, held, strict=True))
     per_run = dict(zip(values, per_run_values, strict=True))
     run_kwargs = {name: kwargs.pop(name) for name in ("jit", "mesh", "gather", "backend") if name in kwargs}

@@ -703,15 +703,13 @@ def prepare(
         # an optimizer built anew as an earlier one was: that one's checks hold
         built_signature = _call_signature(loss, built, params0, data, key, settings)
         known = _kept(built_signature, params0, data, key)
-        if known is not None:
-            _keep(signature, known)
     if known is not None:
         if per_run:
             refuse_tracers(hyperparams=hyperparams, run_ids=run_ids)
             known = _with_runs(known, params0, known.n_runs, hyperparams, run_ids)
         return known
     check_loss_and_optimizer(loss, optimizer)
-    refuse_tracers(params0=params0, data=data, hyperparams=hyperparams, key=key)
+    refuse_tracers(params0=params0, data=data, hyperparams=hyperparams, key=key, run_ids=run_ids)
     n_runs = check_params0(params0)
     n_data = check_data(data)
     steps = _checks.positive_int("steps", steps, upper=MAX_STEPS, upper_name="the int32 step counter's limit")

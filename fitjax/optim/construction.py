@@ -52,7 +52,6 @@ import numpy as np
 
 __all__ = ["construction_key", "shared_key"]
 
-_EXACT_TYPES = frozenset({type(None), bool, int, str, bytes})
 _BY_IDENTITY = (types.ModuleType, type, types.BuiltinFunctionType, jax.Array)
 _DYNAMIC_NAMES = frozenset({"globals", "vars", "eval", "exec", "__import__", "locals"})
 _MAX_DEPTH = 64
@@ -122,7 +121,7 @@ class _Keys:
     def key(self, obj: Any, depth: int) -> Any:
         self.count(1)
         kind = type(obj)
-        if kind in _EXACT_TYPES:
+        if obj is None or kind is bool or kind is int or kind is str or kind is bytes:  # by identity
             return (_Identity(kind), obj)
         if kind is float:
             return (_Identity(float), _bits(obj))
